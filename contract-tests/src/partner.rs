@@ -1,0 +1,313 @@
+//! One simulated partner system: an HTTP server on a fixed or ephemeral port.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::oneshot;
+
+/// How the partner answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Behaviour {
+    /// 200 for new messages, 200 for repeats (already done).
+    Accept,
+    /// Answer every request with this status (e.g. 503).
+    Fail(u16),
+    /// Answer the next `n` requests with 503, then accept.
+    FailFirst(u32),
+    /// Reject everything as invalid (400).
+    Reject,
+    /// Accept after this delay.
+    Delay(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct PartnerOptions {
+    /// Partner name (for the summary and logs).
+    pub name: String,
+    /// Source id the partner uses when it replies; `None`: it does not reply.
+    pub reply_as: Option<String>,
+    /// Gateway base URL replies are posted to (`http://127.0.0.1:8080`).
+    pub gateway: Option<String>,
+}
+
+/// One message the partner accepted.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub idempotency_key: String,
+    pub path: String,
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    /// Every POST, including failures and repeats.
+    posts: u64,
+    /// POSTs whose Idempotency-Key had already been accepted.
+    repeats: u64,
+    accepted: Vec<Received>,
+    seen: HashMap<String, u32>,
+    replies_sent: u64,
+    reply_failures: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    options: PartnerOptions,
+    behaviour: Mutex<Behaviour>,
+    book: Mutex<Book>,
+    http: reqwest::Client,
+}
+
+/// A running (or stopped) simulated partner.
+#[derive(Debug)]
+pub struct Partner {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Partner {
+    /// Start on `addr` (port 0 for an ephemeral port).
+    pub async fn start(addr: &str, options: PartnerOptions) -> anyhow::Result<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let shared = Arc::new(Shared {
+            options,
+            behaviour: Mutex::new(Behaviour::Accept),
+            book: Mutex::new(Book::default()),
+            http: reqwest::Client::builder().build()?,
+        });
+        let addr: SocketAddr = addr.parse()?;
+        let mut p = Self {
+            shared,
+            addr,
+            stop: None,
+            task: None,
+        };
+        p.listen().await?;
+        Ok(p)
+    }
+
+    async fn listen(&mut self) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        self.addr = listener.local_addr()?;
+        let app = Router::new()
+            .fallback(receive)
+            .with_state(self.shared.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        self.stop = Some(tx);
+        self.task = Some(tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
+        }));
+        Ok(())
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.shared.options.name
+    }
+
+    /// Take the partner off the network (connections are refused) until [`Partner::restart`].
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Come back on the same port, keeping everything recorded so far.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let mut last = None;
+        for _ in 0..50 {
+            match self.listen().await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("cannot rebind")))
+    }
+
+    pub fn set_behaviour(&self, b: Behaviour) {
+        *self
+            .shared
+            .behaviour
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = b;
+    }
+
+    fn book<T>(&self, f: impl FnOnce(&Book) -> T) -> T {
+        f(&self.shared.book.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Messages accepted (first time each key was seen).
+    pub fn accepted(&self) -> Vec<Received> {
+        self.book(|b| b.accepted.clone())
+    }
+
+    pub fn accepted_count(&self) -> usize {
+        self.book(|b| b.accepted.len())
+    }
+
+    /// All POSTs, including failures and repeats.
+    pub fn posts(&self) -> u64 {
+        self.book(|b| b.posts)
+    }
+
+    /// Deliveries of a key already accepted (absorbed as "already done").
+    pub fn repeats(&self) -> u64 {
+        self.book(|b| b.repeats)
+    }
+
+    /// How many times each key was delivered (accepted or repeated).
+    pub fn deliveries_by_key(&self) -> HashMap<String, u32> {
+        self.book(|b| b.seen.clone())
+    }
+
+    pub fn replies_sent(&self) -> u64 {
+        self.book(|b| b.replies_sent)
+    }
+}
+
+impl Drop for Partner {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn receive(
+    State(shared): State<Arc<Shared>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let behaviour = {
+        let mut b = shared.behaviour.lock().unwrap_or_else(|p| p.into_inner());
+        let current = b.clone();
+        if let Behaviour::FailFirst(n) = current {
+            *b = if n <= 1 {
+                Behaviour::Accept
+            } else {
+                Behaviour::FailFirst(n - 1)
+            };
+        }
+        current
+    };
+    shared.book.lock().unwrap_or_else(|p| p.into_inner()).posts += 1;
+    match behaviour {
+        Behaviour::Fail(status) => {
+            return StatusCode::from_u16(status)
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+                .into_response();
+        }
+        Behaviour::FailFirst(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Behaviour::Reject => {
+            return (StatusCode::BAD_REQUEST, "invalid message for this partner").into_response();
+        }
+        Behaviour::Delay(d) => tokio::time::sleep(d).await,
+        Behaviour::Accept => {}
+    }
+    let Some(key) = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return (StatusCode::BAD_REQUEST, "Idempotency-Key required").into_response();
+    };
+    let first = {
+        let mut book = shared.book.lock().unwrap_or_else(|p| p.into_inner());
+        let count = book.seen.entry(key.clone()).or_insert(0);
+        *count += 1;
+        let first = *count == 1;
+        if first {
+            book.accepted.push(Received {
+                idempotency_key: key.clone(),
+                path: uri.path().to_owned(),
+                content_type: headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned(),
+                body: body.clone(),
+            });
+        } else {
+            book.repeats += 1;
+        }
+        first
+    };
+    if first {
+        if let (Some(source), Some(gateway)) = (&shared.options.reply_as, &shared.options.gateway) {
+            if let Ok(request) = serde_json::from_slice::<serde_json::Value>(&body) {
+                if let Some(reply) = crate::samples::reply_for(&request, source) {
+                    tokio::spawn(send_reply(
+                        shared.clone(),
+                        format!("{gateway}/v1/messages"),
+                        reply,
+                    ));
+                }
+            }
+        }
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "accepted"})),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "already done"})),
+        )
+            .into_response()
+    }
+}
+
+/// Post a reply to the gateway, retrying while it answers 503 or 409.
+async fn send_reply(shared: Arc<Shared>, url: String, reply: serde_json::Value) {
+    for attempt in 0..30u32 {
+        let sent = shared.http.post(&url).json(&reply).send().await;
+        match sent {
+            Ok(r) if r.status().is_success() => {
+                shared
+                    .book
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .replies_sent += 1;
+                return;
+            }
+            Ok(r) if r.status().as_u16() != 503 && r.status().as_u16() != 409 => break,
+            _ => {
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1).min(10)))
+                    .await
+            }
+        }
+    }
+    shared
+        .book
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .reply_failures += 1;
+}

@@ -1,0 +1,42 @@
+//! Gateway configuration: [`raw`] is what the TOML says (unknown keys are errors),
+//! [`compile`] checks it as a whole, reporting every problem at once, and builds the
+//! [`CompiledConfig`] the gateway runs with.
+
+pub mod compile;
+pub mod raw;
+
+pub use compile::{
+    BrokerSettings, CompiledConfig, Destination, Limits, QueueType, Source, Transport, compile,
+};
+pub use raw::RawConfig;
+
+/// One configuration problem, located by its path in the config (`routes[2].destinations[0]`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parse TOML text into the raw config; the error carries the line and column.
+pub fn parse(origin: &str, text: &str) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let location = e
+            .span()
+            .map(|span| {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                format!("{origin}:{line}")
+            })
+            .unwrap_or_else(|| origin.to_owned());
+        ConfigError::new(location, e.message().to_owned())
+    })
+}

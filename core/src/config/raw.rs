@@ -1,0 +1,263 @@
+//! The config as written in TOML. Every struct refuses unknown keys, so a typo is an error
+//! rather than a silently ignored setting.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub gateway: RawGateway,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub broker: RawBroker,
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Systems allowed to send to the gateway.
+    #[serde(default)]
+    pub sources: Vec<RawSource>,
+    /// Systems the gateway delivers to.
+    #[serde(default)]
+    pub destinations: Vec<RawDestination>,
+    /// Which messages go where.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    /// Name of this gateway instance (defaults to `gw-1`).
+    #[serde(default = "default_instance")]
+    pub instance: String,
+    /// Directory holding `v<major>/<type>.schema.json`, relative to the config file.
+    #[serde(default = "default_schemas_dir")]
+    pub schemas_dir: String,
+    /// Directory for the gateway's local state (receipts, delivery status), relative to the config file.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: String,
+}
+
+impl Default for RawGateway {
+    fn default() -> Self {
+        Self {
+            instance: default_instance(),
+            schemas_dir: default_schemas_dir(),
+            state_dir: default_state_dir(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Address of the HTTP ingress listener.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBroker {
+    /// AMQP URL; the environment variable `WINGSPAN_AMQP_URL` overrides it.
+    #[serde(default = "default_amqp_url")]
+    pub url: String,
+    /// Prefix of every queue and exchange the gateway declares.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// `quorum` (default, replicated) or `classic`.
+    #[serde(default = "default_queue_type")]
+    pub queue_type: String,
+    /// Unacknowledged deliveries per consumer.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u16,
+    /// AMQP heartbeat in seconds: a silent broker is declared dead after about twice this.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u16,
+    /// Bound on every single broker operation (connect, declare, publish confirm).
+    #[serde(default = "default_op_timeout")]
+    pub operation_timeout_ms: u64,
+    /// Delay of each retry tier; attempt n waits `retry_delays_ms[min(n-1, last)]`.
+    #[serde(default = "default_retry_delays")]
+    pub retry_delays_ms: Vec<u64>,
+    /// Redeliveries after which a quorum queue dead-letters a message that keeps crashing its consumer.
+    #[serde(default = "default_delivery_limit")]
+    pub delivery_limit: u32,
+}
+
+impl Default for RawBroker {
+    fn default() -> Self {
+        Self {
+            url: default_amqp_url(),
+            prefix: default_prefix(),
+            queue_type: default_queue_type(),
+            prefetch: default_prefetch(),
+            heartbeat_secs: default_heartbeat(),
+            operation_timeout_ms: default_op_timeout(),
+            retry_delays_ms: default_retry_delays(),
+            delivery_limit: default_delivery_limit(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest accepted message body in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// Source id; must equal the envelope's `source`.
+    pub id: String,
+    /// Message types this source may send.
+    pub message_types: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    /// Destination id (lowercase letters, digits, `-`, `_`); names its queues.
+    pub id: String,
+    /// Adapter that encodes the canonical message for this partner.
+    pub adapter: String,
+    /// Deliveries in flight at once to this destination.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u16,
+    /// Deliver by HTTP POST.
+    pub http: Option<RawHttpTransport>,
+    /// Deliver by AMQP publish (confirmed, mandatory) to an exchange on the gateway's broker.
+    pub amqp: Option<RawAmqpTransport>,
+    #[serde(default)]
+    pub retry: RawRetry,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpTransport {
+    /// `http://` or `https://` URL the message is POSTed to.
+    pub url: String,
+    /// Whole-request timeout in milliseconds.
+    #[serde(default = "default_http_timeout")]
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAmqpTransport {
+    /// Exchange to publish to (declared durable `direct` if missing).
+    pub exchange: String,
+    /// Routing key to publish with.
+    pub routing_key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Delivery attempts before a message is parked (dead-lettered) with its last error.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Route name, unique; reported in receipts and explanations.
+    pub name: String,
+    /// Message types this route applies to.
+    pub message_types: Vec<String>,
+    /// Predicates that must all hold.
+    #[serde(default)]
+    pub when: Vec<RawPredicate>,
+    /// Destinations a matching message goes to.
+    pub destinations: Vec<String>,
+}
+
+/// `field` is a header name (`source`, `message_type`, …) or a JSON pointer into the payload
+/// (`/payload/residence/division_code`); exactly one operator is given.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPredicate {
+    pub field: String,
+    pub equals: Option<String>,
+    pub prefix: Option<String>,
+    pub one_of: Option<Vec<String>>,
+    pub exists: Option<bool>,
+}
+
+fn default_instance() -> String {
+    "gw-1".into()
+}
+fn default_schemas_dir() -> String {
+    "../schemas".into()
+}
+fn default_state_dir() -> String {
+    "../var".into()
+}
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_amqp_url() -> String {
+    "amqp://guest:guest@127.0.0.1:5672/%2f".into()
+}
+fn default_prefix() -> String {
+    "wingspan".into()
+}
+fn default_queue_type() -> String {
+    "quorum".into()
+}
+fn default_prefetch() -> u16 {
+    256
+}
+fn default_heartbeat() -> u16 {
+    10
+}
+fn default_op_timeout() -> u64 {
+    5_000
+}
+fn default_retry_delays() -> Vec<u64> {
+    vec![1_000, 5_000, 30_000, 120_000, 600_000]
+}
+fn default_delivery_limit() -> u32 {
+    20
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_concurrency() -> u16 {
+    8
+}
+fn default_http_timeout() -> u64 {
+    10_000
+}
+fn default_max_attempts() -> u32 {
+    8
+}

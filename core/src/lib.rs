@@ -1,0 +1,23 @@
+//! wingspan-core: the pure core of the gateway. No I/O, no clock, no async.
+//!
+//! Map of the crate:
+//! - [`envelope`]: the canonical envelope every message travels in.
+//! - [`schema`]: the JSON Schema catalogue, compiled once; payload validation with JSON pointers.
+//! - [`config`]: gateway config, raw (serde, unknown keys are errors) → checked (every problem at once)
+//!   → compiled (ready-to-use route table, source rules, destinations).
+//! - [`route`]: the route decision, a pure function of (envelope, route table) → destinations.
+//! - [`admit`]: the ingress pipeline as one pure function: bytes → admitted message or typed rejection.
+//!
+//! The shell (the `wingspan` crate) owns every socket, file, timer and broker channel.
+
+pub mod admit;
+pub mod config;
+pub mod envelope;
+pub mod route;
+pub mod schema;
+
+pub use admit::{Admitted, Rejection, RejectionKind, admit};
+pub use config::{CompiledConfig, ConfigError};
+pub use envelope::Envelope;
+pub use route::{Decision, RouteTable};
+pub use schema::SchemaCatalog;

@@ -1,0 +1,383 @@
+//! Delivery workers: one per destination, each with its own channel, prefetch (= the
+//! destination's concurrency) and HTTP timeouts, so one slow or absent partner never holds
+//! back another.
+//!
+//! For each copy: encode through the destination's adapter → deliver (HTTP POST with
+//! `Idempotency-Key: <message_id>`, or a confirmed mandatory AMQP publish) →
+//! - success: ack;
+//! - transient failure (timeout, connection error, 408/429/5xx, broker refused): publish to the
+//!   next retry tier with the attempt count, then ack; after `max_attempts`, park;
+//! - permanent failure (other 4xx, unencodable message): park at once with the reason.
+//!
+//! Every ack comes after the confirm of whatever replaced the message (retry copy or parked
+//! copy), so a crash in between duplicates at worst — the partner deduplicates — and never loses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use wingspan_adapters::AdapterKind;
+use wingspan_core::config::{Destination, Transport};
+use wingspan_core::{CompiledConfig, Envelope};
+
+use crate::broker::publish::{HeaderValue, Outgoing};
+use crate::broker::{Broker, BrokerError, Names, PublishError, Publisher, Session, bounded};
+use crate::intake::{ATTEMPT_HEADER, Intake, REASON_HEADER, SOURCE_HEADER};
+use crate::stats::{Event, Stats};
+use crate::store::{DeliveryState, Store};
+
+/// What happened to one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Delivered,
+    /// Worth trying again later.
+    Transient(String),
+    /// Will fail the same way every time.
+    Permanent(String),
+}
+
+/// Classify an HTTP status from a partner.
+pub fn classify_status(status: u16) -> Attempt {
+    match status {
+        200..=299 => Attempt::Delivered,
+        408 | 425 | 429 | 500..=599 => Attempt::Transient(format!("HTTP {status}")),
+        _ => Attempt::Permanent(format!("HTTP {status} from partner")),
+    }
+}
+
+#[derive(Debug)]
+pub struct DeliveryContext {
+    pub config: Arc<CompiledConfig>,
+    pub names: Names,
+    pub store: Store,
+    pub stats: Stats,
+    pub http: reqwest::Client,
+}
+
+fn header<'a>(d: &'a Delivery, name: &str) -> Option<&'a AMQPValue> {
+    d.properties.headers().as_ref()?.inner().get(name)
+}
+
+fn header_int(d: &Delivery, name: &str) -> Option<i64> {
+    match header(d, name)? {
+        AMQPValue::LongLongInt(i) => Some(*i),
+        AMQPValue::LongInt(i) => Some(i64::from(*i)),
+        AMQPValue::ShortInt(i) => Some(i64::from(*i)),
+        _ => None,
+    }
+}
+
+fn header_text(d: &Delivery, name: &str) -> Option<String> {
+    match header(d, name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// Run the worker of destination `index` until shutdown, across reconnects.
+pub async fn run(
+    ctx: Arc<DeliveryContext>,
+    index: usize,
+    broker: Broker,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut generation = 0;
+    while let Some(session) = broker.next_session(generation, &mut shutdown).await {
+        generation = session.generation;
+        if let Err(e) = consume(&ctx, index, &session, &broker, shutdown.clone()).await {
+            tracing::warn!(destination = %ctx.config.destinations[index].id, error = %e, "delivery worker lost its channel");
+            session.poison();
+        }
+    }
+}
+
+async fn consume(
+    ctx: &Arc<DeliveryContext>,
+    index: usize,
+    session: &Session,
+    broker: &Broker,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), BrokerError> {
+    let dest = &ctx.config.destinations[index];
+    let limit = broker.op_timeout;
+    let channel = bounded(limit, session.connection.create_channel()).await?;
+    bounded(
+        limit,
+        channel.basic_qos(dest.concurrency, BasicQosOptions::default()),
+    )
+    .await?;
+    let publisher = Publisher::open(session, limit).await?;
+    let tag = format!("wingspan-{}-{}", ctx.config.instance, dest.id);
+    let mut consumer = bounded(
+        limit,
+        channel.basic_consume(
+            ctx.names.destination(&dest.id).as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await?;
+    let mut tasks: JoinSet<Result<(), BrokerError>> = JoinSet::new();
+    let result = loop {
+        tokio::select! {
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    let (ctx, publisher) = (ctx.clone(), publisher.clone());
+                    tasks.spawn(async move { handle(&ctx, index, &publisher, delivery, limit).await });
+                }
+                Some(Err(e)) => break Err(e.into()),
+                None => break Err(BrokerError::Disconnected),
+            },
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok(Err(e)) = done { break Err(e); }
+            }
+            _ = shutdown.changed() => break Ok(()),
+        }
+    };
+    if result.is_ok() {
+        // Graceful stop: no new deliveries, let in-flight ones finish (each is bounded by its
+        // transport timeout); anything unacknowledged returns to the queue when the channel closes.
+        let _ = bounded(
+            limit,
+            channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()),
+        )
+        .await;
+        let grace = Duration::from_millis(http_timeout(dest).max(limit.as_millis() as u64)) + limit;
+        let _ =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        let _ = bounded(limit, channel.close(200, "shutdown".into())).await;
+    }
+    result
+}
+
+fn http_timeout(dest: &Destination) -> u64 {
+    match dest.transport {
+        Transport::Http { timeout_ms, .. } => timeout_ms,
+        Transport::Amqp { .. } => 0,
+    }
+}
+
+async fn handle(
+    ctx: &DeliveryContext,
+    index: usize,
+    publisher: &Publisher,
+    delivery: Delivery,
+    limit: Duration,
+) -> Result<(), BrokerError> {
+    let dest = &ctx.config.destinations[index];
+    let attempt = header_int(&delivery, ATTEMPT_HEADER).unwrap_or(1).max(1);
+    let source = header_text(&delivery, SOURCE_HEADER).unwrap_or_default();
+    let envelope: Envelope = match serde_json::from_slice(&delivery.data) {
+        Ok(e) => e,
+        Err(_) => {
+            let id = delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default();
+            let env = Envelope {
+                message_id: id,
+                message_type: "unknown".into(),
+                schema_version: String::new(),
+                source: source.clone(),
+                sent_at: String::new(),
+                correlation_id: None,
+                payload: serde_json::Value::Null,
+            };
+            return park(
+                ctx,
+                dest,
+                publisher,
+                &delivery,
+                &env,
+                attempt,
+                "queued copy is not a canonical envelope",
+                limit,
+            )
+            .await;
+        }
+    };
+    let outcome = match AdapterKind::from_name(&dest.adapter).map(|a| a.adapter().encode(&envelope))
+    {
+        Some(Ok(encoded)) => match &dest.transport {
+            Transport::Http { url, timeout_ms } => {
+                deliver_http(&ctx.http, url, *timeout_ms, &envelope, encoded).await
+            }
+            Transport::Amqp {
+                exchange,
+                routing_key,
+            } => {
+                let out = Outgoing {
+                    message_id: &envelope.message_id,
+                    message_type: &envelope.message_type,
+                    content_type: encoded.content_type,
+                    correlation_id: envelope.correlation_id.as_deref(),
+                    headers: vec![(SOURCE_HEADER, HeaderValue::Text(envelope.source.clone()))],
+                };
+                match publisher
+                    .publish(exchange, routing_key, &encoded.body, &out)
+                    .await
+                {
+                    Ok(()) => Attempt::Delivered,
+                    Err(PublishError::Unroutable) => {
+                        Attempt::Transient("partner exchange has no queue bound".into())
+                    }
+                    Err(PublishError::Nacked) => {
+                        Attempt::Transient("broker refused the message".into())
+                    }
+                    Err(PublishError::Broker(e)) => return Err(e),
+                }
+            }
+        },
+        Some(Err(e)) => Attempt::Permanent(e.to_string()),
+        None => Attempt::Permanent(format!("adapter {:?} is not registered", dest.adapter)),
+    };
+    let attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
+    match outcome {
+        Attempt::Delivered => {
+            bounded(limit, delivery.acker.ack(BasicAckOptions::default())).await?;
+            ctx.stats
+                .record(&envelope.message_type, &dest.id, Event::Delivered);
+            ctx.store.delivery(
+                &envelope.source,
+                &envelope.message_id,
+                &dest.id,
+                DeliveryState::Delivered,
+                attempts,
+                None,
+            );
+            tracing::debug!(message_id = %envelope.message_id, destination = %dest.id, attempt, "delivered");
+            Ok(())
+        }
+        Attempt::Transient(reason) if attempt < i64::from(dest.max_attempts) => {
+            let tiers = ctx.config.broker.retry_delays_ms.len();
+            let tier = usize::try_from(attempt - 1).unwrap_or(0).min(tiers - 1);
+            let mut out = Intake::queued_copy(&envelope, attempt + 1);
+            out.headers
+                .push((REASON_HEADER, HeaderValue::Text(reason.clone())));
+            publisher
+                .publish(&ctx.names.retry(tier), &dest.id, &delivery.data, &out)
+                .await
+                .map_err(into_broker)?;
+            bounded(limit, delivery.acker.ack(BasicAckOptions::default())).await?;
+            ctx.stats
+                .record(&envelope.message_type, &dest.id, Event::Retried);
+            ctx.store.delivery(
+                &envelope.source,
+                &envelope.message_id,
+                &dest.id,
+                DeliveryState::Retrying,
+                attempts,
+                Some(reason.clone()),
+            );
+            tracing::debug!(message_id = %envelope.message_id, destination = %dest.id, attempt, %reason, "retry scheduled");
+            Ok(())
+        }
+        Attempt::Transient(reason) => {
+            let reason = format!("{reason}; gave up after {attempt} attempts");
+            park(
+                ctx, dest, publisher, &delivery, &envelope, attempt, &reason, limit,
+            )
+            .await
+        }
+        Attempt::Permanent(reason) => {
+            park(
+                ctx, dest, publisher, &delivery, &envelope, attempt, &reason, limit,
+            )
+            .await
+        }
+    }
+}
+
+fn into_broker(e: PublishError) -> BrokerError {
+    match e {
+        PublishError::Broker(b) => b,
+        // Our own exchanges always route; if they do not, the topology is gone: reconnect.
+        other => BrokerError::Refused(other.to_string()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn park(
+    ctx: &DeliveryContext,
+    dest: &Destination,
+    publisher: &Publisher,
+    delivery: &Delivery,
+    env: &Envelope,
+    attempt: i64,
+    reason: &str,
+    limit: Duration,
+) -> Result<(), BrokerError> {
+    let mut out = Intake::queued_copy(env, attempt);
+    out.headers
+        .push((REASON_HEADER, HeaderValue::Text(reason.to_owned())));
+    publisher
+        .publish(&ctx.names.park_exchange(), &dest.id, &delivery.data, &out)
+        .await
+        .map_err(into_broker)?;
+    bounded(limit, delivery.acker.ack(BasicAckOptions::default())).await?;
+    ctx.stats
+        .record(&env.message_type, &dest.id, Event::DeadLettered);
+    let attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
+    ctx.store.delivery(
+        &env.source,
+        &env.message_id,
+        &dest.id,
+        DeliveryState::DeadLettered,
+        attempts,
+        Some(reason.to_owned()),
+    );
+    tracing::warn!(message_id = %env.message_id, destination = %dest.id, %reason, "message parked");
+    Ok(())
+}
+
+async fn deliver_http(
+    client: &reqwest::Client,
+    url: &str,
+    timeout_ms: u64,
+    env: &Envelope,
+    encoded: wingspan_adapters::Encoded,
+) -> Attempt {
+    let mut req = client
+        .post(url)
+        .timeout(Duration::from_millis(timeout_ms))
+        .header(reqwest::header::CONTENT_TYPE, encoded.content_type)
+        .header("Idempotency-Key", &env.message_id)
+        .header("X-Wingspan-Message-Type", &env.message_type);
+    if let Some(c) = &env.correlation_id {
+        req = req.header("X-Wingspan-Correlation-Id", c);
+    }
+    match req.body(encoded.body).send().await {
+        Ok(resp) => classify_status(resp.status().as_u16()),
+        Err(e) if e.is_timeout() => Attempt::Transient(format!("no answer within {timeout_ms} ms")),
+        Err(e) if e.is_connect() => {
+            Attempt::Transient("partner unreachable (connection failed)".into())
+        }
+        Err(e) => Attempt::Transient(format!("HTTP transport error: {}", e.without_url())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_by_what_must_happen_next() {
+        assert_eq!(classify_status(200), Attempt::Delivered);
+        assert_eq!(classify_status(204), Attempt::Delivered);
+        assert!(matches!(classify_status(503), Attempt::Transient(_)));
+        assert!(matches!(classify_status(429), Attempt::Transient(_)));
+        assert!(matches!(classify_status(408), Attempt::Transient(_)));
+        assert!(matches!(classify_status(400), Attempt::Permanent(_)));
+        assert!(matches!(classify_status(404), Attempt::Permanent(_)));
+        assert!(matches!(classify_status(302), Attempt::Permanent(_)));
+    }
+}

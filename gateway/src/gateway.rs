@@ -1,0 +1,167 @@
+//! Starting and stopping a gateway: the broker supervisor, the HTTP and AMQP front doors and
+//! one delivery worker per destination, all sharing one shutdown signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use wingspan_core::CompiledConfig;
+
+use crate::broker::{self, Broker, Names};
+use crate::delivery::{self, DeliveryContext};
+use crate::ingress;
+use crate::intake::Intake;
+use crate::load::Loaded;
+use crate::stats::Stats;
+use crate::store::Store;
+
+/// Which parts to run (all by default).
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    pub http: bool,
+    pub amqp_ingress: bool,
+    pub delivery: bool,
+    /// Override of the configured HTTP listen address (tests bind port 0).
+    pub http_listen: Option<String>,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            http: true,
+            amqp_ingress: true,
+            delivery: true,
+            http_listen: None,
+        }
+    }
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    pub http_addr: Option<SocketAddr>,
+    pub stats: Stats,
+    pub store: Store,
+    pub broker: Broker,
+    pub config: Arc<CompiledConfig>,
+    pub names: Names,
+}
+
+impl Gateway {
+    pub async fn start(loaded: &Loaded, options: GatewayOptions) -> anyhow::Result<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = loaded.config.clone();
+        let store = Store::open(&loaded.state_dir)?;
+        let stats = Stats::default();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+
+        let (broker, supervisor) = broker::supervise(config.clone(), shutdown_rx.clone());
+        tasks.spawn(async move {
+            let _ = supervisor.await;
+        });
+        let intake = Arc::new(Intake::new(config.clone(), store.clone(), stats.clone()));
+
+        let mut http_addr = None;
+        if options.http {
+            let listen = options
+                .http_listen
+                .clone()
+                .unwrap_or_else(|| config.http_listen.clone());
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+            http_addr = Some(listener.local_addr()?);
+            let (slot_tx, slot_rx) = watch::channel(None);
+            tasks.spawn(ingress::http::keep_publisher(
+                broker.clone(),
+                slot_tx,
+                shutdown_rx.clone(),
+            ));
+            let app = ingress::http::router(ingress::http::HttpState {
+                intake: intake.clone(),
+                publisher: slot_rx,
+                broker: broker.clone(),
+            });
+            let mut stop = shutdown_rx.clone();
+            tasks.spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "HTTP ingress stopped");
+                }
+            });
+        }
+        if options.amqp_ingress {
+            tasks.spawn(ingress::amqp::run(
+                intake.clone(),
+                broker.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+        if options.delivery {
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .connect_timeout(Duration::from_secs(5))
+                .build()?;
+            let ctx = Arc::new(DeliveryContext {
+                config: config.clone(),
+                names: Names::new(&config.broker.prefix),
+                store: store.clone(),
+                stats: stats.clone(),
+                http,
+            });
+            for index in 0..config.destinations.len() {
+                tasks.spawn(delivery::run(
+                    ctx.clone(),
+                    index,
+                    broker.clone(),
+                    shutdown_rx.clone(),
+                ));
+            }
+        }
+        Ok(Self {
+            shutdown,
+            tasks,
+            http_addr,
+            stats,
+            store,
+            broker,
+            names: Names::new(&config.broker.prefix),
+            config,
+        })
+    }
+
+    /// Wait until the broker session is up.
+    pub async fn wait_ready(&self, within: Duration) -> bool {
+        tokio::time::timeout(within, async {
+            while !self.broker.connected() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Stop intake, let in-flight work finish (bounded), close the broker connection.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        let drained = tokio::time::timeout(Duration::from_secs(30), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "shutdown grace period over; abandoning in-flight work (it stays queued)"
+            );
+            self.tasks.abort_all();
+        }
+    }
+}

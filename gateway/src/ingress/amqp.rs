@@ -1,0 +1,143 @@
+//! AMQP ingress: consume the durable ingress queue with manual acks. A message is acked only
+//! after its copies are confirmed and its receipt committed; a refused message is published,
+//! confirmed, to the rejects queue with the reason in its headers, then acked — never dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::broker::publish::{HeaderValue, Outgoing};
+use crate::broker::{Broker, BrokerError, PublishError, Publisher, Session, bounded};
+use crate::intake::{Intake, IntakeError, Outcome, PROBLEM_HEADER, REASON_HEADER};
+use crate::problem::problem_type;
+
+pub async fn run(intake: Arc<Intake>, broker: Broker, mut shutdown: watch::Receiver<bool>) {
+    let mut generation = 0;
+    while let Some(session) = broker.next_session(generation, &mut shutdown).await {
+        generation = session.generation;
+        if let Err(e) = consume(&intake, &session, &broker, shutdown.clone()).await {
+            tracing::warn!(error = %e, "AMQP ingress lost its channel");
+            session.poison();
+        }
+    }
+}
+
+async fn consume(
+    intake: &Arc<Intake>,
+    session: &Session,
+    broker: &Broker,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), BrokerError> {
+    let limit = broker.op_timeout;
+    let channel = bounded(limit, session.connection.create_channel()).await?;
+    bounded(
+        limit,
+        channel.basic_qos(intake.config.broker.prefetch, BasicQosOptions::default()),
+    )
+    .await?;
+    let publisher = Publisher::open(session, limit).await?;
+    let tag = format!("wingspan-{}-ingress", intake.config.instance);
+    let mut consumer = bounded(
+        limit,
+        channel.basic_consume(
+            intake.names.ingress().as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await?;
+    let mut tasks: JoinSet<Result<(), BrokerError>> = JoinSet::new();
+    let result = loop {
+        tokio::select! {
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    let (intake, publisher) = (intake.clone(), publisher.clone());
+                    tasks.spawn(async move { handle(&intake, &publisher, delivery, limit).await });
+                }
+                Some(Err(e)) => break Err(e.into()),
+                None => break Err(BrokerError::Disconnected),
+            },
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok(Err(e)) = done { break Err(e); }
+            }
+            _ = shutdown.changed() => break Ok(()),
+        }
+    };
+    if result.is_ok() {
+        let _ = bounded(
+            limit,
+            channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()),
+        )
+        .await;
+        let _ = tokio::time::timeout(limit * 2, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        let _ = bounded(limit, channel.close(200, "shutdown".into())).await;
+    }
+    result
+}
+
+async fn handle(
+    intake: &Intake,
+    publisher: &Publisher,
+    delivery: Delivery,
+    limit: Duration,
+) -> Result<(), BrokerError> {
+    let mut busy_waits = 0;
+    let outcome = loop {
+        match intake.take(publisher, &delivery.data).await {
+            Ok(o) => break o,
+            Err(IntakeError::Busy) if busy_waits < 100 => {
+                // The same message is being taken by another delivery: wait for its verdict.
+                busy_waits += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(IntakeError::Busy) => {
+                return Err(BrokerError::Refused("duplicate stuck in flight".into()));
+            }
+            Err(IntakeError::Publish(PublishError::Broker(e))) => return Err(e),
+            Err(IntakeError::Publish(e)) => return Err(BrokerError::Refused(e.to_string())),
+            Err(IntakeError::Store(e)) => {
+                // Cannot account for it: leave it unacknowledged and start over.
+                tracing::error!(error = %e, "state store unavailable; not acknowledging");
+                return Err(BrokerError::Refused(e.to_string()));
+            }
+        }
+    };
+    if let Outcome::Rejected(r) = &outcome {
+        let message_id = r
+            .message_id
+            .clone()
+            .unwrap_or_else(|| format!("rejected-{}", uuid::Uuid::new_v4()));
+        let out = Outgoing {
+            message_id: &message_id,
+            message_type: "rejected",
+            content_type: "application/octet-stream",
+            correlation_id: None,
+            headers: vec![
+                (REASON_HEADER, HeaderValue::Text(r.detail.clone())),
+                (
+                    PROBLEM_HEADER,
+                    HeaderValue::Text(problem_type(r.kind.slug())),
+                ),
+            ],
+        };
+        publisher
+            .publish(&intake.names.rejects(), "", &delivery.data, &out)
+            .await
+            .map_err(|e| match e {
+                PublishError::Broker(b) => b,
+                other => BrokerError::Refused(other.to_string()),
+            })?;
+    }
+    bounded(limit, delivery.acker.ack(BasicAckOptions::default())).await?;
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! HTTP ingress (axum): `POST /v1/messages` with the canonical envelope, `GET /v1/messages/{id}`,
+//! `GET /healthz`, `GET /readyz`. 202 only after every copy is confirmed and the receipt is
+//! committed; while the broker is away, 503 with `Retry-After` instead of accepting what
+//! cannot be made durable.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::watch;
+
+use crate::broker::{Broker, PublishError, Publisher, Session};
+use crate::intake::{Intake, IntakeError, Outcome};
+use crate::problem::Problem;
+
+/// The confirm-mode publisher of the current broker session, kept fresh by [`keep_publisher`].
+pub type PublisherSlot = watch::Receiver<Option<(Publisher, Session)>>;
+
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    pub intake: Arc<Intake>,
+    pub publisher: PublisherSlot,
+    pub broker: Broker,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/v1/messages", post(post_message))
+        .route("/v1/messages/{id}", get(get_message))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(ready))
+        .fallback(|| async { Problem::new(404, "not-found", "Not found", "no such endpoint") })
+        .with_state(state)
+}
+
+/// Keep one publisher open per broker session for the HTTP handlers.
+pub async fn keep_publisher(
+    broker: Broker,
+    slot: watch::Sender<Option<(Publisher, Session)>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut generation = 0;
+    while let Some(session) = broker.next_session(generation, &mut shutdown).await {
+        generation = session.generation;
+        match Publisher::open(&session, broker.op_timeout).await {
+            Ok(p) => {
+                let _ = slot.send(Some((p, session.clone())));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the HTTP ingress publisher");
+                session.poison();
+                continue;
+            }
+        }
+        // Hold it until this session is replaced or gone.
+        loop {
+            let current = broker.current().map(|s| s.generation);
+            if current != Some(generation) || *shutdown.borrow() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        let _ = slot.send(None);
+    }
+    let _ = slot.send(None);
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+async fn post_message(State(st): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+    if !is_json(&headers) {
+        return Problem::new(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send the canonical envelope as application/json",
+        )
+        .into_response();
+    }
+    let limit = st.intake.config.limits.max_body_bytes;
+    let bytes = match to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return Problem::new(
+                413,
+                "too-large",
+                "Message too large",
+                format!("body exceeds {limit} bytes"),
+            )
+            .into_response();
+        }
+    };
+    let Some((publisher, session)) = st.publisher.borrow().clone() else {
+        return Problem::unavailable("the broker is not connected; retry later").into_response();
+    };
+    // Finish the intake even if the client goes away, so that no copy is left half-accounted.
+    let intake = st.intake.clone();
+    let task = tokio::spawn(async move { intake.take(&publisher, &bytes).await });
+    let result = match task.await {
+        Ok(r) => r,
+        Err(_) => {
+            return Problem::new(500, "internal", "Internal error", "intake task failed")
+                .into_response();
+        }
+    };
+    match result {
+        Ok(Outcome::Accepted(receipt)) => {
+            (StatusCode::ACCEPTED, axum::Json(receipt)).into_response()
+        }
+        Ok(Outcome::Duplicate(receipt)) => (StatusCode::OK, axum::Json(receipt)).into_response(),
+        Ok(Outcome::Rejected(r)) => Problem::from(r).into_response(),
+        Err(IntakeError::Busy) => {
+            let mut p = Problem::new(
+                409,
+                "in-progress",
+                "Already in progress",
+                "the same message is being accepted right now; retry to get its receipt",
+            );
+            p.retry_after = Some(1);
+            p.into_response()
+        }
+        Err(IntakeError::Publish(e)) => {
+            if matches!(e, PublishError::Broker(_)) {
+                session.poison();
+            }
+            tracing::warn!(error = %e, "could not make a message durable");
+            Problem::unavailable("the broker did not confirm the message; retry later")
+                .into_response()
+        }
+        Err(IntakeError::Store(e)) => {
+            tracing::error!(error = %e, "state store unavailable");
+            Problem::unavailable("the gateway cannot record the message right now; retry later")
+                .into_response()
+        }
+    }
+}
+
+async fn get_message(State(st): State<HttpState>, Path(id): Path<String>) -> Response {
+    match st.intake.store.status(&id).await {
+        Ok(Some(s)) => axum::Json(s).into_response(),
+        Ok(None) => Problem::new(
+            404,
+            "unknown-message",
+            "Unknown message",
+            "no message with this id was accepted",
+        )
+        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "state store read failed");
+            Problem::unavailable("status unavailable").into_response()
+        }
+    }
+}
+
+async fn ready(State(st): State<HttpState>) -> Response {
+    if st.broker.connected() && st.publisher.borrow().is_some() {
+        axum::Json(serde_json::json!({"status": "ready", "broker": "connected"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "not ready", "broker": "disconnected"})),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,252 @@
+//! Intake: the one path every upstream message takes, whichever front door it came through.
+//!
+//! admit (pure) → claim the (source, message_id) → already accepted? return the original
+//! receipt → publish one confirmed copy per destination → commit the receipt → only then
+//! may the caller acknowledge upstream (HTTP 202, AMQP ack).
+//!
+//! Copies for HTTP destinations go to the destination's queue, where its delivery worker takes
+//! over. Copies for AMQP destinations are encoded and published straight to the partner's
+//! exchange — a confirmed, routed publish there *is* the delivery — and fall back to the
+//! destination queue (and its retries) when the partner's exchange cannot take them.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use wingspan_adapters::AdapterKind;
+use wingspan_core::config::Transport;
+use wingspan_core::{CompiledConfig, Envelope, Rejection, admit};
+
+use crate::broker::publish::{HeaderValue, Outgoing};
+use crate::broker::{Names, PublishError, Publisher};
+use crate::stats::{Event, Stats};
+use crate::store::{DeliveryState, NewReceipt, Receipt, Store, StoreError};
+
+/// Header carrying the delivery attempt number on internal copies.
+pub const ATTEMPT_HEADER: &str = "x-wingspan-attempt";
+/// Header carrying the sending source on internal copies.
+pub const SOURCE_HEADER: &str = "x-wingspan-source";
+/// Header carrying the reason on parked and rejected messages.
+pub const REASON_HEADER: &str = "x-wingspan-reason";
+/// Header carrying the problem type on rejected messages.
+pub const PROBLEM_HEADER: &str = "x-wingspan-problem";
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every copy confirmed and the receipt committed.
+    Accepted(Receipt),
+    /// Accepted before; nothing was published again.
+    Duplicate(Receipt),
+    /// Refused; nothing was published.
+    Rejected(Rejection),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("the same message is being accepted right now")]
+    Busy,
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug)]
+pub struct Intake {
+    pub config: Arc<CompiledConfig>,
+    pub names: Names,
+    pub store: Store,
+    pub stats: Stats,
+    in_flight: Mutex<HashSet<(String, String)>>,
+}
+
+/// Releases a claimed (source, message_id) when dropped.
+struct Claim<'a> {
+    set: &'a Mutex<HashSet<(String, String)>>,
+    key: (String, String),
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
+}
+
+impl Intake {
+    pub fn new(config: Arc<CompiledConfig>, store: Store, stats: Stats) -> Self {
+        let names = Names::new(&config.broker.prefix);
+        Self {
+            config,
+            names,
+            store,
+            stats,
+            in_flight: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn claim(&self, source: &str, message_id: &str) -> Option<Claim<'_>> {
+        let key = (source.to_owned(), message_id.to_owned());
+        let mut set = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if !set.insert(key.clone()) {
+            return None;
+        }
+        Some(Claim {
+            set: &self.in_flight,
+            key,
+        })
+    }
+
+    /// Take one upstream message. `Ok` means the caller may acknowledge upstream.
+    pub async fn take(&self, publisher: &Publisher, bytes: &[u8]) -> Result<Outcome, IntakeError> {
+        let admitted = match admit(&self.config, bytes) {
+            Ok(a) => a,
+            Err(r) => {
+                self.stats.rejected(r.kind.slug());
+                tracing::debug!(
+                    kind = r.kind.slug(),
+                    message_id = r.message_id.as_deref(),
+                    "message rejected"
+                );
+                return Ok(Outcome::Rejected(r));
+            }
+        };
+        let env = &admitted.envelope;
+        let _claim = self
+            .claim(&env.source, &env.message_id)
+            .ok_or(IntakeError::Busy)?;
+        if let Some(receipt) = self.store.receipt(&env.source, &env.message_id).await? {
+            tracing::debug!(message_id = %env.message_id, "duplicate of an accepted message");
+            return Ok(Outcome::Duplicate(receipt));
+        }
+
+        let destinations: Vec<&str> = admitted
+            .destinations
+            .iter()
+            .map(|&d| self.config.destinations[d].id.as_str())
+            .collect();
+        self.publish_copies(publisher, env, bytes, &admitted.destinations)
+            .await?;
+        self.store
+            .put_receipt(NewReceipt {
+                source: env.source.clone(),
+                message_id: env.message_id.clone(),
+                message_type: env.message_type.clone(),
+                correlation_id: env.correlation_id.clone(),
+                destinations: destinations.iter().map(|d| d.to_string()).collect(),
+            })
+            .await?;
+        if let Some(corr) = &env.correlation_id {
+            if self.store.known(corr).await.unwrap_or(false) {
+                for d in &destinations {
+                    self.stats
+                        .record(&env.message_type, d, Event::ReplyCorrelated);
+                }
+            } else {
+                tracing::warn!(message_id = %env.message_id, "reply names a correlation id this gateway never accepted");
+            }
+        }
+        tracing::debug!(message_id = %env.message_id, correlation_id = env.correlation_id.as_deref(), ?destinations, "accepted");
+        Ok(Outcome::Accepted(Receipt {
+            message_id: env.message_id.clone(),
+            status: "accepted".into(),
+            destinations: destinations.iter().map(|d| d.to_string()).collect(),
+        }))
+    }
+
+    /// The copy a destination queue holds: the exact bytes received.
+    pub fn queued_copy<'a>(env: &'a Envelope, attempt: i64) -> Outgoing<'a> {
+        Outgoing {
+            message_id: &env.message_id,
+            message_type: &env.message_type,
+            content_type: "application/json",
+            correlation_id: env.correlation_id.as_deref(),
+            headers: vec![
+                (ATTEMPT_HEADER, HeaderValue::Int(attempt)),
+                (SOURCE_HEADER, HeaderValue::Text(env.source.clone())),
+            ],
+        }
+    }
+
+    async fn publish_copies(
+        &self,
+        publisher: &Publisher,
+        env: &Envelope,
+        bytes: &[u8],
+        dests: &[usize],
+    ) -> Result<(), IntakeError> {
+        let deliver = self.names.deliver_exchange();
+        let mut pending = Vec::with_capacity(dests.len());
+        for &d in dests {
+            let dest = &self.config.destinations[d];
+            match &dest.transport {
+                Transport::Amqp {
+                    exchange,
+                    routing_key,
+                } => {
+                    let encoded =
+                        AdapterKind::from_name(&dest.adapter).map(|a| a.adapter().encode(env));
+                    if let Some(Ok(encoded)) = encoded {
+                        let out = Outgoing {
+                            message_id: &env.message_id,
+                            message_type: &env.message_type,
+                            content_type: encoded.content_type,
+                            correlation_id: env.correlation_id.as_deref(),
+                            headers: vec![(SOURCE_HEADER, HeaderValue::Text(env.source.clone()))],
+                        };
+                        let p = publisher
+                            .send(exchange, routing_key, &encoded.body, &out)
+                            .await?;
+                        pending.push((d, true, p));
+                        continue;
+                    }
+                    // An encoding failure is handled (and parked) by the delivery worker.
+                    let p = publisher
+                        .send(&deliver, &dest.id, bytes, &Self::queued_copy(env, 1))
+                        .await?;
+                    pending.push((d, false, p));
+                }
+                Transport::Http { .. } => {
+                    let p = publisher
+                        .send(&deliver, &dest.id, bytes, &Self::queued_copy(env, 1))
+                        .await?;
+                    pending.push((d, false, p));
+                }
+            }
+        }
+        for (d, direct, p) in pending {
+            let dest = &self.config.destinations[d];
+            match publisher.confirmed(p).await {
+                Ok(()) => {
+                    self.stats
+                        .record(&env.message_type, &dest.id, Event::Routed);
+                    if direct {
+                        self.stats
+                            .record(&env.message_type, &dest.id, Event::Delivered);
+                        self.store.delivery(
+                            &env.source,
+                            &env.message_id,
+                            &dest.id,
+                            DeliveryState::Delivered,
+                            1,
+                            None,
+                        );
+                    }
+                }
+                Err(PublishError::Unroutable | PublishError::Nacked) if direct => {
+                    // The partner's exchange could not take it: hand it to the destination
+                    // queue, whose worker retries with backoff.
+                    tracing::warn!(destination = %dest.id, "partner exchange refused a direct delivery; queued for retry");
+                    publisher
+                        .publish(&deliver, &dest.id, bytes, &Self::queued_copy(env, 1))
+                        .await?;
+                    self.stats
+                        .record(&env.message_type, &dest.id, Event::Routed);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,26 @@
+//! wingspan: the message gateway's shell. Everything here does I/O; every decision it acts on
+//! comes from the pure core (`wingspan-core`) and the adapters (`wingspan-adapters`).
+//!
+//! Map of the crate:
+//! - [`load`]: read the config file and the schema directory, compile them.
+//! - [`broker`]: the connection supervisor, topology, confirmed publishing.
+//! - [`intake`]: admit → deduplicate → publish one confirmed copy per destination → receipt.
+//! - [`ingress`]: HTTP (axum) and AMQP front doors, both feeding [`intake`].
+//! - [`delivery`]: one worker per destination: encode, deliver, retry, park.
+//! - [`store`]: receipts and delivery status in SQLite (WAL, group commit).
+//! - [`stats`]: in-process counters (summary table, later metrics).
+//! - [`gateway`]: starts and stops all of the above.
+//! - [`demo`]: the self-contained demonstration with partner simulators.
+
+pub mod broker;
+pub mod delivery;
+pub mod demo;
+pub mod gateway;
+pub mod ingress;
+pub mod intake;
+pub mod load;
+pub mod problem;
+pub mod stats;
+pub mod store;
+
+pub use gateway::{Gateway, GatewayOptions};

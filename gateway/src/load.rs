@@ -1,0 +1,97 @@
+//! Reading configuration and schemas from disk; everything after reading is the core's `compile`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wingspan_adapters::AdapterKind;
+use wingspan_core::CompiledConfig;
+use wingspan_core::config::{self, ConfigError};
+use wingspan_core::schema::{SchemaCatalog, SchemaDoc};
+
+/// A compiled config together with the directories it names, resolved.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Arc<CompiledConfig>,
+    pub state_dir: PathBuf,
+    pub schemas_dir: PathBuf,
+}
+
+/// `path` is a config file or a directory holding `wingspan.toml`.
+pub fn load(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
+    let file = if path.is_dir() {
+        path.join("wingspan.toml")
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        vec![ConfigError::new(
+            file.display().to_string(),
+            format!("cannot read: {e}"),
+        )]
+    })?;
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    load_str(&file.display().to_string(), &text, &base)
+}
+
+/// Compile config text; relative directories are resolved against `base`.
+pub fn load_str(origin: &str, text: &str, base: &Path) -> Result<Loaded, Vec<ConfigError>> {
+    let mut raw = config::parse(origin, text).map_err(|e| vec![e])?;
+    if let Ok(url) = std::env::var("WINGSPAN_AMQP_URL") {
+        if !url.is_empty() {
+            raw.broker.url = url;
+        }
+    }
+    let schemas_dir = base.join(&raw.gateway.schemas_dir);
+    let state_dir = base.join(&raw.gateway.state_dir);
+    let docs = read_schemas(&schemas_dir)?;
+    let catalog = SchemaCatalog::compile(&docs).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| ConfigError::new(e.origin, e.reason))
+            .collect::<Vec<_>>()
+    })?;
+    let compiled = config::compile(raw, catalog, &AdapterKind::NAMES)?;
+    Ok(Loaded {
+        config: Arc::new(compiled),
+        state_dir,
+        schemas_dir,
+    })
+}
+
+/// Read `dir/v<major>/<name>.schema.json` files.
+pub fn read_schemas(dir: &Path) -> Result<Vec<SchemaDoc>, Vec<ConfigError>> {
+    let err = |p: &Path, m: String| vec![ConfigError::new(p.display().to_string(), m)];
+    let mut docs = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| err(dir, format!("cannot read schema directory: {e}")))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(major) = name.strip_prefix('v').and_then(|m| m.parse::<u32>().ok()) else {
+            continue;
+        };
+        let vdir = entry.path();
+        let files = std::fs::read_dir(&vdir).map_err(|e| err(&vdir, e.to_string()))?;
+        for f in files.flatten() {
+            let fname = f.file_name().to_string_lossy().into_owned();
+            let Some(schema_name) = fname.strip_suffix(".schema.json") else {
+                continue;
+            };
+            let path = f.path();
+            let text = std::fs::read_to_string(&path).map_err(|e| err(&path, e.to_string()))?;
+            let schema =
+                serde_json::from_str(&text).map_err(|e| err(&path, format!("not JSON: {e}")))?;
+            docs.push(SchemaDoc {
+                major,
+                name: schema_name.to_owned(),
+                origin: path.display().to_string(),
+                schema,
+            });
+        }
+    }
+    if docs.is_empty() {
+        return Err(err(
+            dir,
+            "no schemas found (expected v1/<type>.schema.json)".into(),
+        ));
+    }
+    Ok(docs)
+}

@@ -1,0 +1,370 @@
+//! Receipts and delivery status in an embedded SQLite database (WAL, synchronous=FULL).
+//!
+//! One writer thread applies commands in batches, one transaction per batch (group commit):
+//! a caller that needs durability (a receipt before the upstream ack) awaits its batch's
+//! commit; status updates are fire-and-forget. Reads use their own connection.
+//! Nothing here holds payloads: ids, types, destinations, states and error reasons only.
+
+use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("state store writer has stopped")]
+    Stopped,
+    #[error("state store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the sender gets back on acceptance (and again, unchanged, on a duplicate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Receipt {
+    pub message_id: String,
+    pub status: String,
+    pub destinations: Vec<String>,
+}
+
+/// Delivery state of one copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    Queued,
+    Retrying,
+    Delivered,
+    DeadLettered,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Retrying => "retrying",
+            Self::Delivered => "delivered",
+            Self::DeadLettered => "dead-lettered",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryStatus {
+    pub destination: String,
+    pub state: String,
+    pub attempts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplyRef {
+    pub message_id: String,
+    pub message_type: String,
+    pub source: String,
+    pub received_at: String,
+}
+
+/// Where a message is: `GET /v1/messages/{id}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageStatus {
+    pub message_id: String,
+    pub source: String,
+    pub message_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    pub status: String,
+    pub accepted_at: String,
+    pub destinations: Vec<DeliveryStatus>,
+    pub replies: Vec<ReplyRef>,
+}
+
+/// A new accepted message, recorded before the upstream ack.
+#[derive(Debug, Clone)]
+pub struct NewReceipt {
+    pub source: String,
+    pub message_id: String,
+    pub message_type: String,
+    pub correlation_id: Option<String>,
+    pub destinations: Vec<String>,
+}
+
+enum Cmd {
+    Receipt(NewReceipt, String, oneshot::Sender<Result<(), String>>),
+    Delivery {
+        source: String,
+        message_id: String,
+        destination: String,
+        state: DeliveryState,
+        attempts: u32,
+        error: Option<String>,
+        at: String,
+    },
+}
+
+/// Handle to the store; clone freely.
+#[derive(Clone, Debug)]
+pub struct Store {
+    tx: std_mpsc::SyncSender<Cmd>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cmd")
+    }
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS receipts (
+  source TEXT NOT NULL, message_id TEXT NOT NULL, message_type TEXT NOT NULL,
+  correlation_id TEXT, destinations TEXT NOT NULL, accepted_at TEXT NOT NULL,
+  PRIMARY KEY (source, message_id));
+CREATE INDEX IF NOT EXISTS receipts_by_id ON receipts(message_id);
+CREATE INDEX IF NOT EXISTS receipts_by_correlation ON receipts(correlation_id);
+CREATE TABLE IF NOT EXISTS deliveries (
+  source TEXT NOT NULL, message_id TEXT NOT NULL, destination TEXT NOT NULL,
+  state TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, updated_at TEXT NOT NULL,
+  PRIMARY KEY (source, message_id, destination));
+";
+
+impl Store {
+    /// Open (creating) `dir/wingspan-state.db`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("wingspan-state.db");
+        let writer = open(&path)?;
+        writer.execute_batch(SCHEMA)?;
+        let reader = open(&path)?;
+        let (tx, rx) = std_mpsc::sync_channel::<Cmd>(65_536);
+        std::thread::Builder::new()
+            .name("wingspan-store".into())
+            .spawn(move || write_loop(writer, rx))?;
+        Ok(Self {
+            tx,
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// Record an accepted message; returns once the record is committed.
+    pub async fn put_receipt(&self, receipt: NewReceipt) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        let tx = self.tx.clone();
+        // The channel is bounded; a full queue blocks briefly, so send from a blocking thread.
+        tokio::task::spawn_blocking(move || tx.send(Cmd::Receipt(receipt, now(), done)))
+            .await
+            .map_err(|_| StoreError::Stopped)?
+            .map_err(|_| StoreError::Stopped)?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Io(std::io::Error::other(e))),
+            Err(_) => Err(StoreError::Stopped),
+        }
+    }
+
+    /// Record a delivery state change (not awaited: status is informational).
+    pub fn delivery(
+        &self,
+        source: &str,
+        message_id: &str,
+        destination: &str,
+        state: DeliveryState,
+        attempts: u32,
+        error: Option<String>,
+    ) {
+        let cmd = Cmd::Delivery {
+            source: source.to_owned(),
+            message_id: message_id.to_owned(),
+            destination: destination.to_owned(),
+            state,
+            attempts,
+            error,
+            at: now(),
+        };
+        if self.tx.try_send(cmd).is_err() {
+            tracing::warn!("state store queue full; a delivery status update was skipped");
+        }
+    }
+
+    /// The receipt of an already accepted message, if any.
+    pub async fn receipt(
+        &self,
+        source: &str,
+        message_id: &str,
+    ) -> Result<Option<Receipt>, StoreError> {
+        let reader = self.reader.clone();
+        let (source, message_id) = (source.to_owned(), message_id.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            let mut stmt = conn.prepare_cached(
+                "SELECT destinations FROM receipts WHERE source = ?1 AND message_id = ?2",
+            )?;
+            let dests: Option<String> = stmt
+                .query_row(params![source, message_id], |r| r.get(0))
+                .optional()?;
+            Ok(dests.map(|d| Receipt {
+                message_id,
+                status: "accepted".into(),
+                destinations: serde_json::from_str(&d).unwrap_or_default(),
+            }))
+        })
+        .await
+        .map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Whether any source's message with this id was accepted.
+    pub async fn known(&self, message_id: &str) -> Result<bool, StoreError> {
+        let reader = self.reader.clone();
+        let message_id = message_id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            let found: Option<i64> = conn
+                .prepare_cached("SELECT 1 FROM receipts WHERE message_id = ?1 LIMIT 1")?
+                .query_row(params![message_id], |r| r.get(0))
+                .optional()?;
+            Ok(found.is_some())
+        })
+        .await
+        .map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Everything known about a message id (first source that used it).
+    pub async fn status(&self, message_id: &str) -> Result<Option<MessageStatus>, StoreError> {
+        let reader = self.reader.clone();
+        let message_id = message_id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            let row = conn
+                .prepare_cached("SELECT source, message_type, correlation_id, accepted_at FROM receipts WHERE message_id = ?1 LIMIT 1")?
+                .query_row(params![message_id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, String>(3)?))
+                })
+                .optional()?;
+            let Some((source, message_type, correlation_id, accepted_at)) = row else {
+                return Ok(None);
+            };
+            let destinations = conn
+                .prepare_cached("SELECT destination, state, attempts, last_error, updated_at FROM deliveries WHERE source = ?1 AND message_id = ?2 ORDER BY destination")?
+                .query_map(params![source, message_id], |r| {
+                    Ok(DeliveryStatus {
+                        destination: r.get(0)?,
+                        state: r.get(1)?,
+                        attempts: r.get(2)?,
+                        last_error: r.get(3)?,
+                        updated_at: r.get(4)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let replies = conn
+                .prepare_cached("SELECT message_id, message_type, source, accepted_at FROM receipts WHERE correlation_id = ?1 ORDER BY accepted_at")?
+                .query_map(params![message_id], |r| {
+                    Ok(ReplyRef {
+                        message_id: r.get(0)?,
+                        message_type: r.get(1)?,
+                        source: r.get(2)?,
+                        received_at: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(MessageStatus {
+                message_id,
+                source,
+                message_type,
+                correlation_id,
+                status: "accepted".into(),
+                accepted_at,
+                destinations,
+                replies,
+            }))
+        })
+        .await
+        .map_err(|_| StoreError::Stopped)?
+    }
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, cmd: &Cmd) -> Result<(), rusqlite::Error> {
+    match cmd {
+        Cmd::Receipt(r, at, _) => {
+            let dests = serde_json::to_string(&r.destinations).unwrap_or_else(|_| "[]".into());
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO receipts (source, message_id, message_type, correlation_id, destinations, accepted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![r.source, r.message_id, r.message_type, r.correlation_id, dests, at])?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO deliveries (source, message_id, destination, state, attempts, updated_at) VALUES (?1, ?2, ?3, 'queued', 0, ?4)",
+            )?;
+            for d in &r.destinations {
+                stmt.execute(params![r.source, r.message_id, d, at])?;
+            }
+        }
+        Cmd::Delivery {
+            source,
+            message_id,
+            destination,
+            state,
+            attempts,
+            error,
+            at,
+        } => {
+            // A late "retrying" must not overwrite a final state reached by another copy.
+            tx.prepare_cached(
+                "INSERT INTO deliveries (source, message_id, destination, state, attempts, last_error, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (source, message_id, destination) DO UPDATE SET
+                   state = CASE WHEN deliveries.state = 'delivered' THEN deliveries.state ELSE excluded.state END,
+                   attempts = max(deliveries.attempts, excluded.attempts),
+                   last_error = coalesce(excluded.last_error, deliveries.last_error),
+                   updated_at = excluded.updated_at",
+            )?
+            .execute(params![source, message_id, destination, state.as_str(), attempts, error, at])?;
+        }
+    }
+    Ok(())
+}
+
+fn write_loop(mut conn: Connection, rx: std_mpsc::Receiver<Cmd>) {
+    const BATCH: usize = 2048;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let result = (|| {
+            let tx = conn.transaction()?;
+            for cmd in &batch {
+                apply(&tx, cmd)?;
+            }
+            tx.commit()
+        })();
+        let outcome = result.map_err(|e| e.to_string());
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "state store write failed");
+        }
+        for cmd in batch {
+            if let Cmd::Receipt(_, _, done) = cmd {
+                let _ = done.send(outcome.clone());
+            }
+        }
+    }
+}
