@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use wingspan_adapters::AdapterKind;
 use wingspan_core::CompiledConfig;
-use wingspan_core::config::{self, ConfigError};
+use wingspan_core::config::{self, ConfigError, RawConfig};
 use wingspan_core::schema::{SchemaCatalog, SchemaDoc};
 
 /// A compiled config together with the directories it names, resolved.
@@ -18,6 +18,15 @@ pub struct Loaded {
 
 /// `path` is a config file or a directory holding `wingspan.toml`.
 pub fn load(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
+    load_with(path, |_| {})
+}
+
+/// Like [`load`], letting the caller adjust the raw config before it is checked
+/// (the demo and the tests use their own queue prefix and state directory).
+pub fn load_with(
+    path: &Path,
+    adjust: impl FnOnce(&mut RawConfig),
+) -> Result<Loaded, Vec<ConfigError>> {
     let file = if path.is_dir() {
         path.join("wingspan.toml")
     } else {
@@ -30,17 +39,27 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
         )]
     })?;
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    load_str(&file.display().to_string(), &text, &base)
+    load_str_with(&file.display().to_string(), &text, &base, adjust)
 }
 
 /// Compile config text; relative directories are resolved against `base`.
 pub fn load_str(origin: &str, text: &str, base: &Path) -> Result<Loaded, Vec<ConfigError>> {
+    load_str_with(origin, text, base, |_| {})
+}
+
+pub fn load_str_with(
+    origin: &str,
+    text: &str,
+    base: &Path,
+    adjust: impl FnOnce(&mut RawConfig),
+) -> Result<Loaded, Vec<ConfigError>> {
     let mut raw = config::parse(origin, text).map_err(|e| vec![e])?;
     if let Ok(url) = std::env::var("WINGSPAN_AMQP_URL") {
         if !url.is_empty() {
             raw.broker.url = url;
         }
     }
+    adjust(&mut raw);
     let schemas_dir = base.join(&raw.gateway.schemas_dir);
     let state_dir = base.join(&raw.gateway.state_dir);
     let docs = read_schemas(&schemas_dir)?;

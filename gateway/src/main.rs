@@ -1,1 +1,164 @@
-fn main() {}
+//! The `wingspan` command: `run`, `demo`, `check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "wingspan",
+    version,
+    about = "Message gateway for the rehabilitation platform and its partners"
+)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway until SIGTERM or Ctrl-C.
+    Run {
+        /// Config directory (holding wingspan.toml) or file.
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+    },
+    /// Start the gateway and partner simulators, send a batch of every family, print a summary.
+    Demo {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+    },
+    /// Check a config and its schemas; report every problem.
+    Check {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+    },
+}
+
+fn init_logs(json: bool, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WINGSPAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// A config path that works from the repository root or from anywhere via `cargo run`.
+fn resolve(path: PathBuf) -> PathBuf {
+    if path.exists() || path.is_absolute() {
+        return path;
+    }
+    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(&path);
+    if beside.exists() { beside } else { path }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("wingspan: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(async move {
+        match cli.command {
+            Command::Check { config } => match wingspan::load::load(&resolve(config)) {
+                Ok(l) => {
+                    let c = &l.config;
+                    println!(
+                        "config ok: {} sources, {} destinations, {} routes, {} message types",
+                        c.sources.len(),
+                        c.destinations.len(),
+                        c.routes.routes().len(),
+                        c.schemas.message_types().count()
+                    );
+                    0
+                }
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    eprintln!("{} problem(s)", errors.len());
+                    1
+                }
+            },
+            Command::Demo { config } => {
+                init_logs(cli.log_json, "error");
+                match wingspan::demo::run(&resolve(config)).await {
+                    Ok(code) => code,
+                    Err(e) => {
+                        eprintln!("wingspan demo: {e}");
+                        1
+                    }
+                }
+            }
+            Command::Run { config } => {
+                init_logs(cli.log_json, "info");
+                run(resolve(config)).await
+            }
+        }
+    });
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+async fn run(config: PathBuf) -> i32 {
+    let loaded = match wingspan::load::load(&config) {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return 1;
+        }
+    };
+    if let Err(e) = wingspan::broker::probe(&loaded.config).await {
+        eprintln!(
+            "wingspan: RabbitMQ at {} is not answering yet ({e}); will keep trying. Start one with `rabbitmq-server -detached` or set WINGSPAN_AMQP_URL.",
+            wingspan::broker::redacted(&loaded.config.broker.url)
+        );
+    }
+    let gateway = match wingspan::Gateway::start(&loaded, wingspan::GatewayOptions::default()).await
+    {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("wingspan: {e}");
+            return 1;
+        }
+    };
+    tracing::info!(http = ?gateway.http_addr, instance = %loaded.config.instance, "wingspan running");
+    wait_for_signal().await;
+    tracing::info!("shutting down: intake stopped, finishing in-flight work");
+    gateway.shutdown().await;
+    tracing::info!("stopped");
+    0
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -192,3 +192,44 @@ pub async fn declare(
     let _ = bounded(limit, ch.close(200, "topology declared".into())).await;
     Ok(())
 }
+
+/// Delete everything [`declare`] made (demo and test clean-up; never used by `run`).
+pub async fn delete(
+    conn: &Connection,
+    config: &CompiledConfig,
+    names: &Names,
+    limit: Duration,
+) -> Result<(), BrokerError> {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let ch = bounded(limit, conn.create_channel()).await?;
+    let mut queues = vec![names.ingress(), names.rejects()];
+    let mut exchanges = vec![
+        names.rejects(),
+        names.deliver_exchange(),
+        names.park_exchange(),
+    ];
+    for d in &config.destinations {
+        queues.push(names.destination(&d.id));
+        queues.push(names.parked(&d.id));
+    }
+    for tier in 0..config.broker.retry_delays_ms.len() {
+        queues.push(names.retry(tier));
+        exchanges.push(names.retry(tier));
+    }
+    for q in queues {
+        bounded(
+            limit,
+            ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()),
+        )
+        .await?;
+    }
+    for x in exchanges {
+        bounded(
+            limit,
+            ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()),
+        )
+        .await?;
+    }
+    let _ = bounded(limit, ch.close(200, "deleted".into())).await;
+    Ok(())
+}
