@@ -61,6 +61,7 @@ struct Book {
 #[derive(Debug)]
 struct Shared {
     options: PartnerOptions,
+    gateway: Mutex<Option<String>>,
     behaviour: Mutex<Behaviour>,
     book: Mutex<Book>,
     http: reqwest::Client,
@@ -80,6 +81,7 @@ impl Partner {
     pub async fn start(addr: &str, options: PartnerOptions) -> anyhow::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let shared = Arc::new(Shared {
+            gateway: Mutex::new(options.gateway.clone()),
             options,
             behaviour: Mutex::new(Behaviour::Accept),
             book: Mutex::new(Book::default()),
@@ -148,6 +150,15 @@ impl Partner {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("cannot rebind")))
+    }
+
+    /// Where replies go (the gateway's base URL), when it is known only after start.
+    pub fn set_gateway(&self, base_url: &str) {
+        *self
+            .shared
+            .gateway
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(base_url.to_owned());
     }
 
     pub fn set_behaviour(&self, b: Behaviour) {
@@ -260,7 +271,12 @@ async fn receive(
         first
     };
     if first {
-        if let (Some(source), Some(gateway)) = (&shared.options.reply_as, &shared.options.gateway) {
+        let gateway = shared
+            .gateway
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let (Some(source), Some(gateway)) = (&shared.options.reply_as, gateway) {
             if let Ok(request) = serde_json::from_slice::<serde_json::Value>(&body) {
                 if let Some(reply) = crate::samples::reply_for(&request, source) {
                     tokio::spawn(send_reply(

@@ -1,0 +1,358 @@
+//! Every family end to end over the real local RabbitMQ: request delivered to the right
+//! partner(s) in the right content, reply routed back to rehab with its correlation id; the
+//! HTTP error contract; duplicates; the AMQP front door and its rejects queue.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{World, body_json, drain_queue, eventually, publish_to_queue};
+use wingspan::{Gateway, GatewayOptions};
+use wingspan_sim::samples;
+
+async fn start(world: &World) -> (Gateway, String) {
+    let loaded = world.load();
+    let gateway = Gateway::start(&loaded, GatewayOptions::default())
+        .await
+        .expect("gateway");
+    assert!(
+        gateway.wait_ready(Duration::from_secs(10)).await,
+        "broker session"
+    );
+    let base = format!("http://{}", gateway.http_addr.expect("http"));
+    world.set_gateway(&base);
+    // Readiness includes the HTTP publisher.
+    let client = reqwest::Client::new();
+    assert!(wait_ready(&client, &base).await, "readyz");
+    (gateway, base)
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) -> bool {
+    for _ in 0..100 {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn post(client: &reqwest::Client, base: &str, body: &Value) -> (u16, Value) {
+    let r = client
+        .post(format!("{base}/v1/messages"))
+        .json(body)
+        .send()
+        .await
+        .expect("post");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn ids(p: &wingspan_sim::Partner) -> Vec<String> {
+    p.accepted()
+        .into_iter()
+        .map(|r| r.idempotency_key)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_family_is_delivered_and_its_reply_correlated() {
+    let world = World::new("families", true).await;
+    let (gateway, base) = start(&world).await;
+    let client = reqwest::Client::new();
+
+    let material = samples::material_submit(1);
+    let routine = samples::consultation_request(2, "ma01", "routine");
+    let emergency = samples::consultation_request(3, "ma02", "emergency");
+    let transfer = samples::transfer_request(4);
+    let handover = samples::handover(5, "320411", true, false);
+    let handover_suzhou = samples::handover(6, "320506", false, true);
+    let requests = [
+        &material,
+        &routine,
+        &emergency,
+        &transfer,
+        &handover,
+        &handover_suzhou,
+    ];
+    for m in requests {
+        let (status, receipt) = post(&client, &base, m).await;
+        assert_eq!(status, 202, "{receipt}");
+        assert_eq!(receipt["status"], "accepted");
+        assert_eq!(receipt["message_id"], m["message_id"]);
+    }
+    let id = |m: &Value| m["message_id"].as_str().expect("id").to_owned();
+
+    // Replies: police 1, hospitals 2, 120 for the emergency consultation and the transfer 2,
+    // aftercare 2 + hr 1 + civil 1 acknowledgements = 9.
+    let rehab = world.partner("rehab");
+    assert!(
+        eventually(Duration::from_secs(20), || rehab.accepted_count() >= 9).await,
+        "replies arrived: {}",
+        rehab.accepted_count()
+    );
+
+    assert_eq!(ids(world.partner("police")), vec![id(&material)]);
+    assert_eq!(ids(world.partner("hospital-ma01")), vec![id(&routine)]);
+    assert_eq!(ids(world.partner("hospital-ma02")), vec![id(&emergency)]);
+    let mut emergency_got = ids(world.partner("emergency"));
+    emergency_got.sort();
+    let mut expected = vec![id(&emergency), id(&transfer)];
+    expected.sort();
+    assert_eq!(emergency_got, expected);
+    assert_eq!(ids(world.partner("hr")), vec![id(&handover)]);
+    assert_eq!(ids(world.partner("civil")), vec![id(&handover_suzhou)]);
+    let aftercare = world.partner("aftercare").accepted();
+    assert_eq!(aftercare.len(), 2);
+    let path_of = |m: &Value| {
+        aftercare
+            .iter()
+            .find(|r| r.idempotency_key == id(m))
+            .map(|r| r.path.clone())
+    };
+    assert_eq!(path_of(&handover).as_deref(), Some("/3204/messages"));
+    assert_eq!(path_of(&handover_suzhou).as_deref(), Some("/3205/messages"));
+
+    // Content: the canonical envelope, as sent.
+    let police = &world.partner("police").accepted()[0];
+    assert_eq!(police.content_type, "application/json");
+    assert_eq!(body_json(&police.body), material);
+
+    // Every reply came back to rehab, correlated to a request we sent.
+    let request_ids: Vec<String> = requests.iter().map(|m| id(m)).collect();
+    let mut reply_types = Vec::new();
+    for r in rehab.accepted() {
+        let reply = body_json(&r.body);
+        let corr = reply["correlation_id"]
+            .as_str()
+            .expect("correlation_id")
+            .to_owned();
+        assert!(
+            request_ids.contains(&corr),
+            "reply correlated to an unknown request"
+        );
+        reply_types.push(reply["message_type"].as_str().unwrap_or("").to_owned());
+    }
+    reply_types.sort();
+    assert_eq!(
+        reply_types,
+        vec![
+            "emergency.transfer.acknowledged",
+            "emergency.transfer.acknowledged",
+            "enforcement.material.decision",
+            "referral.acknowledged",
+            "referral.acknowledged",
+            "referral.acknowledged",
+            "referral.acknowledged",
+            "telemedicine.consultation.result",
+            "telemedicine.consultation.result",
+        ]
+    );
+
+    // Where is the material? Delivered to police, with the police decision as its reply.
+    let status: Value = client
+        .get(format!("{base}/v1/messages/{}", id(&material)))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["destinations"][0]["destination"], "police");
+    assert_eq!(
+        status["replies"][0]["message_type"],
+        "enforcement.material.decision"
+    );
+    let totals = gateway.stats.totals();
+    assert_eq!(totals.replies_correlated, 9);
+
+    gateway.shutdown().await;
+    world.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_errors_are_typed_problems_and_duplicates_get_the_original_receipt() {
+    let world = World::new("http", false).await;
+    let (gateway, base) = start(&world).await;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/v1/messages");
+
+    // 415
+    let r = client
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 415);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    // 400
+    let r = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{\"message_id\": ")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["type"],
+        "/problems/malformed"
+    );
+    // 413
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let r = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 413);
+    // 422 schema violation with pointers
+    let mut bad = samples::handover(1, "320411", false, false);
+    bad["payload"]["person"]["person_id"] = json!("not-an-id");
+    bad["payload"]["release_date"] = json!(17);
+    let (status, problem) = post(&client, &base, &bad).await;
+    assert_eq!(status, 422);
+    assert_eq!(problem["type"], "/problems/schema-violation");
+    let pointers: Vec<&str> = problem["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["pointer"].as_str())
+        .collect();
+    assert!(
+        pointers.contains(&"/payload/person/person_id"),
+        "{pointers:?}"
+    );
+    assert!(pointers.contains(&"/payload/release_date"), "{pointers:?}");
+    assert!(
+        !problem.to_string().contains("not-an-id"),
+        "problem must not echo values"
+    );
+    // 422 envelope
+    let mut no_type = samples::material_submit(2);
+    no_type
+        .as_object_mut()
+        .expect("object")
+        .remove("message_type");
+    assert_eq!(post(&client, &base, &no_type).await.0, 422);
+    // 403 type not allowed for the source
+    let mut forged = samples::material_submit(3);
+    forged["source"] = json!("hr");
+    let (status, problem) = post(&client, &base, &forged).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (403, Some("/problems/type-not-allowed"))
+    );
+    // 403 unknown source
+    let mut stranger = samples::material_submit(4);
+    stranger["source"] = json!("stranger");
+    assert_eq!(post(&client, &base, &stranger).await.0, 403);
+    // 422 no route: a handover outside the province, with no placement or allowance
+    let nowhere = samples::handover(5, "110105", false, false);
+    let (status, problem) = post(&client, &base, &nowhere).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (422, Some("/problems/no-route"))
+    );
+
+    // Duplicate: 200 with the original receipt, delivered once.
+    let m = samples::material_submit(6);
+    let (s1, r1) = post(&client, &base, &m).await;
+    let (s2, r2) = post(&client, &base, &m).await;
+    assert_eq!((s1, s2), (202, 200));
+    assert_eq!(r1, r2);
+    let police = world.partner("police");
+    assert!(eventually(Duration::from_secs(10), || police.accepted_count() == 1).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(police.posts(), 1, "the duplicate was not delivered again");
+    // Nothing that was refused reached any partner.
+    let total: usize = world.partners.values().map(|p| p.accepted_count()).sum();
+    assert_eq!(total, 1);
+
+    // Unknown id → 404 problem; health and readiness.
+    assert_eq!(
+        client
+            .get(format!("{base}/v1/messages/nope"))
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        404
+    );
+    assert_eq!(
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
+
+    gateway.shutdown().await;
+    world.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_ingress_delivers_and_sends_refusals_to_the_rejects_queue() {
+    let world = World::new("amqp", false).await;
+    let (gateway, _base) = start(&world).await;
+    let good = samples::handover(1, "320506", false, false);
+    let mut bad = samples::handover(2, "320506", false, false);
+    bad["payload"]["supervision_type"] = json!("house-arrest");
+    publish_to_queue(
+        &gateway.names.ingress(),
+        &[
+            serde_json::to_vec(&good).expect("json"),
+            serde_json::to_vec(&bad).expect("json"),
+            b"not json at all".to_vec(),
+        ],
+    )
+    .await;
+    let aftercare = world.partner("aftercare");
+    assert!(eventually(Duration::from_secs(10), || aftercare.accepted_count() == 1).await);
+    assert_eq!(
+        aftercare.accepted()[0].idempotency_key,
+        good["message_id"].as_str().expect("id")
+    );
+
+    let mut rejected = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while rejected.len() < 2 && std::time::Instant::now() < deadline {
+        rejected.extend(drain_queue(&gateway.names.rejects()).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rejected.len(), 2, "two refusals in the rejects queue");
+    let problems: Vec<&str> = rejected
+        .iter()
+        .map(|(_, h)| h["x-wingspan-problem"].as_str())
+        .collect();
+    assert!(
+        problems.contains(&"/problems/schema-violation"),
+        "{problems:?}"
+    );
+    assert!(problems.contains(&"/problems/malformed"), "{problems:?}");
+    assert!(
+        rejected.iter().any(|(body, _)| body == b"not json at all"),
+        "the refused bytes are kept as they came"
+    );
+
+    gateway.shutdown().await;
+    world.cleanup().await;
+}

@@ -1,0 +1,176 @@
+//! Partners down, rejecting, or slow: retried and delivered when they return, parked with the
+//! reason when they refuse, and never holding back the other partners.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{World, drain_queue, eventually};
+use wingspan::{Gateway, GatewayOptions};
+use wingspan_sim::{Behaviour, samples};
+
+async fn start(world: &World) -> (Gateway, String) {
+    let gateway = Gateway::start(&world.load(), GatewayOptions::default())
+        .await
+        .expect("gateway");
+    assert!(gateway.wait_ready(Duration::from_secs(10)).await);
+    let base = format!("http://{}", gateway.http_addr.expect("http"));
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status() == 200)
+            .unwrap_or(false)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (gateway, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_down_for_ten_seconds_gets_everything_when_it_returns() {
+    let mut world = World::new("outage", false).await;
+    let (gateway, base) = start(&world).await;
+    let client = reqwest::Client::new();
+
+    world.partner_mut("police").stop().await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let m = samples::material_submit(i);
+        ids.push(m["message_id"].as_str().expect("id").to_owned());
+        let r = client
+            .post(format!("{base}/v1/messages"))
+            .json(&m)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 202);
+        // Meanwhile another partner keeps receiving.
+        let h = samples::handover(i, "320411", false, false);
+        assert_eq!(
+            client
+                .post(format!("{base}/v1/messages"))
+                .json(&h)
+                .send()
+                .await
+                .expect("post")
+                .status(),
+            202
+        );
+    }
+    let aftercare = world.partner("aftercare");
+    let started = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(5), || aftercare.accepted_count() == 20).await,
+        "other partners are not held back"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(world.partner("police").accepted_count(), 0);
+    world
+        .partner_mut("police")
+        .restart()
+        .await
+        .expect("restart");
+    let police = world.partner("police");
+    assert!(
+        eventually(Duration::from_secs(30), || police.accepted_count() == 20).await,
+        "delivered after the outage: {}",
+        police.accepted_count()
+    );
+    let mut got: Vec<String> = police
+        .accepted()
+        .into_iter()
+        .map(|r| r.idempotency_key)
+        .collect();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids);
+    let counts = gateway.stats.snapshot();
+    let police_counts = counts[&(
+        "enforcement.material.submit".to_owned(),
+        "police".to_owned(),
+    )];
+    assert!(
+        police_counts.retried >= 20,
+        "each message was retried: {police_counts:?}"
+    );
+    assert_eq!(police_counts.dead_lettered, 0);
+
+    gateway.shutdown().await;
+    world.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_answering_400_sends_the_message_to_the_parking_lot_with_the_reason() {
+    let world = World::new("park", false).await;
+    let (gateway, base) = start(&world).await;
+    let client = reqwest::Client::new();
+    world.partner("hr").set_behaviour(Behaviour::Reject);
+    let m = samples::handover(1, "320411", true, false);
+    assert_eq!(
+        client
+            .post(format!("{base}/v1/messages"))
+            .json(&m)
+            .send()
+            .await
+            .expect("post")
+            .status(),
+        202
+    );
+
+    // The station accepted its copy; HR refused its copy once, and it was not retried.
+    assert!(
+        eventually(Duration::from_secs(10), || world
+            .partner("aftercare")
+            .accepted_count()
+            == 1)
+        .await
+    );
+    let mut parked = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while parked.is_empty() && Instant::now() < deadline {
+        parked = drain_queue(&gateway.names.parked("hr")).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(parked.len(), 1);
+    let (body, headers) = &parked[0];
+    assert_eq!(
+        support::body_json(body),
+        m,
+        "the parked copy is the message as accepted"
+    );
+    assert!(
+        headers["x-wingspan-reason"].contains("HTTP 400"),
+        "{headers:?}"
+    );
+    assert_eq!(world.partner("hr").posts(), 1, "a 4xx is not retried");
+    let status: serde_json::Value = client
+        .get(format!(
+            "{base}/v1/messages/{}",
+            m["message_id"].as_str().expect("id")
+        ))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let hr = status["destinations"]
+        .as_array()
+        .expect("destinations")
+        .iter()
+        .find(|d| d["destination"] == "hr")
+        .cloned()
+        .expect("hr row");
+    assert_eq!(hr["state"], "dead-lettered");
+    assert!(hr["last_error"].as_str().unwrap_or("").contains("HTTP 400"));
+
+    gateway.shutdown().await;
+    world.cleanup().await;
+}
