@@ -276,16 +276,15 @@ async fn receive(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        if let (Some(source), Some(gateway)) = (&shared.options.reply_as, gateway) {
-            if let Ok(request) = serde_json::from_slice::<serde_json::Value>(&body) {
-                if let Some(reply) = crate::samples::reply_for(&request, source) {
-                    tokio::spawn(send_reply(
-                        shared.clone(),
-                        format!("{gateway}/v1/messages"),
-                        reply,
-                    ));
-                }
-            }
+        if let (Some(source), Some(gateway)) = (&shared.options.reply_as, gateway)
+            && let Ok(request) = serde_json::from_slice::<serde_json::Value>(&body)
+            && let Some(reply) = crate::samples::reply_for(&request, source)
+        {
+            tokio::spawn(send_reply(
+                shared.clone(),
+                format!("{gateway}/v1/messages"),
+                reply,
+            ));
         }
         (
             StatusCode::OK,

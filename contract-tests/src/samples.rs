@@ -29,7 +29,7 @@ pub fn person_id(i: u64) -> String {
 }
 
 fn person(i: u64) -> Value {
-    json!({"person_id": person_id(i), "name": NAMES[(i % 8) as usize], "birth_date": "1990-03-14", "gender": if i % 2 == 0 { "male" } else { "female" }})
+    json!({"person_id": person_id(i), "name": NAMES[(i % 8) as usize], "birth_date": "1990-03-14", "gender": if i.is_multiple_of(2) { "male" } else { "female" }})
 }
 
 fn centre(alliance: &str) -> Value {

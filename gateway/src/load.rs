@@ -54,10 +54,10 @@ pub fn load_str_with(
     adjust: impl FnOnce(&mut RawConfig),
 ) -> Result<Loaded, Vec<ConfigError>> {
     let mut raw = config::parse(origin, text).map_err(|e| vec![e])?;
-    if let Ok(url) = std::env::var("WINGSPAN_AMQP_URL") {
-        if !url.is_empty() {
-            raw.broker.url = url;
-        }
+    if let Ok(url) = std::env::var("WINGSPAN_AMQP_URL")
+        && !url.is_empty()
+    {
+        raw.broker.url = url;
     }
     adjust(&mut raw);
     let schemas_dir = base.join(&raw.gateway.schemas_dir);

@@ -27,7 +27,10 @@ fn spawn(world: &World) -> Child {
 }
 
 fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill").args([sig, &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
 }
 
@@ -59,25 +62,44 @@ async fn sigkill_twice_loses_nothing_and_partners_see_each_message_once() {
 
     let mut bodies = vec![serde_json::to_vec(&warm).expect("json")];
     for i in 1..N as u64 {
-        let m = if i % 2 == 0 { samples::material_submit(i) } else { samples::consultation_request(i, "ma01", "routine") };
+        let m = if i % 2 == 0 {
+            samples::material_submit(i)
+        } else {
+            samples::consultation_request(i, "ma01", "routine")
+        };
         bodies.push(serde_json::to_vec(&m).expect("json"));
     }
     publish_to_queue(&names.ingress(), &bodies).await;
-    let expected_police = bodies.iter().filter(|b| b.windows(11).any(|w| w == b"enforcement")).count();
+    let expected_police = bodies
+        .iter()
+        .filter(|b| b.windows(11).any(|w| w == b"enforcement"))
+        .count();
     let expected_hospital = N - expected_police;
 
     let delivered = || police.accepted_count() + hospital.accepted_count();
     let mut kills = Vec::new();
     for threshold in [N / 5, N / 2] {
         gw = spawn(&world);
-        assert!(eventually(Duration::from_secs(120), || delivered() >= threshold).await, "progress before kill: {}", delivered());
+        assert!(
+            eventually(Duration::from_secs(120), || delivered() >= threshold).await,
+            "progress before kill: {}",
+            delivered()
+        );
         kills.push(delivered());
         signal(&gw, "-KILL");
         let _ = gw.wait();
     }
     gw = spawn(&world);
-    let all = eventually(Duration::from_secs(180), || police.accepted_count() == expected_police && hospital.accepted_count() == expected_hospital).await;
-    assert!(all, "every message delivered: police {}/{expected_police}, hospital {}/{expected_hospital}", police.accepted_count(), hospital.accepted_count());
+    let all = eventually(Duration::from_secs(180), || {
+        police.accepted_count() == expected_police && hospital.accepted_count() == expected_hospital
+    })
+    .await;
+    assert!(
+        all,
+        "every message delivered: police {}/{expected_police}, hospital {}/{expected_hospital}",
+        police.accepted_count(),
+        hospital.accepted_count()
+    );
 
     // Graceful stop.
     signal(&gw, "-TERM");
@@ -86,7 +108,10 @@ async fn sigkill_twice_loses_nothing_and_partners_see_each_message_once() {
         if let Some(status) = gw.try_wait().expect("wait") {
             break status.code();
         }
-        assert!(started.elapsed() < Duration::from_secs(40), "SIGTERM did not stop the gateway");
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "SIGTERM did not stop the gateway"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(code, Some(0), "graceful shutdown exits 0");
@@ -96,9 +121,14 @@ async fn sigkill_twice_loses_nothing_and_partners_see_each_message_once() {
         assert_eq!(by_key.len(), p.accepted_count(), "each id accepted once");
     }
     let repeats = police.repeats() + hospital.repeats();
-    println!("crash safety: {N} messages, SIGKILL at {kills:?} delivered; repeated deliveries sent by the gateway: {repeats} (absorbed by Idempotency-Key), lost: 0");
+    println!(
+        "crash safety: {N} messages, SIGKILL at {kills:?} delivered; repeated deliveries sent by the gateway: {repeats} (absorbed by Idempotency-Key), lost: 0"
+    );
     // Only what was in flight can be repeated: bounded by the prefetch windows, not by N.
-    assert!(repeats < 2 * 600, "repeats {repeats} exceed what can be in flight at two kills");
+    assert!(
+        repeats < 2 * 600,
+        "repeats {repeats} exceed what can be in flight at two kills"
+    );
 
     world.cleanup().await;
 }

@@ -30,10 +30,10 @@ async fn start(world: &World) -> (Gateway, String) {
 
 async fn wait_ready(client: &reqwest::Client, base: &str) -> bool {
     for _ in 0..100 {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-            if r.status() == 200 {
-                return true;
-            }
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

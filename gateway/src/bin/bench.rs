@@ -1,1 +1,290 @@
-fn main() {}
+//! End-to-end throughput benchmark, side by side with a raw pass-through on the same broker.
+//!
+//! Both sides start from N persistent canonical messages pre-filled in a quorum queue and end
+//! when all N are confirmed into a quorum queue behind the destination exchange:
+//! - raw: consume → publish (persistent, mandatory, confirmed) → ack; no processing at all;
+//! - gateway: the real gateway (AMQP ingress → decode, validate, route, encode → confirmed
+//!   delivery to an AMQP destination → receipt committed to SQLite → ack).
+//!
+//! Runs alternate (raw, gateway, raw, gateway, …); the medians and their ratio are printed,
+//! and the last line reads `ratio=<gateway/raw> gateway=<msg/s> raw=<msg/s>`.
+//!
+//! `cargo run --release -p wingspan --bin wingspan-bench -- [N] [RUNS]` (defaults 50000 3).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use wingspan::{Gateway, GatewayOptions};
+
+const PREFETCH: u16 = 256;
+
+fn url() -> String {
+    std::env::var("WINGSPAN_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn quorum() -> FieldTable {
+    let mut t = FieldTable::default();
+    t.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from(b"quorum".to_vec())),
+    );
+    t
+}
+
+async fn declare_sink(ch: &Channel, exchange: &str, queue: &str) -> anyhow::Result<()> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(
+        exchange.into(),
+        ExchangeKind::Direct,
+        durable,
+        FieldTable::default(),
+    )
+    .await?;
+    ch.queue_declare(
+        queue.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        quorum(),
+    )
+    .await?;
+    ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        "in".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn prefill(ch: &Channel, queue: &str, bodies: &[Vec<u8>]) -> anyhow::Result<()> {
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    for chunk in bodies.chunks(1000) {
+        let mut pending = Vec::with_capacity(chunk.len());
+        for b in chunk {
+            pending.push(
+                ch.basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    b,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await?,
+            );
+        }
+        for p in pending {
+            anyhow::ensure!(p.await?.is_ack(), "prefill not confirmed");
+        }
+    }
+    Ok(())
+}
+
+fn bodies(n: usize) -> Vec<Vec<u8>> {
+    (0..n as u64)
+        .map(|i| serde_json::to_vec(&wingspan_sim::samples::material_submit(i)).unwrap_or_default())
+        .collect()
+}
+
+/// consume → publish with confirm → ack, no processing.
+async fn raw(n: usize, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let (input, exchange, sink) = (
+        format!("bench-raw-{tag}.in"),
+        format!("bench-raw-{tag}.x"),
+        format!("bench-raw-{tag}.out"),
+    );
+    let conn = Connection::connect(&url(), ConnectionProperties::default()).await?;
+    let setup = conn.create_channel().await?;
+    setup
+        .queue_declare(
+            input.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            quorum(),
+        )
+        .await?;
+    declare_sink(&setup, &exchange, &sink).await?;
+    prefill(&setup, &input, bodies).await?;
+
+    let consume = conn.create_channel().await?;
+    consume
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await?;
+    let publish = conn.create_channel().await?;
+    publish
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut consumer = consume
+        .basic_consume(
+            input.as_str().into(),
+            "raw".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    while done.load(Ordering::Relaxed) < n {
+        tokio::select! {
+            Some(delivery) = consumer.next() => {
+                let delivery = delivery?;
+                let (publish, exchange, done) = (publish.clone(), exchange.clone(), done.clone());
+                tasks.spawn(async move {
+                    let props = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
+                    let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
+                    let confirm = publish.basic_publish(exchange.as_str().into(), "in".into(), opts, &delivery.data, props).await?.await?;
+                    anyhow::ensure!(confirm.is_ack() && confirm.take_message().is_none(), "raw publish not confirmed");
+                    delivery.acker.ack(BasicAckOptions::default()).await?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                });
+            }
+            Some(r) = tasks.join_next() => { r??; }
+        }
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    for q in [&input, &sink] {
+        setup
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await?;
+    }
+    setup
+        .exchange_delete(exchange.as_str().into(), Default::default())
+        .await?;
+    let _ = conn.close(200, "bench".into()).await;
+    Ok(rate)
+}
+
+/// The real gateway with one AMQP destination.
+async fn gateway(n: usize, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let prefix = format!("bench-gw-{tag}");
+    let dir = std::env::temp_dir().join(&prefix);
+    let schemas = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+    let text = format!(
+        r#"
+[gateway]
+instance = "bench"
+schemas_dir = {schemas:?}
+state_dir = {state:?}
+[broker]
+url = {url:?}
+prefix = "{prefix}"
+prefetch = {PREFETCH}
+[[sources]]
+id = "rehab"
+message_types = ["enforcement.material.submit"]
+[[destinations]]
+id = "partner"
+adapter = "rehab"
+amqp = {{ exchange = "{prefix}.partner", routing_key = "in" }}
+[[routes]]
+name = "all"
+message_types = ["enforcement.material.submit"]
+destinations = ["partner"]
+"#,
+        schemas = schemas.display().to_string(),
+        state = dir.display().to_string(),
+        url = url(),
+    );
+    let loaded = wingspan::load::load_str("bench.toml", &text, &dir)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let topology_only = GatewayOptions {
+        http: false,
+        amqp_ingress: false,
+        delivery: false,
+        http_listen: None,
+    };
+    let g = Gateway::start(&loaded, topology_only).await?;
+    anyhow::ensure!(
+        g.wait_ready(Duration::from_secs(10)).await,
+        "broker not ready"
+    );
+    g.shutdown().await;
+
+    let conn = Connection::connect(&url(), ConnectionProperties::default()).await?;
+    let setup = conn.create_channel().await?;
+    let sink = format!("{prefix}.partner.queue");
+    declare_sink(&setup, &format!("{prefix}.partner"), &sink).await?;
+    let names = wingspan::broker::Names::new(&prefix);
+    prefill(&setup, &names.ingress(), bodies).await?;
+
+    let started = Instant::now();
+    let options = GatewayOptions {
+        http: false,
+        ..GatewayOptions::default()
+    };
+    let g = Gateway::start(&loaded, options).await?;
+    while (g.stats.totals().delivered as usize) < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "gateway run did not finish"
+        );
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let config = g.config.clone();
+    g.shutdown().await;
+    wingspan::broker::topology::delete(&conn, &config, &names, Duration::from_secs(10)).await?;
+    setup
+        .queue_delete(sink.as_str().into(), QueueDeleteOptions::default())
+        .await?;
+    setup
+        .exchange_delete(
+            format!("{prefix}.partner").as_str().into(),
+            Default::default(),
+        )
+        .await?;
+    let _ = conn.close(200, "bench".into()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(rate)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(50_000);
+    let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
+    let bodies = bodies(n);
+    println!(
+        "wingspan-bench: N={n} persistent messages ({} bytes each), quorum queues, prefetch {PREFETCH}, {runs} run(s) each, alternating",
+        bodies[0].len()
+    );
+    let (mut raws, mut gws) = (Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let r = raw(n, &bodies).await?;
+        println!("run {run}: raw     {r:>9.0} msg/s");
+        let g = gateway(n, &bodies).await?;
+        println!("run {run}: gateway {g:>9.0} msg/s");
+        raws.push(r);
+        gws.push(g);
+    }
+    let (r, g) = (median(raws), median(gws));
+    println!("ratio={:.3} gateway={g:.0} raw={r:.0}", g / r);
+    Ok(())
+}

@@ -82,10 +82,10 @@ impl Broker {
             if *shutdown.borrow() {
                 return None;
             }
-            if let Some(s) = rx.borrow_and_update().as_ref() {
-                if s.generation > after {
-                    return Some(s.clone());
-                }
+            if let Some(s) = rx.borrow_and_update().as_ref()
+                && s.generation > after
+            {
+                return Some(s.clone());
             }
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() { return None; },
