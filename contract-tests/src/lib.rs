@@ -10,3 +10,16 @@ pub mod partner;
 pub mod samples;
 
 pub use partner::{Behaviour, Partner, PartnerOptions};
+
+/// The partners of the example config (`config/wingspan.toml`): the destination or partner
+/// name, the port its URL names, and the source id it replies as (`None`: it does not reply).
+pub const EXAMPLE_PARTNERS: [(&str, u16, Option<&str>); 8] = [
+    ("rehab", 18080, None),
+    ("police", 18081, Some("police")),
+    ("hospital-ma01", 18082, Some("health")),
+    ("emergency", 18083, Some("emergency")),
+    ("hr", 18084, Some("hr")),
+    ("aftercare", 18085, Some("aftercare")),
+    ("civil", 18086, Some("civil")),
+    ("hospital-ma02", 18087, Some("health")),
+];

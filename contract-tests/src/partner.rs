@@ -120,10 +120,6 @@ impl Partner {
         self.addr
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
     pub fn name(&self) -> &str {
         &self.shared.options.name
     }

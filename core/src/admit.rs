@@ -36,18 +36,6 @@ pub enum RejectionKind {
 }
 
 impl RejectionKind {
-    pub const ALL: [RejectionKind; 9] = [
-        Self::TooLarge,
-        Self::Malformed,
-        Self::InvalidEnvelope,
-        Self::UnknownSource,
-        Self::TypeNotAllowed,
-        Self::UnknownMessageType,
-        Self::UnsupportedSchemaVersion,
-        Self::SchemaViolation,
-        Self::NoRoute,
-    ];
-
     /// Stable slug, used in the problem `type` URI and as a metric label.
     pub fn slug(self) -> &'static str {
         match self {

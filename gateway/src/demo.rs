@@ -16,18 +16,6 @@ use crate::gateway::{Gateway, GatewayOptions};
 use crate::load;
 use crate::stats::Counts;
 
-/// Partners the example config delivers to: (name, port, replies as).
-const PARTNERS: [(&str, u16, Option<&str>); 8] = [
-    ("rehab", 18080, None),
-    ("police", 18081, Some("police")),
-    ("hospital-ma01", 18082, Some("health")),
-    ("emergency", 18083, Some("emergency")),
-    ("hr", 18084, Some("hr")),
-    ("aftercare", 18085, Some("aftercare")),
-    ("civil", 18086, Some("civil")),
-    ("hospital-ma02", 18087, Some("health")),
-];
-
 pub async fn run(config_dir: &Path) -> anyhow::Result<i32> {
     let state = std::env::temp_dir().join(format!("wingspan-demo-{}", std::process::id()));
     let prefix = format!(
@@ -60,7 +48,7 @@ pub async fn run(config_dir: &Path) -> anyhow::Result<i32> {
 
     let gateway_url = format!("http://{}", config.http_listen);
     let mut partners = Vec::new();
-    for (name, port, reply_as) in PARTNERS {
+    for (name, port, reply_as) in wingspan_sim::EXAMPLE_PARTNERS {
         let options = PartnerOptions {
             name: name.into(),
             reply_as: reply_as.map(str::to_owned),
@@ -161,6 +149,10 @@ pub async fn run(config_dir: &Path) -> anyhow::Result<i32> {
         "an invalid handover: {invalid_status} {} at {}",
         invalid_body["type"].as_str().unwrap_or("?"),
         invalid_body["errors"][0]["pointer"].as_str().unwrap_or("?")
+    );
+    println!(
+        "refused at intake, by problem type: {:?}",
+        gateway.stats.rejections()
     );
     let repeats: u64 = partners.iter().map(Partner::repeats).sum();
     println!("repeated deliveries absorbed by partners (Idempotency-Key): {repeats}");

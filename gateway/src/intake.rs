@@ -121,10 +121,10 @@ impl Intake {
             return Ok(Outcome::Duplicate(receipt));
         }
 
-        let destinations: Vec<&str> = admitted
+        let destinations: Vec<String> = admitted
             .destinations
             .iter()
-            .map(|&d| self.config.destinations[d].id.as_str())
+            .map(|&d| self.config.destinations[d].id.clone())
             .collect();
         self.publish_copies(publisher, env, bytes, &admitted.destinations)
             .await?;
@@ -134,7 +134,7 @@ impl Intake {
                 message_id: env.message_id.clone(),
                 message_type: env.message_type.clone(),
                 correlation_id: env.correlation_id.clone(),
-                destinations: destinations.iter().map(|d| d.to_string()).collect(),
+                destinations: destinations.clone(),
             })
             .await?;
         if let Some(corr) = &env.correlation_id {
@@ -151,7 +151,7 @@ impl Intake {
         Ok(Outcome::Accepted(Receipt {
             message_id: env.message_id.clone(),
             status: "accepted".into(),
-            destinations: destinations.iter().map(|d| d.to_string()).collect(),
+            destinations,
         }))
     }
 

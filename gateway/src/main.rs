@@ -98,7 +98,8 @@ fn main() -> ExitCode {
                 }
             },
             Command::Demo { config } => {
-                init_logs(cli.log_json, "error");
+                // lapin logs its own view of connection closes at error level; ours are enough here.
+                init_logs(cli.log_json, "error,lapin=off");
                 match wingspan::demo::run(&resolve(config)).await {
                     Ok(code) => code,
                     Err(e) => {

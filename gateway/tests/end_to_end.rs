@@ -7,49 +7,8 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{World, body_json, drain_queue, eventually, publish_to_queue};
-use wingspan::{Gateway, GatewayOptions};
+use support::{World, body_json, drain_until, eventually, post, publish_to_queue, status_of};
 use wingspan_sim::samples;
-
-async fn start(world: &World) -> (Gateway, String) {
-    let loaded = world.load();
-    let gateway = Gateway::start(&loaded, GatewayOptions::default())
-        .await
-        .expect("gateway");
-    assert!(
-        gateway.wait_ready(Duration::from_secs(10)).await,
-        "broker session"
-    );
-    let base = format!("http://{}", gateway.http_addr.expect("http"));
-    world.set_gateway(&base);
-    // Readiness includes the HTTP publisher.
-    let client = reqwest::Client::new();
-    assert!(wait_ready(&client, &base).await, "readyz");
-    (gateway, base)
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) -> bool {
-    for _ in 0..100 {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
-async fn post(client: &reqwest::Client, base: &str, body: &Value) -> (u16, Value) {
-    let r = client
-        .post(format!("{base}/v1/messages"))
-        .json(body)
-        .send()
-        .await
-        .expect("post");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
 
 fn ids(p: &wingspan_sim::Partner) -> Vec<String> {
     p.accepted()
@@ -61,7 +20,7 @@ fn ids(p: &wingspan_sim::Partner) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_family_is_delivered_and_its_reply_correlated() {
     let world = World::new("families", true).await;
-    let (gateway, base) = start(&world).await;
+    let (gateway, base) = world.start_gateway().await;
     let client = reqwest::Client::new();
 
     let material = samples::material_submit(1);
@@ -153,14 +112,7 @@ async fn every_family_is_delivered_and_its_reply_correlated() {
     );
 
     // Where is the material? Delivered to police, with the police decision as its reply.
-    let status: Value = client
-        .get(format!("{base}/v1/messages/{}", id(&material)))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let status = status_of(&client, &base, &id(&material)).await;
     assert_eq!(status["destinations"][0]["destination"], "police");
     assert_eq!(
         status["replies"][0]["message_type"],
@@ -176,7 +128,7 @@ async fn every_family_is_delivered_and_its_reply_correlated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_errors_are_typed_problems_and_duplicates_get_the_original_receipt() {
     let world = World::new("http", false).await;
-    let (gateway, base) = start(&world).await;
+    let (gateway, base) = world.start_gateway().await;
     let client = reqwest::Client::new();
     let url = format!("{base}/v1/messages");
 
@@ -312,7 +264,7 @@ async fn http_errors_are_typed_problems_and_duplicates_get_the_original_receipt(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_ingress_delivers_and_sends_refusals_to_the_rejects_queue() {
     let world = World::new("amqp", false).await;
-    let (gateway, _base) = start(&world).await;
+    let (gateway, _base) = world.start_gateway().await;
     let good = samples::handover(1, "320506", false, false);
     let mut bad = samples::handover(2, "320506", false, false);
     bad["payload"]["supervision_type"] = json!("house-arrest");
@@ -332,12 +284,7 @@ async fn amqp_ingress_delivers_and_sends_refusals_to_the_rejects_queue() {
         good["message_id"].as_str().expect("id")
     );
 
-    let mut rejected = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while rejected.len() < 2 && std::time::Instant::now() < deadline {
-        rejected.extend(drain_queue(&gateway.names.rejects()).await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let rejected = drain_until(&gateway.names.rejects(), 2, Duration::from_secs(10)).await;
     assert_eq!(rejected.len(), 2, "two refusals in the rejects queue");
     let problems: Vec<&str> = rejected
         .iter()

@@ -5,36 +5,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{World, drain_queue, eventually};
-use wingspan::{Gateway, GatewayOptions};
+use support::{World, drain_until, eventually, post, status_of};
 use wingspan_sim::{Behaviour, samples};
-
-async fn start(world: &World) -> (Gateway, String) {
-    let gateway = Gateway::start(&world.load(), GatewayOptions::default())
-        .await
-        .expect("gateway");
-    assert!(gateway.wait_ready(Duration::from_secs(10)).await);
-    let base = format!("http://{}", gateway.http_addr.expect("http"));
-    let client = reqwest::Client::new();
-    for _ in 0..100 {
-        if client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .map(|r| r.status() == 200)
-            .unwrap_or(false)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (gateway, base)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partner_down_for_ten_seconds_gets_everything_when_it_returns() {
     let mut world = World::new("outage", false).await;
-    let (gateway, base) = start(&world).await;
+    let (gateway, base) = world.start_gateway().await;
     let client = reqwest::Client::new();
 
     world.partner_mut("police").stop().await;
@@ -42,25 +19,10 @@ async fn a_partner_down_for_ten_seconds_gets_everything_when_it_returns() {
     for i in 0..20 {
         let m = samples::material_submit(i);
         ids.push(m["message_id"].as_str().expect("id").to_owned());
-        let r = client
-            .post(format!("{base}/v1/messages"))
-            .json(&m)
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), 202);
+        assert_eq!(post(&client, &base, &m).await.0, 202);
         // Meanwhile another partner keeps receiving.
         let h = samples::handover(i, "320411", false, false);
-        assert_eq!(
-            client
-                .post(format!("{base}/v1/messages"))
-                .json(&h)
-                .send()
-                .await
-                .expect("post")
-                .status(),
-            202
-        );
+        assert_eq!(post(&client, &base, &h).await.0, 202);
     }
     let aftercare = world.partner("aftercare");
     let started = Instant::now();
@@ -109,20 +71,11 @@ async fn a_partner_down_for_ten_seconds_gets_everything_when_it_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partner_answering_400_sends_the_message_to_the_parking_lot_with_the_reason() {
     let world = World::new("park", false).await;
-    let (gateway, base) = start(&world).await;
+    let (gateway, base) = world.start_gateway().await;
     let client = reqwest::Client::new();
     world.partner("hr").set_behaviour(Behaviour::Reject);
     let m = samples::handover(1, "320411", true, false);
-    assert_eq!(
-        client
-            .post(format!("{base}/v1/messages"))
-            .json(&m)
-            .send()
-            .await
-            .expect("post")
-            .status(),
-        202
-    );
+    assert_eq!(post(&client, &base, &m).await.0, 202);
 
     // The station accepted its copy; HR refused its copy once, and it was not retried.
     assert!(
@@ -132,12 +85,7 @@ async fn a_partner_answering_400_sends_the_message_to_the_parking_lot_with_the_r
             == 1)
         .await
     );
-    let mut parked = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while parked.is_empty() && Instant::now() < deadline {
-        parked = drain_queue(&gateway.names.parked("hr")).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let parked = drain_until(&gateway.names.parked("hr"), 1, Duration::from_secs(10)).await;
     assert_eq!(parked.len(), 1);
     let (body, headers) = &parked[0];
     assert_eq!(
@@ -150,17 +98,7 @@ async fn a_partner_answering_400_sends_the_message_to_the_parking_lot_with_the_r
         "{headers:?}"
     );
     assert_eq!(world.partner("hr").posts(), 1, "a 4xx is not retried");
-    let status: serde_json::Value = client
-        .get(format!(
-            "{base}/v1/messages/{}",
-            m["message_id"].as_str().expect("id")
-        ))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let status = status_of(&client, &base, m["message_id"].as_str().expect("id")).await;
     let hr = status["destinations"]
         .as_array()
         .expect("destinations")

@@ -75,12 +75,6 @@ pub enum Transport {
     },
 }
 
-impl CompiledConfig {
-    pub fn destination(&self, id: &str) -> Option<&Destination> {
-        self.destinations.iter().find(|d| d.id == id)
-    }
-}
-
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64

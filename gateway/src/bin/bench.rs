@@ -73,29 +73,6 @@ async fn declare_sink(ch: &Channel, exchange: &str, queue: &str) -> anyhow::Resu
     Ok(())
 }
 
-async fn prefill(ch: &Channel, queue: &str, bodies: &[Vec<u8>]) -> anyhow::Result<()> {
-    ch.confirm_select(ConfirmSelectOptions::default()).await?;
-    for chunk in bodies.chunks(1000) {
-        let mut pending = Vec::with_capacity(chunk.len());
-        for b in chunk {
-            pending.push(
-                ch.basic_publish(
-                    "".into(),
-                    queue.into(),
-                    BasicPublishOptions::default(),
-                    b,
-                    BasicProperties::default().with_delivery_mode(2),
-                )
-                .await?,
-            );
-        }
-        for p in pending {
-            anyhow::ensure!(p.await?.is_ack(), "prefill not confirmed");
-        }
-    }
-    Ok(())
-}
-
 fn bodies(n: usize) -> Vec<Vec<u8>> {
     (0..n as u64)
         .map(|i| serde_json::to_vec(&wingspan_sim::samples::material_submit(i)).unwrap_or_default())
@@ -123,7 +100,7 @@ async fn raw(n: usize, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
         )
         .await?;
     declare_sink(&setup, &exchange, &sink).await?;
-    prefill(&setup, &input, bodies).await?;
+    wingspan::broker::publish::fill_queue(&conn, &input, bodies, Duration::from_secs(30)).await?;
 
     let consume = conn.create_channel().await?;
     consume
@@ -227,7 +204,8 @@ destinations = ["partner"]
     let sink = format!("{prefix}.partner.queue");
     declare_sink(&setup, &format!("{prefix}.partner"), &sink).await?;
     let names = wingspan::broker::Names::new(&prefix);
-    prefill(&setup, &names.ingress(), bodies).await?;
+    wingspan::broker::publish::fill_queue(&conn, &names.ingress(), bodies, Duration::from_secs(30))
+        .await?;
 
     let started = Instant::now();
     let options = GatewayOptions {

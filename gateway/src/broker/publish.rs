@@ -127,8 +127,46 @@ impl Publisher {
         let pending = self.send(exchange, routing_key, body, out).await?;
         self.confirmed(pending).await
     }
+}
 
-    pub fn channel(&self) -> &Channel {
-        &self.channel
+/// Publish `bodies` to `queue` through the default exchange, persistent and confirmed, in
+/// pipelined chunks — as an upstream system would. Used to pre-fill queues in tests and
+/// benchmarks; the gateway itself publishes through [`Publisher`].
+pub async fn fill_queue(
+    connection: &lapin::Connection,
+    queue: &str,
+    bodies: &[Vec<u8>],
+    limit: Duration,
+) -> Result<(), PublishError> {
+    let channel = bounded(limit, connection.create_channel()).await?;
+    bounded(
+        limit,
+        channel.confirm_select(ConfirmSelectOptions::default()),
+    )
+    .await?;
+    let publisher = Publisher { channel, limit };
+    let opts = BasicPublishOptions {
+        mandatory: true,
+        ..BasicPublishOptions::default()
+    };
+    for chunk in bodies.chunks(1000) {
+        let mut pending = Vec::with_capacity(chunk.len());
+        for body in chunk {
+            let props = BasicProperties::default().with_delivery_mode(2);
+            pending.push(
+                bounded(
+                    limit,
+                    publisher
+                        .channel
+                        .basic_publish("".into(), queue.into(), opts, body, props),
+                )
+                .await?,
+            );
+        }
+        for p in pending {
+            publisher.confirmed(p).await?;
+        }
     }
+    let _ = bounded(limit, publisher.channel.close(200, "filled".into())).await;
+    Ok(())
 }

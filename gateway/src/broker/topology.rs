@@ -96,104 +96,140 @@ fn queue_args(
     args
 }
 
-/// Declare everything; safe to repeat.
+/// One exchange the gateway owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeSpec {
+    pub name: String,
+    pub kind: ExchangeKind,
+}
+
+/// One queue the gateway owns, with its arguments and its binding (exchange, key).
+#[derive(Debug, Clone)]
+pub struct QueueSpec {
+    pub name: String,
+    pub args: FieldTable,
+    pub binding: Option<(String, String)>,
+}
+
+/// Everything the gateway declares, in declaration order (exchanges before the queues bound
+/// to them). [`declare`] and [`delete`] both walk this one list.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub exchanges: Vec<ExchangeSpec>,
+    pub queues: Vec<QueueSpec>,
+    /// Partner exchanges of AMQP destinations: declared if missing, never deleted.
+    pub partner_exchanges: Vec<ExchangeSpec>,
+}
+
+pub fn plan(config: &CompiledConfig, names: &Names) -> Plan {
+    let x = |name: String, kind: ExchangeKind| ExchangeSpec { name, kind };
+    let q = |name: String, args: FieldTable, binding: Option<(String, String)>| QueueSpec {
+        name,
+        args,
+        binding,
+    };
+    let mut exchanges = vec![
+        x(names.rejects(), ExchangeKind::Fanout),
+        x(names.deliver_exchange(), ExchangeKind::Direct),
+        x(names.park_exchange(), ExchangeKind::Direct),
+    ];
+    let mut queues = vec![
+        q(
+            names.rejects(),
+            queue_args(config, None, None),
+            Some((names.rejects(), String::new())),
+        ),
+        q(
+            names.ingress(),
+            queue_args(config, Some(&names.rejects()), None),
+            None,
+        ),
+    ];
+    let mut partner_exchanges = Vec::new();
+    for d in &config.destinations {
+        queues.push(q(
+            names.parked(&d.id),
+            queue_args(config, None, None),
+            Some((names.park_exchange(), d.id.clone())),
+        ));
+        queues.push(q(
+            names.destination(&d.id),
+            queue_args(config, Some(&names.park_exchange()), None),
+            Some((names.deliver_exchange(), d.id.clone())),
+        ));
+        if let Transport::Amqp { exchange, .. } = &d.transport {
+            partner_exchanges.push(x(exchange.clone(), ExchangeKind::Direct));
+        }
+    }
+    for (tier, delay) in config.broker.retry_delays_ms.iter().enumerate() {
+        exchanges.push(x(names.retry(tier), ExchangeKind::Fanout));
+        queues.push(q(
+            names.retry(tier),
+            queue_args(config, Some(&names.deliver_exchange()), Some(*delay)),
+            Some((names.retry(tier), String::new())),
+        ));
+    }
+    Plan {
+        exchanges,
+        queues,
+        partner_exchanges,
+    }
+}
+
+/// Declare everything in the [`plan`]; safe to repeat.
 pub async fn declare(
     conn: &Connection,
     config: &CompiledConfig,
     names: &Names,
     limit: Duration,
 ) -> Result<(), BrokerError> {
+    let plan = plan(config, names);
     let ch = bounded(limit, conn.create_channel()).await?;
-    let durable_q = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
     let durable_x = ExchangeDeclareOptions {
         durable: true,
         ..ExchangeDeclareOptions::default()
     };
-    let no_args = FieldTable::default;
-    let exchange = |name: String, kind: ExchangeKind| {
-        let ch = ch.clone();
-        async move {
-            bounded(
-                limit,
-                ch.exchange_declare(name.as_str().into(), kind, durable_x, no_args()),
-            )
-            .await
-        }
+    let durable_q = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
     };
-    let queue = |name: String, args: FieldTable| {
-        let ch = ch.clone();
-        async move {
-            bounded(
-                limit,
-                ch.queue_declare(name.as_str().into(), durable_q, args),
-            )
-            .await
-            .map(|_| ())
-        }
-    };
-    let bind = |queue: String, exchange: String, key: String| {
-        let ch = ch.clone();
-        async move {
+    for e in plan.exchanges.iter().chain(&plan.partner_exchanges) {
+        bounded(
+            limit,
+            ch.exchange_declare(
+                e.name.as_str().into(),
+                e.kind.clone(),
+                durable_x,
+                FieldTable::default(),
+            ),
+        )
+        .await?;
+    }
+    for q in &plan.queues {
+        bounded(
+            limit,
+            ch.queue_declare(q.name.as_str().into(), durable_q, q.args.clone()),
+        )
+        .await?;
+        if let Some((exchange, key)) = &q.binding {
             bounded(
                 limit,
                 ch.queue_bind(
-                    queue.as_str().into(),
+                    q.name.as_str().into(),
                     exchange.as_str().into(),
                     key.as_str().into(),
                     QueueBindOptions::default(),
-                    no_args(),
+                    FieldTable::default(),
                 ),
             )
-            .await
+            .await?;
         }
-    };
-
-    exchange(names.rejects(), ExchangeKind::Fanout).await?;
-    queue(names.rejects(), queue_args(config, None, None)).await?;
-    bind(names.rejects(), names.rejects(), String::new()).await?;
-    queue(
-        names.ingress(),
-        queue_args(config, Some(&names.rejects()), None),
-    )
-    .await?;
-
-    exchange(names.deliver_exchange(), ExchangeKind::Direct).await?;
-    exchange(names.park_exchange(), ExchangeKind::Direct).await?;
-    for d in &config.destinations {
-        queue(names.parked(&d.id), queue_args(config, None, None)).await?;
-        bind(names.parked(&d.id), names.park_exchange(), d.id.clone()).await?;
-        queue(
-            names.destination(&d.id),
-            queue_args(config, Some(&names.park_exchange()), None),
-        )
-        .await?;
-        bind(
-            names.destination(&d.id),
-            names.deliver_exchange(),
-            d.id.clone(),
-        )
-        .await?;
-        if let Transport::Amqp { exchange: x, .. } = &d.transport {
-            exchange(x.clone(), ExchangeKind::Direct).await?;
-        }
-    }
-    for (tier, delay) in config.broker.retry_delays_ms.iter().enumerate() {
-        exchange(names.retry(tier), ExchangeKind::Fanout).await?;
-        queue(
-            names.retry(tier),
-            queue_args(config, Some(&names.deliver_exchange()), Some(*delay)),
-        )
-        .await?;
-        bind(names.retry(tier), names.retry(tier), String::new()).await?;
     }
     let _ = bounded(limit, ch.close(200, "topology declared".into())).await;
     Ok(())
 }
 
-/// Delete everything [`declare`] made (demo and test clean-up; never used by `run`).
+/// Delete the gateway's own queues and exchanges (demo and test clean-up; never used by `run`).
 pub async fn delete(
     conn: &Connection,
     config: &CompiledConfig,
@@ -201,32 +237,19 @@ pub async fn delete(
     limit: Duration,
 ) -> Result<(), BrokerError> {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let plan = plan(config, names);
     let ch = bounded(limit, conn.create_channel()).await?;
-    let mut queues = vec![names.ingress(), names.rejects()];
-    let mut exchanges = vec![
-        names.rejects(),
-        names.deliver_exchange(),
-        names.park_exchange(),
-    ];
-    for d in &config.destinations {
-        queues.push(names.destination(&d.id));
-        queues.push(names.parked(&d.id));
-    }
-    for tier in 0..config.broker.retry_delays_ms.len() {
-        queues.push(names.retry(tier));
-        exchanges.push(names.retry(tier));
-    }
-    for q in queues {
+    for q in &plan.queues {
         bounded(
             limit,
-            ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()),
+            ch.queue_delete(q.name.as_str().into(), QueueDeleteOptions::default()),
         )
         .await?;
     }
-    for x in exchanges {
+    for e in &plan.exchanges {
         bounded(
             limit,
-            ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()),
+            ch.exchange_delete(e.name.as_str().into(), ExchangeDeleteOptions::default()),
         )
         .await?;
     }

@@ -3,13 +3,14 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::options::BasicGetOptions;
+use lapin::{Connection, ConnectionProperties};
 use wingspan::broker::topology::{self, Names};
 use wingspan::load::{self, Loaded};
+use wingspan::{Gateway, GatewayOptions};
 use wingspan_sim::{Partner, PartnerOptions};
 
 pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -17,18 +18,6 @@ pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
-
-/// Partners of the example config: (destination name, example port, replies as).
-pub const PARTNERS: [(&str, u16, Option<&str>); 8] = [
-    ("rehab", 18080, None),
-    ("police", 18081, Some("police")),
-    ("hospital-ma01", 18082, Some("health")),
-    ("emergency", 18083, Some("emergency")),
-    ("hr", 18084, Some("hr")),
-    ("aftercare", 18085, Some("aftercare")),
-    ("civil", 18086, Some("civil")),
-    ("hospital-ma02", 18087, Some("health")),
-];
 
 pub struct World {
     pub prefix: String,
@@ -49,7 +38,7 @@ impl World {
         let mut partners = HashMap::new();
         let mut text =
             std::fs::read_to_string(repo().join("config/wingspan.toml")).expect("example config");
-        for (name, port, reply_as) in PARTNERS {
+        for (name, port, reply_as) in wingspan_sim::EXAMPLE_PARTNERS {
             let p = Partner::start(
                 "127.0.0.1:0",
                 PartnerOptions {
@@ -99,6 +88,36 @@ impl World {
         }
     }
 
+    /// Start a gateway on this world's config (HTTP on an ephemeral port), wait until it is
+    /// ready (broker session and HTTP publisher), and point the partners' replies at it.
+    pub async fn start_gateway(&self) -> (Gateway, String) {
+        let gateway = Gateway::start(&self.load(), GatewayOptions::default())
+            .await
+            .expect("gateway");
+        assert!(
+            gateway.wait_ready(Duration::from_secs(10)).await,
+            "broker session"
+        );
+        let base = format!("http://{}", gateway.http_addr.expect("http"));
+        self.set_gateway(&base);
+        let client = reqwest::Client::new();
+        let mut ready = false;
+        for _ in 0..100 {
+            if client
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ready, "readyz");
+        (gateway, base)
+    }
+
     pub fn load(&self) -> Loaded {
         load::load(&self.config_file).unwrap_or_else(|e| panic!("config: {e:?}"))
     }
@@ -146,29 +165,9 @@ pub async fn publish_to_queue(queue: &str, bodies: &[Vec<u8>]) {
     let conn = Connection::connect(AMQP, ConnectionProperties::default())
         .await
         .expect("amqp");
-    let ch = conn.create_channel().await.expect("channel");
-    ch.confirm_select(ConfirmSelectOptions::default())
+    wingspan::broker::publish::fill_queue(&conn, queue, bodies, Duration::from_secs(30))
         .await
-        .expect("confirm");
-    for chunk in bodies.chunks(500) {
-        let mut pending = Vec::new();
-        for b in chunk {
-            pending.push(
-                ch.basic_publish(
-                    "".into(),
-                    queue.into(),
-                    BasicPublishOptions::default(),
-                    b,
-                    BasicProperties::default().with_delivery_mode(2),
-                )
-                .await
-                .expect("publish"),
-            );
-        }
-        for p in pending {
-            assert!(p.await.expect("confirm").is_ack());
-        }
-    }
+        .expect("fill queue");
     let _ = conn.close(200, "done".into()).await;
 }
 
@@ -205,6 +204,49 @@ pub fn body_json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).expect("json body")
 }
 
-pub fn path_exists(p: &Path) -> bool {
-    p.exists()
+/// POST a canonical envelope; the status and the JSON answer (receipt or problem).
+pub async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r = client
+        .post(format!("{base}/v1/messages"))
+        .json(body)
+        .send()
+        .await
+        .expect("post");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// GET a message's status document.
+pub async fn status_of(
+    client: &reqwest::Client,
+    base: &str,
+    message_id: &str,
+) -> serde_json::Value {
+    client
+        .get(format!("{base}/v1/messages/{message_id}"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// Drain `queue` until at least `n` messages were taken or `within` passes.
+pub async fn drain_until(
+    queue: &str,
+    n: usize,
+    within: Duration,
+) -> Vec<(Vec<u8>, HashMap<String, String>)> {
+    let deadline = Instant::now() + within;
+    let mut taken = Vec::new();
+    while taken.len() < n && Instant::now() < deadline {
+        taken.extend(drain_queue(queue).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    taken
 }
