@@ -19,7 +19,7 @@ use wingspan_core::{CompiledConfig, Envelope, Rejection, admit};
 use crate::broker::publish::{HeaderValue, Outgoing};
 use crate::broker::{Names, PublishError, Publisher};
 use crate::stats::{Event, Stats};
-use crate::store::{DeliveryState, NewReceipt, Receipt, Store, StoreError};
+use crate::store::{NewReceipt, Receipt, Store, StoreError};
 
 /// Header carrying the delivery attempt number on internal copies.
 pub const ATTEMPT_HEADER: &str = "x-wingspan-attempt";
@@ -126,7 +126,9 @@ impl Intake {
             .iter()
             .map(|&d| self.config.destinations[d].id.clone())
             .collect();
-        self.publish_copies(publisher, env, bytes, &admitted.destinations)
+        // Destinations delivered at intake are recorded with the receipt itself.
+        let delivered = self
+            .publish_copies(publisher, env, bytes, &admitted.destinations)
             .await?;
         self.store
             .put_receipt(NewReceipt {
@@ -135,6 +137,7 @@ impl Intake {
                 message_type: env.message_type.clone(),
                 correlation_id: env.correlation_id.clone(),
                 destinations: destinations.clone(),
+                delivered,
             })
             .await?;
         if let Some(corr) = &env.correlation_id {
@@ -175,8 +178,9 @@ impl Intake {
         env: &Envelope,
         bytes: &[u8],
         dests: &[usize],
-    ) -> Result<(), IntakeError> {
+    ) -> Result<Vec<String>, IntakeError> {
         let deliver = self.names.deliver_exchange();
+        let mut delivered = Vec::new();
         let mut pending = Vec::with_capacity(dests.len());
         for &d in dests {
             let dest = &self.config.destinations[d];
@@ -224,14 +228,7 @@ impl Intake {
                     if direct {
                         self.stats
                             .record(&env.message_type, &dest.id, Event::Delivered);
-                        self.store.delivery(
-                            &env.source,
-                            &env.message_id,
-                            &dest.id,
-                            DeliveryState::Delivered,
-                            1,
-                            None,
-                        );
+                        delivered.push(dest.id.clone());
                     }
                 }
                 Err(PublishError::Unroutable | PublishError::Nacked) if direct => {
@@ -247,6 +244,6 @@ impl Intake {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(())
+        Ok(delivered)
     }
 }

@@ -1,8 +1,10 @@
 //! Receipts and delivery status in an embedded SQLite database (WAL, synchronous=NORMAL).
 //!
-//! One writer thread applies commands in batches, one transaction per batch (group commit):
-//! a caller that needs durability (a receipt before the upstream ack) awaits its batch's
-//! commit; status updates are fire-and-forget. Reads use their own connection.
+//! One store thread owns the writing connection and applies commands in batches, one
+//! transaction per batch (group commit): a caller that needs durability (a receipt before the
+//! upstream ack) awaits its batch's commit; duplicate lookups on the hot path are answered in
+//! the same batches, after the commit; status updates are fire-and-forget. The rare status
+//! queries use their own read connection.
 //! Nothing here holds payloads: ids, types, destinations, states and error reasons only.
 
 use std::path::Path;
@@ -91,10 +93,18 @@ pub struct NewReceipt {
     pub message_type: String,
     pub correlation_id: Option<String>,
     pub destinations: Vec<String>,
+    /// Destinations already delivered at intake (AMQP destinations): recorded in the receipt,
+    /// so they need no status row of their own.
+    pub delivered: Vec<String>,
 }
 
 enum Cmd {
     Receipt(NewReceipt, String, oneshot::Sender<Result<(), String>>),
+    Lookup {
+        source: String,
+        message_id: String,
+        reply: oneshot::Sender<Result<Option<Receipt>, String>>,
+    },
     Delivery {
         source: String,
         message_id: String,
@@ -132,20 +142,22 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     // WAL + NORMAL survives a process crash (the failure the ack rule is about); a power loss
     // may forget the newest receipts, which costs at worst a duplicate the partner absorbs.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Fewer, larger checkpoints: pages rewritten between two checkpoints are copied once.
+    conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+    conn.pragma_update(None, "cache_size", -65536)?;
     Ok(conn)
 }
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS receipts (
   source TEXT NOT NULL, message_id TEXT NOT NULL, message_type TEXT NOT NULL,
-  correlation_id TEXT, destinations TEXT NOT NULL, accepted_at TEXT NOT NULL,
-  PRIMARY KEY (source, message_id));
-CREATE INDEX IF NOT EXISTS receipts_by_id ON receipts(message_id);
-CREATE INDEX IF NOT EXISTS receipts_by_correlation ON receipts(correlation_id);
+  correlation_id TEXT, destinations TEXT NOT NULL, delivered TEXT, accepted_at TEXT NOT NULL,
+  PRIMARY KEY (message_id, source)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS receipts_by_correlation ON receipts(correlation_id) WHERE correlation_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS deliveries (
   source TEXT NOT NULL, message_id TEXT NOT NULL, destination TEXT NOT NULL,
   state TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, updated_at TEXT NOT NULL,
-  PRIMARY KEY (source, message_id, destination));
+  PRIMARY KEY (message_id, source, destination)) WITHOUT ROWID;
 ";
 
 impl Store {
@@ -166,10 +178,9 @@ impl Store {
         })
     }
 
-    /// Record an accepted message; returns once the record is committed.
-    pub async fn put_receipt(&self, receipt: NewReceipt) -> Result<(), StoreError> {
-        let (done, wait) = oneshot::channel();
-        match self.tx.try_send(Cmd::Receipt(receipt, now(), done)) {
+    /// Queue a command for the store thread, waiting for room when its queue is full.
+    async fn send(&self, cmd: Cmd) -> Result<(), StoreError> {
+        match self.tx.try_send(cmd) {
             Ok(()) => {}
             Err(std_mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::Stopped),
             Err(std_mpsc::TrySendError::Full(cmd)) => {
@@ -181,6 +192,13 @@ impl Store {
                     .map_err(|_| StoreError::Stopped)?;
             }
         }
+        Ok(())
+    }
+
+    /// Record an accepted message; returns once the record is committed.
+    pub async fn put_receipt(&self, receipt: NewReceipt) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.send(Cmd::Receipt(receipt, now(), done)).await?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(StoreError::Io(std::io::Error::other(e))),
@@ -212,30 +230,24 @@ impl Store {
         }
     }
 
-    /// The receipt of an already accepted message, if any.
+    /// The receipt of an already accepted message, if any (committed receipts only).
     pub async fn receipt(
         &self,
         source: &str,
         message_id: &str,
     ) -> Result<Option<Receipt>, StoreError> {
-        let reader = self.reader.clone();
-        let (source, message_id) = (source.to_owned(), message_id.to_owned());
-        tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-            let mut stmt = conn.prepare_cached(
-                "SELECT destinations FROM receipts WHERE source = ?1 AND message_id = ?2",
-            )?;
-            let dests: Option<String> = stmt
-                .query_row(params![source, message_id], |r| r.get(0))
-                .optional()?;
-            Ok(dests.map(|d| Receipt {
-                message_id,
-                status: "accepted".into(),
-                destinations: serde_json::from_str(&d).unwrap_or_default(),
-            }))
+        let (reply, wait) = oneshot::channel();
+        self.send(Cmd::Lookup {
+            source: source.to_owned(),
+            message_id: message_id.to_owned(),
+            reply,
         })
-        .await
-        .map_err(|_| StoreError::Stopped)?
+        .await?;
+        match wait.await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(StoreError::Io(std::io::Error::other(e))),
+            Err(_) => Err(StoreError::Stopped),
+        }
     }
 
     /// Whether any source's message with this id was accepted.
@@ -261,15 +273,22 @@ impl Store {
         tokio::task::spawn_blocking(move || {
             let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
             let row = conn
-                .prepare_cached("SELECT source, message_type, correlation_id, accepted_at FROM receipts WHERE message_id = ?1 LIMIT 1")?
+                .prepare_cached("SELECT source, message_type, correlation_id, accepted_at, destinations, delivered FROM receipts WHERE message_id = ?1 LIMIT 1")?
                 .query_row(params![message_id], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, String>(3)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                    ))
                 })
                 .optional()?;
-            let Some((source, message_type, correlation_id, accepted_at)) = row else {
+            let Some((source, message_type, correlation_id, accepted_at, routed, at_intake)) = row else {
                 return Ok(None);
             };
-            let destinations = conn
+            let mut destinations = conn
                 .prepare_cached("SELECT destination, state, attempts, last_error, updated_at FROM deliveries WHERE source = ?1 AND message_id = ?2 ORDER BY destination")?
                 .query_map(params![source, message_id], |r| {
                     Ok(DeliveryStatus {
@@ -281,6 +300,22 @@ impl Store {
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
+            // A destination delivered at intake, or routed with no status row yet (queued).
+            let at_intake: Vec<String> = at_intake.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default();
+            for d in serde_json::from_str::<Vec<String>>(&routed).unwrap_or_default() {
+                if !destinations.iter().any(|s| s.destination == d) {
+                    let done = at_intake.contains(&d);
+                    let state = if done { DeliveryState::Delivered } else { DeliveryState::Queued };
+                    destinations.push(DeliveryStatus {
+                        destination: d,
+                        state: state.as_str().into(),
+                        attempts: i64::from(done),
+                        last_error: None,
+                        updated_at: accepted_at.clone(),
+                    });
+                }
+            }
+            destinations.sort_by(|a, b| a.destination.cmp(&b.destination));
             let replies = conn
                 .prepare_cached("SELECT message_id, message_type, source, accepted_at FROM receipts WHERE correlation_id = ?1 ORDER BY accepted_at")?
                 .query_map(params![message_id], |r| {
@@ -308,21 +343,34 @@ impl Store {
     }
 }
 
+fn lookup(
+    tx: &rusqlite::Transaction<'_>,
+    source: &str,
+    message_id: &str,
+) -> Result<Option<Receipt>, rusqlite::Error> {
+    let dests: Option<String> = tx
+        .prepare_cached("SELECT destinations FROM receipts WHERE source = ?1 AND message_id = ?2")?
+        .query_row(params![source, message_id], |r| r.get(0))
+        .optional()?;
+    Ok(dests.map(|d| Receipt {
+        message_id: message_id.to_owned(),
+        status: "accepted".into(),
+        destinations: serde_json::from_str(&d).unwrap_or_default(),
+    }))
+}
+
 fn apply(tx: &rusqlite::Transaction<'_>, cmd: &Cmd) -> Result<(), rusqlite::Error> {
     match cmd {
         Cmd::Receipt(r, at, _) => {
             let dests = serde_json::to_string(&r.destinations).unwrap_or_else(|_| "[]".into());
+            let delivered = (!r.delivered.is_empty())
+                .then(|| serde_json::to_string(&r.delivered).unwrap_or_default());
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO receipts (source, message_id, message_type, correlation_id, destinations, accepted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO receipts (source, message_id, message_type, correlation_id, destinations, delivered, accepted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![r.source, r.message_id, r.message_type, r.correlation_id, dests, at])?;
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO deliveries (source, message_id, destination, state, attempts, updated_at) VALUES (?1, ?2, ?3, 'queued', 0, ?4)",
-            )?;
-            for d in &r.destinations {
-                stmt.execute(params![r.source, r.message_id, d, at])?;
-            }
+            .execute(params![r.source, r.message_id, r.message_type, r.correlation_id, dests, delivered, at])?;
         }
+        Cmd::Lookup { .. } => {}
         Cmd::Delivery {
             source,
             message_id,
@@ -358,8 +406,18 @@ fn write_loop(mut conn: Connection, rx: std_mpsc::Receiver<Cmd>) {
                 Err(_) => break,
             }
         }
+        // Lookups run before this batch's writes, so they see committed receipts only.
+        let mut found = Vec::new();
         let result = (|| {
             let tx = conn.transaction()?;
+            for cmd in &batch {
+                if let Cmd::Lookup {
+                    source, message_id, ..
+                } = cmd
+                {
+                    found.push(lookup(&tx, source, message_id)?);
+                }
+            }
             for cmd in &batch {
                 apply(&tx, cmd)?;
             }
@@ -369,10 +427,97 @@ fn write_loop(mut conn: Connection, rx: std_mpsc::Receiver<Cmd>) {
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "state store write failed");
         }
+        let mut found = found.into_iter();
         for cmd in batch {
-            if let Cmd::Receipt(_, _, done) = cmd {
-                let _ = done.send(outcome.clone());
+            match cmd {
+                Cmd::Receipt(_, _, done) => {
+                    let _ = done.send(outcome.clone());
+                }
+                Cmd::Lookup { reply, .. } => {
+                    let answer = outcome.clone().map(|()| found.next().flatten());
+                    let _ = reply.send(answer);
+                }
+                Cmd::Delivery { .. } => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(id: &str, correlation: Option<&str>, delivered: &[&str]) -> NewReceipt {
+        NewReceipt {
+            source: "rehab".into(),
+            message_id: id.into(),
+            message_type: "referral.handover".into(),
+            correlation_id: correlation.map(str::to_owned),
+            destinations: vec!["aftercare-3204".into(), "hr".into(), "partner".into()],
+            delivered: delivered.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn receipts_status_and_replies_survive_a_reopen() {
+        let dir = std::env::temp_dir().join(format!("wingspan-store-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir).expect("open");
+        assert_eq!(store.receipt("rehab", "m-1").await.expect("lookup"), None);
+        store
+            .put_receipt(receipt("m-1", None, &["partner"]))
+            .await
+            .expect("put");
+        store.delivery(
+            "rehab",
+            "m-1",
+            "hr",
+            DeliveryState::Retrying,
+            1,
+            Some("HTTP 503".into()),
+        );
+        store.delivery("rehab", "m-1", "hr", DeliveryState::Delivered, 2, None);
+        // A late retry report must not undo the delivery.
+        store.delivery(
+            "rehab",
+            "m-1",
+            "hr",
+            DeliveryState::Retrying,
+            1,
+            Some("late".into()),
+        );
+        store
+            .put_receipt(receipt("r-1", Some("m-1"), &[]))
+            .await
+            .expect("put reply");
+        drop(store);
+
+        let store = Store::open(&dir).expect("reopen");
+        let r = store
+            .receipt("rehab", "m-1")
+            .await
+            .expect("lookup")
+            .expect("receipt");
+        assert_eq!(r.destinations, vec!["aftercare-3204", "hr", "partner"]);
+        assert_eq!(
+            store.receipt("police", "m-1").await.expect("lookup"),
+            None,
+            "ids are per source"
+        );
+        let status = store.status("m-1").await.expect("status").expect("known");
+        let state = |d: &str| {
+            status
+                .destinations
+                .iter()
+                .find(|s| s.destination == d)
+                .map(|s| (s.state.clone(), s.attempts))
+        };
+        assert_eq!(state("aftercare-3204"), Some(("queued".into(), 0)));
+        assert_eq!(state("hr"), Some(("delivered".into(), 2)));
+        assert_eq!(state("partner"), Some(("delivered".into(), 1)));
+        assert_eq!(status.replies.len(), 1);
+        assert_eq!(status.replies[0].message_id, "r-1");
+        assert!(store.known("m-1").await.expect("known"));
+        assert!(!store.known("m-2").await.expect("known"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -9,7 +9,8 @@
 //! Runs alternate (raw, gateway, raw, gateway, …); the medians and their ratio are printed,
 //! and the last line reads `ratio=<gateway/raw> gateway=<msg/s> raw=<msg/s>`.
 //!
-//! `cargo run --release -p wingspan --bin wingspan-bench -- [N] [RUNS]` (defaults 50000 3).
+//! `cargo run --release -p wingspan --bin wingspan-bench -- [N] [RUNS] [gateway|raw]` (defaults
+//! 50000 3, both sides).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,7 +26,13 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use wingspan::{Gateway, GatewayOptions};
 
-const PREFETCH: u16 = 256;
+/// Unacknowledged deliveries per consumer, the same on both sides (`WINGSPAN_BENCH_PREFETCH`).
+fn prefetch() -> u16 {
+    std::env::var("WINGSPAN_BENCH_PREFETCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
 
 fn url() -> String {
     std::env::var("WINGSPAN_AMQP_URL")
@@ -104,7 +111,7 @@ async fn raw(n: usize, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
 
     let consume = conn.create_channel().await?;
     consume
-        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .basic_qos(prefetch(), BasicQosOptions::default())
         .await?;
     let publish = conn.create_channel().await?;
     publish
@@ -167,7 +174,7 @@ state_dir = {state:?}
 [broker]
 url = {url:?}
 prefix = "{prefix}"
-prefetch = {PREFETCH}
+prefetch = {prefetch}
 [[sources]]
 id = "rehab"
 message_types = ["enforcement.material.submit"]
@@ -183,6 +190,7 @@ destinations = ["partner"]
         schemas = schemas.display().to_string(),
         state = dir.display().to_string(),
         url = url(),
+        prefetch = prefetch(),
     );
     let loaded = wingspan::load::load_str("bench.toml", &text, &dir)
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -248,10 +256,25 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(50_000);
     let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
+    // `gateway` or `raw` runs one side only (for profiling); the ratio needs both.
+    let only = args.next();
+    if let Some(side) = only.as_deref() {
+        let bodies = bodies(n);
+        for run in 1..=runs {
+            let rate = if side == "raw" {
+                raw(n, &bodies).await?
+            } else {
+                gateway(n, &bodies).await?
+            };
+            println!("run {run}: {side} {rate:>9.0} msg/s");
+        }
+        return Ok(());
+    }
     let bodies = bodies(n);
     println!(
-        "wingspan-bench: N={n} persistent messages ({} bytes each), quorum queues, prefetch {PREFETCH}, {runs} run(s) each, alternating",
-        bodies[0].len()
+        "wingspan-bench: N={n} persistent messages ({} bytes each), quorum queues, prefetch {}, {runs} run(s) each, alternating",
+        bodies[0].len(),
+        prefetch()
     );
     let (mut raws, mut gws) = (Vec::new(), Vec::new());
     for run in 1..=runs {
