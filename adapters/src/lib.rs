@@ -18,19 +18,27 @@ pub enum AdapterError {
     Encode(String),
 }
 
+/// A canonical message as the gateway holds it: the parsed envelope, and the exact bytes it
+/// was accepted as (an adapter that forwards the canonical form sends those, unchanged).
+#[derive(Debug, Clone, Copy)]
+pub struct Canonical<'a> {
+    pub envelope: &'a Envelope,
+    pub bytes: &'a [u8],
+}
+
 /// What an adapter produced for a destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Encoded {
+pub struct Encoded<'a> {
     pub content_type: &'static str,
-    pub body: Vec<u8>,
+    pub body: std::borrow::Cow<'a, [u8]>,
 }
 
 /// One partner format.
 pub trait Adapter {
     /// Partner wire bytes → canonical envelope.
     fn decode(&self, bytes: &[u8]) -> Result<Envelope, AdapterError>;
-    /// Canonical envelope → partner wire bytes.
-    fn encode(&self, envelope: &Envelope) -> Result<Encoded, AdapterError>;
+    /// Canonical message → partner wire bytes.
+    fn encode<'a>(&self, message: Canonical<'a>) -> Result<Encoded<'a>, AdapterError>;
 }
 
 /// Every adapter the gateway knows.

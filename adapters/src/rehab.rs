@@ -1,6 +1,9 @@
 //! The canonical JSON envelope as its own wire format (the rehabilitation platform speaks it).
+//! Encoding forwards the exact bytes the gateway accepted: what was validated is what is sent.
 
-use crate::{Adapter, AdapterError, Encoded};
+use std::borrow::Cow;
+
+use crate::{Adapter, AdapterError, Canonical, Encoded};
 use wingspan_core::Envelope;
 
 #[derive(Debug, Clone, Copy)]
@@ -12,11 +15,10 @@ impl Adapter for Rehab {
             .map_err(|e| AdapterError::Decode(format!("canonical JSON: {}", e.classify_name())))
     }
 
-    fn encode(&self, envelope: &Envelope) -> Result<Encoded, AdapterError> {
-        let body = serde_json::to_vec(envelope).map_err(|e| AdapterError::Encode(e.to_string()))?;
+    fn encode<'a>(&self, message: Canonical<'a>) -> Result<Encoded<'a>, AdapterError> {
         Ok(Encoded {
             content_type: "application/json",
-            body,
+            body: Cow::Borrowed(message.bytes),
         })
     }
 }
@@ -52,8 +54,15 @@ mod tests {
             correlation_id: Some("m-0".into()),
             payload: json!({"referral_id": "r-1"}),
         };
-        let encoded = Rehab.encode(&e).expect("encode");
+        let bytes = serde_json::to_vec_pretty(&e).expect("json");
+        let encoded = Rehab
+            .encode(Canonical {
+                envelope: &e,
+                bytes: &bytes,
+            })
+            .expect("encode");
         assert_eq!(encoded.content_type, "application/json");
+        assert_eq!(&*encoded.body, bytes.as_slice(), "forwarded byte for byte");
         assert_eq!(Rehab.decode(&encoded.body).expect("decode"), e);
         assert!(matches!(
             Rehab.decode(b"{\"message_id\":"),

@@ -21,7 +21,7 @@ use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, B
 use lapin::types::{AMQPValue, FieldTable};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use wingspan_adapters::AdapterKind;
+use wingspan_adapters::{AdapterKind, Canonical};
 use wingspan_core::config::{Destination, Transport};
 use wingspan_core::{CompiledConfig, Envelope};
 
@@ -205,8 +205,12 @@ async fn handle(
             .await;
         }
     };
-    let outcome = match AdapterKind::from_name(&dest.adapter).map(|a| a.adapter().encode(&envelope))
-    {
+    let outcome = match AdapterKind::from_name(&dest.adapter).map(|a| {
+        a.adapter().encode(Canonical {
+            envelope: &envelope,
+            bytes: &delivery.data,
+        })
+    }) {
         Some(Ok(encoded)) => match &dest.transport {
             Transport::Http { url, timeout_ms } => {
                 deliver_http(&ctx.http, url, *timeout_ms, &envelope, encoded).await
@@ -344,7 +348,7 @@ async fn deliver_http(
     url: &str,
     timeout_ms: u64,
     env: &Envelope,
-    encoded: wingspan_adapters::Encoded,
+    encoded: wingspan_adapters::Encoded<'_>,
 ) -> Attempt {
     let mut req = client
         .post(url)
@@ -355,7 +359,7 @@ async fn deliver_http(
     if let Some(c) = &env.correlation_id {
         req = req.header("X-Wingspan-Correlation-Id", c);
     }
-    match req.body(encoded.body).send().await {
+    match req.body(encoded.body.into_owned()).send().await {
         Ok(resp) => classify_status(resp.status().as_u16()),
         Err(e) if e.is_timeout() => Attempt::Transient(format!("no answer within {timeout_ms} ms")),
         Err(e) if e.is_connect() => {

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use wingspan_adapters::AdapterKind;
+use wingspan_adapters::{AdapterKind, Canonical};
 use wingspan_core::config::Transport;
 use wingspan_core::{CompiledConfig, Envelope, Rejection, admit};
 
@@ -189,8 +189,12 @@ impl Intake {
                     exchange,
                     routing_key,
                 } => {
-                    let encoded =
-                        AdapterKind::from_name(&dest.adapter).map(|a| a.adapter().encode(env));
+                    let encoded = AdapterKind::from_name(&dest.adapter).map(|a| {
+                        a.adapter().encode(Canonical {
+                            envelope: env,
+                            bytes,
+                        })
+                    });
                     if let Some(Ok(encoded)) = encoded {
                         let out = Outgoing {
                             message_id: &env.message_id,

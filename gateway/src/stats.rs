@@ -27,16 +27,28 @@ pub enum Event {
 
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
-    inner: Arc<Mutex<BTreeMap<(String, String), Counts>>>,
+    /// message type → destination → counts; nested so that counting allocates only the first time.
+    inner: Arc<Mutex<BTreeMap<String, BTreeMap<String, Counts>>>>,
     rejected: Arc<Mutex<BTreeMap<&'static str, u64>>>,
 }
 
 impl Stats {
     pub fn record(&self, message_type: &str, destination: &str, event: Event) {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let c = map
-            .entry((message_type.to_owned(), destination.to_owned()))
-            .or_default();
+        if !map
+            .get(message_type)
+            .is_some_and(|d| d.contains_key(destination))
+        {
+            map.entry(message_type.to_owned())
+                .or_default()
+                .insert(destination.to_owned(), Counts::default());
+        }
+        let Some(c) = map
+            .get_mut(message_type)
+            .and_then(|d| d.get_mut(destination))
+        else {
+            return;
+        };
         match event {
             Event::Routed => c.routed += 1,
             Event::Delivered => c.delivered += 1,
@@ -55,8 +67,15 @@ impl Stats {
             .or_default() += 1;
     }
 
+    /// Counts per (message type, destination).
     pub fn snapshot(&self) -> BTreeMap<(String, String), Counts> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .flat_map(|(t, d)| {
+                d.iter()
+                    .map(move |(dest, c)| ((t.clone(), dest.clone()), *c))
+            })
+            .collect()
     }
 
     pub fn rejections(&self) -> BTreeMap<&'static str, u64> {
