@@ -10,7 +10,7 @@
 //! and the last line reads `ratio=<gateway/raw> gateway=<msg/s> raw=<msg/s>`.
 //!
 //! `cargo run --release -p wingspan --bin wingspan-bench -- [N] [RUNS] [gateway|raw]` (defaults
-//! 50000 3, both sides).
+//! 50000 5, both sides).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -260,7 +260,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(50_000);
-    let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
+    let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5).max(1);
     // `gateway` or `raw` runs one side only (for profiling); the ratio needs both.
     let only = args.next();
     if let Some(side) = only.as_deref() {
@@ -282,9 +282,14 @@ async fn main() -> anyhow::Result<()> {
         prefetch()
     );
     let (mut raws, mut gws) = (Vec::new(), Vec::new());
+    // The broker keeps working after a run (deleting queues, compacting its logs); give it a
+    // moment so one side does not pay for the other's clean-up.
+    let settle = || tokio::time::sleep(Duration::from_secs(3));
     for run in 1..=runs {
+        settle().await;
         let r = raw(n, &bodies).await?;
         println!("run {run}: raw     {r:>9.0} msg/s");
+        settle().await;
         let g = gateway(n, &bodies).await?;
         println!("run {run}: gateway {g:>9.0} msg/s");
         raws.push(r);
