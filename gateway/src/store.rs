@@ -2,9 +2,9 @@
 //!
 //! One store thread owns the writing connection and applies commands in batches, one
 //! transaction per batch (group commit): a caller that needs durability (a receipt before the
-//! upstream ack) awaits its batch's commit; duplicate lookups on the hot path are answered at
-//! the start of each batch, without waiting for a commit; status updates are fire-and-forget. The rare status
-//! queries use their own read connection.
+//! upstream ack) awaits its batch's commit; status updates are fire-and-forget. Reads (the
+//! duplicate lookup on the hot path, status queries) use a small pool of read connections and
+//! run inline: they are index lookups of microseconds and see committed data only.
 //! Nothing here holds payloads: ids, types, destinations, states and error reasons only.
 
 use std::path::Path;
@@ -100,11 +100,6 @@ pub struct NewReceipt {
 
 enum Cmd {
     Receipt(NewReceipt, String, oneshot::Sender<Result<(), String>>),
-    Lookup {
-        source: String,
-        message_id: String,
-        reply: oneshot::Sender<Result<Option<Receipt>, String>>,
-    },
     Delivery {
         source: String,
         message_id: String,
@@ -120,7 +115,34 @@ enum Cmd {
 #[derive(Clone, Debug)]
 pub struct Store {
     tx: std_mpsc::SyncSender<Cmd>,
-    reader: Arc<Mutex<Connection>>,
+    readers: Arc<Readers>,
+}
+
+/// Read connections, one per concurrent reader (WAL readers see committed data and never
+/// block the writer). Reads are index lookups of microseconds, run inline on the caller's thread.
+#[derive(Debug)]
+struct Readers {
+    path: std::path::PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open(&self.path)?,
+        };
+        let result = f(&conn).map_err(StoreError::from);
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
+        result
+    }
 }
 
 impl std::fmt::Debug for Cmd {
@@ -171,14 +193,16 @@ impl Store {
         let path = dir.join("wingspan-state.db");
         let writer = open(&path)?;
         writer.execute_batch(SCHEMA)?;
-        let reader = open(&path)?;
         let (tx, rx) = std_mpsc::sync_channel::<Cmd>(65_536);
         std::thread::Builder::new()
             .name("wingspan-store".into())
             .spawn(move || write_loop(writer, rx))?;
         Ok(Self {
             tx,
-            reader: Arc::new(Mutex::new(reader)),
+            readers: Arc::new(Readers {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
         })
     }
 
@@ -240,42 +264,24 @@ impl Store {
         source: &str,
         message_id: &str,
     ) -> Result<Option<Receipt>, StoreError> {
-        let (reply, wait) = oneshot::channel();
-        self.send(Cmd::Lookup {
-            source: source.to_owned(),
-            message_id: message_id.to_owned(),
-            reply,
-        })
-        .await?;
-        match wait.await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(StoreError::Io(std::io::Error::other(e))),
-            Err(_) => Err(StoreError::Stopped),
-        }
+        self.readers.read(|conn| lookup(conn, source, message_id))
     }
 
     /// Whether any source's message with this id was accepted.
     pub async fn known(&self, message_id: &str) -> Result<bool, StoreError> {
-        let reader = self.reader.clone();
-        let message_id = message_id.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-            let found: Option<i64> = conn
-                .prepare_cached("SELECT 1 FROM receipts WHERE message_id = ?1 LIMIT 1")?
+        let found: Option<i64> = self.readers.read(|conn| {
+            conn.prepare_cached("SELECT 1 FROM receipts WHERE message_id = ?1 LIMIT 1")?
                 .query_row(params![message_id], |r| r.get(0))
-                .optional()?;
-            Ok(found.is_some())
-        })
-        .await
-        .map_err(|_| StoreError::Stopped)?
+                .optional()
+        })?;
+        Ok(found.is_some())
     }
 
     /// Everything known about a message id (first source that used it).
     pub async fn status(&self, message_id: &str) -> Result<Option<MessageStatus>, StoreError> {
-        let reader = self.reader.clone();
+        let readers = self.readers.clone();
         let message_id = message_id.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+        tokio::task::spawn_blocking(move || readers.read(|conn| {
             let row = conn
                 .prepare_cached("SELECT source, message_type, correlation_id, accepted_at, destinations, delivered FROM receipts WHERE message_id = ?1 LIMIT 1")?
                 .query_row(params![message_id], |r| {
@@ -341,7 +347,7 @@ impl Store {
                 destinations,
                 replies,
             }))
-        })
+        }))
         .await
         .map_err(|_| StoreError::Stopped)?
     }
@@ -374,7 +380,6 @@ fn apply(tx: &rusqlite::Transaction<'_>, cmd: &Cmd) -> Result<(), rusqlite::Erro
             )?
             .execute(params![r.source, r.message_id, r.message_type, r.correlation_id, dests, delivered, at])?;
         }
-        Cmd::Lookup { .. } => {}
         Cmd::Delivery {
             source,
             message_id,
@@ -410,26 +415,6 @@ fn write_loop(mut conn: Connection, rx: std_mpsc::Receiver<Cmd>) {
                 Err(_) => break,
             }
         }
-        // Lookups are answered first, without waiting for this batch's commit: they read
-        // committed receipts only, and the caller is waiting on them before it can publish.
-        let mut writes = Vec::with_capacity(batch.len());
-        for cmd in batch {
-            match cmd {
-                Cmd::Lookup {
-                    source,
-                    message_id,
-                    reply,
-                } => {
-                    let _ =
-                        reply.send(lookup(&conn, &source, &message_id).map_err(|e| e.to_string()));
-                }
-                other => writes.push(other),
-            }
-        }
-        if writes.is_empty() {
-            continue;
-        }
-        let batch = writes;
         let result = (|| {
             let tx = conn.transaction()?;
             for cmd in &batch {
