@@ -168,8 +168,9 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     // WAL + NORMAL survives a process crash (the failure the ack rule is about); a power loss
     // may forget the newest receipts, which costs at worst a duplicate the partner absorbs.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // Fewer, larger checkpoints: pages rewritten between two checkpoints are copied once.
-    conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+    // No checkpoint inside a commit: a checkpoint copies the WAL into the database and syncs,
+    // and every receipt waiting on that commit would wait for it. The checkpoint thread does it.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.pragma_update(None, "cache_size", -65536)?;
     Ok(conn)
 }
@@ -194,9 +195,17 @@ impl Store {
         let writer = open(&path)?;
         writer.execute_batch(SCHEMA)?;
         let (tx, rx) = std_mpsc::sync_channel::<Cmd>(65_536);
+        let checkpointer = open(&path)?;
+        let (alive, stopped) = std_mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("wingspan-store".into())
-            .spawn(move || write_loop(writer, rx))?;
+            .spawn(move || {
+                write_loop(writer, rx);
+                drop(alive);
+            })?;
+        std::thread::Builder::new()
+            .name("wingspan-ckpt".into())
+            .spawn(move || checkpoint_loop(checkpointer, stopped))?;
         Ok(Self {
             tx,
             readers: Arc::new(Readers {
@@ -403,6 +412,19 @@ fn apply(tx: &rusqlite::Transaction<'_>, cmd: &Cmd) -> Result<(), rusqlite::Erro
         }
     }
     Ok(())
+}
+
+/// Copy the WAL into the database every second (passive: never blocks the writer or readers),
+/// until the store thread stops.
+fn checkpoint_loop(conn: Connection, stopped: std_mpsc::Receiver<()>) {
+    while let Err(std_mpsc::RecvTimeoutError::Timeout) =
+        stopped.recv_timeout(std::time::Duration::from_secs(1))
+    {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "state store checkpoint failed");
+        }
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 fn write_loop(mut conn: Connection, rx: std_mpsc::Receiver<Cmd>) {
