@@ -94,6 +94,21 @@ impl Broker {
         }
     }
 
+    /// Return once session `generation` is over (torn down or replaced) or shutdown begins.
+    pub async fn until_ended(&self, generation: u64, shutdown: &mut watch::Receiver<bool>) {
+        let mut rx = self.sessions.clone();
+        loop {
+            let live = rx.borrow_and_update().as_ref().map(|s| s.generation) == Some(generation);
+            if !live || *shutdown.borrow() {
+                return;
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return; },
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
     pub fn current(&self) -> Option<Session> {
         self.sessions.borrow().clone()
     }

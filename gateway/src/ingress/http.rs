@@ -59,17 +59,7 @@ pub async fn keep_publisher(
                 continue;
             }
         }
-        // Hold it until this session is replaced or gone.
-        loop {
-            let current = broker.current().map(|s| s.generation);
-            if current != Some(generation) || *shutdown.borrow() {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
+        broker.until_ended(generation, &mut shutdown).await;
         let _ = slot.send(None);
     }
     let _ = slot.send(None);
