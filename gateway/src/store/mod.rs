@@ -12,6 +12,9 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
+
+mod seen;
+use seen::Seen;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -116,6 +119,7 @@ enum Cmd {
 pub struct Store {
     tx: std_mpsc::SyncSender<Cmd>,
     readers: Arc<Readers>,
+    seen: Arc<Seen>,
 }
 
 /// Read connections, one per concurrent reader (WAL readers see committed data and never
@@ -172,6 +176,9 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     // and every receipt waiting on that commit would wait for it. The checkpoint thread does it.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.pragma_update(None, "cache_size", -65536)?;
+    // A reader's page cache is dropped whenever the writer commits, so without memory mapping
+    // every duplicate lookup would pread its pages again.
+    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
     Ok(conn)
 }
 
@@ -194,6 +201,15 @@ impl Store {
         let path = dir.join("wingspan-state.db");
         let writer = open(&path)?;
         writer.execute_batch(SCHEMA)?;
+        let seen = Seen::default();
+        {
+            let mut stmt = writer.prepare("SELECT source, message_id FROM receipts")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let (source, message_id): (String, String) = (row.get(0)?, row.get(1)?);
+                seen.insert(&source, &message_id);
+            }
+        }
         let (tx, rx) = std_mpsc::sync_channel::<Cmd>(65_536);
         let checkpointer = open(&path)?;
         let (alive, stopped) = std_mpsc::channel::<()>();
@@ -212,6 +228,7 @@ impl Store {
                 path,
                 idle: Mutex::new(Vec::new()),
             }),
+            seen: Arc::new(seen),
         })
     }
 
@@ -235,6 +252,7 @@ impl Store {
     /// Record an accepted message; returns once the record is committed.
     pub async fn put_receipt(&self, receipt: NewReceipt) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
+        self.seen.insert(&receipt.source, &receipt.message_id);
         self.send(Cmd::Receipt(receipt, now(), done)).await?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
@@ -273,6 +291,9 @@ impl Store {
         source: &str,
         message_id: &str,
     ) -> Result<Option<Receipt>, StoreError> {
+        if !self.seen.may_contain(source, message_id) {
+            return Ok(None);
+        }
         self.readers.read(|conn| lookup(conn, source, message_id))
     }
 
