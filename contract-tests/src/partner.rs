@@ -174,6 +174,18 @@ impl Partner {
         self.book(|b| b.accepted.clone())
     }
 
+    /// The Idempotency-Keys accepted, sorted (each appears once: repeats are not accepted).
+    pub fn accepted_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.book(|b| {
+            b.accepted
+                .iter()
+                .map(|r| r.idempotency_key.clone())
+                .collect()
+        });
+        keys.sort();
+        keys
+    }
+
     pub fn accepted_count(&self) -> usize {
         self.book(|b| b.accepted.len())
     }

@@ -11,13 +11,27 @@ use std::time::{Duration, Instant};
 use support::{Relay, World, eventually, post};
 use wingspan_sim::samples;
 
-async fn ready(client: &reqwest::Client, base: &str) -> u16 {
-    client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
+/// Whether `/readyz` answers `status` within `within`.
+async fn readiness_becomes(
+    client: &reqwest::Client,
+    base: &str,
+    status: u16,
+    within: Duration,
+) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        let now = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if now == status {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,17 +52,8 @@ async fn broker_cut_fails_closed_then_resumes_and_delivers_everything_once() {
         let generation = gateway.broker.current().map(|s| s.generation).unwrap_or(0);
 
         relay.cut();
-        let cut_at = Instant::now();
-        let mut not_ready = false;
-        while cut_at.elapsed() < Duration::from_secs(1) {
-            if ready(&client, &base).await == 503 {
-                not_ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         assert!(
-            not_ready,
+            readiness_becomes(&client, &base, 503, Duration::from_secs(1)).await,
             "round {round}: readiness still true a second after the broker went away"
         );
         let m = samples::material_submit(round * 100 + 99);
@@ -69,17 +74,8 @@ async fn broker_cut_fails_closed_then_resumes_and_delivers_everything_once() {
 
         tokio::time::sleep(Duration::from_secs(2)).await;
         relay.restore();
-        let restored_at = Instant::now();
-        let mut back = false;
-        while restored_at.elapsed() < Duration::from_secs(5) {
-            if ready(&client, &base).await == 200 {
-                back = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         assert!(
-            back,
+            readiness_becomes(&client, &base, 200, Duration::from_secs(5)).await,
             "round {round}: not ready within 5 s of the broker answering again"
         );
         let now = gateway.broker.current().map(|s| s.generation).unwrap_or(0);
@@ -94,12 +90,7 @@ async fn broker_cut_fails_closed_then_resumes_and_delivers_everything_once() {
         police.accepted_count(),
         accepted.len()
     );
-    let mut got: Vec<String> = police
-        .accepted()
-        .into_iter()
-        .map(|r| r.idempotency_key)
-        .collect();
-    got.sort();
+    let got = police.accepted_keys();
     accepted.sort();
     assert_eq!(got, accepted, "exactly the accepted messages, each once");
     println!(

@@ -10,13 +10,6 @@ use serde_json::{Value, json};
 use support::{World, body_json, drain_until, eventually, post, publish_to_queue, status_of};
 use wingspan_sim::samples;
 
-fn ids(p: &wingspan_sim::Partner) -> Vec<String> {
-    p.accepted()
-        .into_iter()
-        .map(|r| r.idempotency_key)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_family_is_delivered_and_its_reply_correlated() {
     let world = World::new("families", true).await;
@@ -54,16 +47,24 @@ async fn every_family_is_delivered_and_its_reply_correlated() {
         rehab.accepted_count()
     );
 
-    assert_eq!(ids(world.partner("police")), vec![id(&material)]);
-    assert_eq!(ids(world.partner("hospital-ma01")), vec![id(&routine)]);
-    assert_eq!(ids(world.partner("hospital-ma02")), vec![id(&emergency)]);
-    let mut emergency_got = ids(world.partner("emergency"));
-    emergency_got.sort();
+    assert_eq!(world.partner("police").accepted_keys(), vec![id(&material)]);
+    assert_eq!(
+        world.partner("hospital-ma01").accepted_keys(),
+        vec![id(&routine)]
+    );
+    assert_eq!(
+        world.partner("hospital-ma02").accepted_keys(),
+        vec![id(&emergency)]
+    );
+    let emergency_got = world.partner("emergency").accepted_keys();
     let mut expected = vec![id(&emergency), id(&transfer)];
     expected.sort();
     assert_eq!(emergency_got, expected);
-    assert_eq!(ids(world.partner("hr")), vec![id(&handover)]);
-    assert_eq!(ids(world.partner("civil")), vec![id(&handover_suzhou)]);
+    assert_eq!(world.partner("hr").accepted_keys(), vec![id(&handover)]);
+    assert_eq!(
+        world.partner("civil").accepted_keys(),
+        vec![id(&handover_suzhou)]
+    );
     let aftercare = world.partner("aftercare").accepted();
     assert_eq!(aftercare.len(), 2);
     let path_of = |m: &Value| {
