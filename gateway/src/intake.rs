@@ -11,6 +11,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use wingspan_adapters::{AdapterKind, Canonical};
 use wingspan_core::config::Transport;
@@ -98,6 +99,28 @@ impl Intake {
         })
     }
 
+    /// Whether `corr` names a message this gateway accepted. A partner can answer before the
+    /// request's own intake has finished writing its receipt (the copy is out before the
+    /// receipt is durable), so a request still in flight here is waited for, briefly.
+    async fn correlates(&self, corr: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            if self.store.known(corr).await.unwrap_or(false) {
+                return true;
+            }
+            let in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|(_, id)| id == corr);
+            if !in_flight || tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Take one upstream message. `Ok` means the caller may acknowledge upstream.
     pub async fn take(&self, publisher: &Publisher, bytes: &[u8]) -> Result<Outcome, IntakeError> {
         let admitted = match admit(&self.config, bytes) {
@@ -141,7 +164,7 @@ impl Intake {
             })
             .await?;
         if let Some(corr) = &env.correlation_id {
-            if self.store.known(corr).await.unwrap_or(false) {
+            if self.correlates(corr).await {
                 for d in &destinations {
                     self.stats
                         .record(&env.message_type, d, Event::ReplyCorrelated);
