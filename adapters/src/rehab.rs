@@ -1,40 +1,78 @@
 //! The canonical JSON envelope as its own wire format (the rehabilitation platform speaks it).
-//! Encoding forwards the exact bytes the gateway accepted: what was validated is what is sent.
+//! Encoding forwards the exact bytes the gateway accepted when the field policy kept the whole
+//! message (what was validated is what is sent), and serialises the cut-down envelope otherwise.
 
 use std::borrow::Cow;
 
-use crate::{Adapter, AdapterError, Canonical, Encoded};
+use crate::{Adapter, AdapterError, Canonical, Encoded, Inbound};
 use wingspan_core::Envelope;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Rehab;
 
+/// Every message type with a schema: the canonical form carries them all.
+pub const MESSAGE_TYPES: &[&str] = &[
+    "enforcement.material.submit",
+    "enforcement.material.decision",
+    "telemedicine.consultation.request",
+    "telemedicine.consultation.result",
+    "emergency.transfer.request",
+    "emergency.transfer.acknowledged",
+    "referral.handover",
+    "referral.acknowledged",
+    "referral.outcome",
+];
+
 impl Adapter for Rehab {
-    fn decode(&self, bytes: &[u8]) -> Result<Envelope, AdapterError> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| AdapterError::Decode(format!("canonical JSON: {}", e.classify_name())))
+    fn name(&self) -> &'static str {
+        "rehab"
     }
 
-    fn encode<'a>(&self, message: Canonical<'a>) -> Result<Encoded<'a>, AdapterError> {
+    fn content_types(&self) -> &'static [&'static str] {
+        &["application/json"]
+    }
+
+    fn message_types(&self) -> &'static [&'static str] {
+        MESSAGE_TYPES
+    }
+
+    fn decode(&self, input: Inbound<'_>) -> Result<Envelope, AdapterError> {
+        crate::check_content_type(self, input.content_type)?;
+        let mut env: Envelope =
+            serde_json::from_slice(input.bytes).map_err(|e| AdapterError::Malformed {
+                format: "JSON",
+                detail: json_error_kind(&e).into(),
+            })?;
+        env.source = input.source.to_owned();
+        Ok(env)
+    }
+
+    fn encode<'a>(
+        &self,
+        message: Canonical<'a>,
+        _content_type: Option<&str>,
+    ) -> Result<Encoded<'a>, AdapterError> {
+        let body = match message.bytes {
+            Some(b) => Cow::Borrowed(b),
+            None => Cow::Owned(
+                serde_json::to_vec(message.envelope)
+                    .map_err(|e| AdapterError::Encode(e.to_string()))?,
+            ),
+        };
         Ok(Encoded {
             content_type: "application/json",
-            body: Cow::Borrowed(message.bytes),
+            body,
         })
     }
 }
 
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "i/o",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "wrong shape",
-            serde_json::error::Category::Eof => "truncated",
-        }
+/// A serde_json error's category, without the position text (which can quote input).
+pub fn json_error_kind(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "i/o",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "wrong shape",
+        serde_json::error::Category::Eof => "truncated",
     }
 }
 
@@ -56,17 +94,42 @@ mod tests {
         };
         let bytes = serde_json::to_vec_pretty(&e).expect("json");
         let encoded = Rehab
-            .encode(Canonical {
-                envelope: &e,
-                bytes: &bytes,
-            })
+            .encode(
+                Canonical {
+                    envelope: &e,
+                    bytes: Some(&bytes),
+                },
+                None,
+            )
             .expect("encode");
         assert_eq!(encoded.content_type, "application/json");
         assert_eq!(&*encoded.body, bytes.as_slice(), "forwarded byte for byte");
-        assert_eq!(Rehab.decode(&encoded.body).expect("decode"), e);
+        let inbound = |bytes| Inbound {
+            source: "hr",
+            content_type: Some("application/json"),
+            bytes,
+        };
+        assert_eq!(Rehab.decode(inbound(&encoded.body)).expect("decode"), e);
+        let cut = Rehab
+            .encode(
+                Canonical {
+                    envelope: &e,
+                    bytes: None,
+                },
+                None,
+            )
+            .expect("encode");
+        assert_eq!(Rehab.decode(inbound(&cut.body)).expect("decode"), e);
         assert!(matches!(
-            Rehab.decode(b"{\"message_id\":"),
-            Err(AdapterError::Decode(_))
+            Rehab.decode(inbound(b"{\"message_id\":")),
+            Err(AdapterError::Malformed { .. })
+        ));
+        assert!(matches!(
+            Rehab.decode(Inbound {
+                content_type: Some("application/xml"),
+                ..inbound(b"{}")
+            }),
+            Err(AdapterError::UnsupportedContentType(_))
         ));
     }
 }

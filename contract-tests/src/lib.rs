@@ -6,6 +6,7 @@
 //!   can be told to fail, delay or reject, can be stopped and restarted on the same port, and
 //!   sends its replies back through the gateway's ingress.
 
+pub mod golden;
 pub mod partner;
 pub mod samples;
 

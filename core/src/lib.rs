@@ -5,6 +5,7 @@
 //! - [`schema`]: the JSON Schema catalogue, compiled once; payload validation with JSON pointers.
 //! - [`config`]: gateway config, raw (serde, unknown keys are errors) → checked (every problem at once)
 //!   → compiled (ready-to-use route table, source rules, destinations).
+//! - [`policy`]: field policies (data minimisation per destination and message type).
 //! - [`route`]: the route decision, a pure function of (envelope, route table) → destinations.
 //! - [`admit`]: the ingress pipeline as one pure function: bytes → admitted message or typed rejection.
 //!
@@ -13,6 +14,7 @@
 pub mod admit;
 pub mod config;
 pub mod envelope;
+pub mod policy;
 pub mod route;
 pub mod schema;
 

@@ -53,6 +53,8 @@ pub struct SchemaCatalog {
     envelope: HashMap<u32, jsonschema::Validator>,
     /// message type → major version → validator (nested so a lookup allocates nothing).
     payloads: HashMap<String, HashMap<u32, jsonschema::Validator>>,
+    /// message type → (newest major version, its schema document), for field-policy checks.
+    documents: HashMap<String, (u32, Value)>,
 }
 
 impl std::fmt::Debug for SchemaCatalog {
@@ -97,6 +99,7 @@ impl SchemaCatalog {
         let mut catalog = SchemaCatalog {
             envelope: HashMap::new(),
             payloads: HashMap::new(),
+            documents: HashMap::new(),
         };
         for doc in docs {
             match compile(doc) {
@@ -104,6 +107,15 @@ impl SchemaCatalog {
                     catalog.envelope.insert(doc.major, v);
                 }
                 Ok(v) => {
+                    let newest = catalog
+                        .documents
+                        .get(&doc.name)
+                        .is_none_or(|(major, _)| *major < doc.major);
+                    if newest {
+                        catalog
+                            .documents
+                            .insert(doc.name.clone(), (doc.major, doc.schema.clone()));
+                    }
                     catalog
                         .payloads
                         .entry(doc.name.clone())
@@ -123,6 +135,11 @@ impl SchemaCatalog {
     /// Message types that have a payload schema in some version.
     pub fn message_types(&self) -> impl Iterator<Item = &str> {
         self.payloads.keys().map(String::as_str)
+    }
+
+    /// The newest payload schema document of a message type.
+    pub fn payload_schema(&self, message_type: &str) -> Option<&Value> {
+        self.documents.get(message_type).map(|(_, v)| v)
     }
 
     pub fn has_type(&self, message_type: &str) -> bool {

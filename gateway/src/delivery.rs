@@ -21,7 +21,7 @@ use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, B
 use lapin::types::{AMQPValue, FieldTable};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use wingspan_adapters::{AdapterKind, Canonical};
+use wingspan_adapters::render;
 use wingspan_core::config::{Destination, Transport};
 use wingspan_core::{CompiledConfig, Envelope};
 
@@ -205,13 +205,8 @@ async fn handle(
             .await;
         }
     };
-    let outcome = match AdapterKind::from_name(&dest.adapter).map(|a| {
-        a.adapter().encode(Canonical {
-            envelope: &envelope,
-            bytes: &delivery.data,
-        })
-    }) {
-        Some(Ok(encoded)) => match &dest.transport {
+    let outcome = match render::for_destination(dest, &envelope, Some(&delivery.data)) {
+        Ok(encoded) => match &dest.transport {
             Transport::Http { url, timeout_ms } => {
                 deliver_http(&ctx.http, url, *timeout_ms, &envelope, encoded).await
             }
@@ -241,8 +236,7 @@ async fn handle(
                 }
             }
         },
-        Some(Err(e)) => Attempt::Permanent(e.to_string()),
-        None => Attempt::Permanent(format!("adapter {:?} is not registered", dest.adapter)),
+        Err(e) => Attempt::Permanent(e.to_string()),
     };
     let attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
     match outcome {

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wingspan_adapters::{AdapterKind, Canonical};
+use wingspan_adapters::render;
 use wingspan_core::config::Transport;
 use wingspan_core::{CompiledConfig, Envelope, Rejection, admit};
 
@@ -153,25 +153,32 @@ impl Intake {
         let delivered = self
             .publish_copies(publisher, env, bytes, &admitted.destinations)
             .await?;
+        let correlated = match &env.correlation_id {
+            Some(corr) => Some(self.correlates(corr).await),
+            None => None,
+        };
         self.store
             .put_receipt(NewReceipt {
                 source: env.source.clone(),
                 message_id: env.message_id.clone(),
                 message_type: env.message_type.clone(),
                 correlation_id: env.correlation_id.clone(),
+                correlation_unknown: correlated == Some(false),
                 destinations: destinations.clone(),
                 delivered,
             })
             .await?;
-        if let Some(corr) = &env.correlation_id {
-            if self.correlates(corr).await {
+        match correlated {
+            Some(true) => {
                 for d in &destinations {
                     self.stats
                         .record(&env.message_type, d, Event::ReplyCorrelated);
                 }
-            } else {
-                tracing::warn!(message_id = %env.message_id, "reply names a correlation id this gateway never accepted");
             }
+            Some(false) => {
+                tracing::warn!(message_id = %env.message_id, "reply names a correlation id this gateway never accepted; delivered and flagged");
+            }
+            None => {}
         }
         tracing::debug!(message_id = %env.message_id, correlation_id = env.correlation_id.as_deref(), ?destinations, "accepted");
         Ok(Outcome::Accepted(Receipt {
@@ -212,13 +219,8 @@ impl Intake {
                     exchange,
                     routing_key,
                 } => {
-                    let encoded = AdapterKind::from_name(&dest.adapter).map(|a| {
-                        a.adapter().encode(Canonical {
-                            envelope: env,
-                            bytes,
-                        })
-                    });
-                    if let Some(Ok(encoded)) = encoded {
+                    let encoded = render::for_destination(dest, env, Some(bytes));
+                    if let Ok(encoded) = encoded {
                         let out = Outgoing {
                             message_id: &env.message_id,
                             message_type: &env.message_type,

@@ -68,7 +68,7 @@ pub fn load_str_with(
             .map(|e| ConfigError::new(e.origin, e.reason))
             .collect::<Vec<_>>()
     })?;
-    let compiled = config::compile(raw, catalog, &AdapterKind::NAMES)?;
+    let compiled = config::compile(raw, catalog, &AdapterKind::infos())?;
     Ok(Loaded {
         config: Arc::new(compiled),
         state_dir,

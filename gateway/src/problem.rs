@@ -3,6 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use wingspan_adapters::AdapterError;
 use wingspan_core::Rejection;
 use wingspan_core::schema::Violation;
 
@@ -62,6 +63,23 @@ impl From<Rejection> for Problem {
             errors: r.errors,
             retry_after: None,
         }
+    }
+}
+
+/// A partner document its source's adapter could not decode. The detail names what is wrong
+/// in general terms; adapter errors never quote document content.
+impl From<AdapterError> for Problem {
+    fn from(e: AdapterError) -> Self {
+        let (status, title) = match &e {
+            AdapterError::Malformed { .. } => (400, "Malformed document"),
+            AdapterError::Refused(_) => (400, "Document refused"),
+            AdapterError::Unmappable(_) | AdapterError::Encode(_) => {
+                (422, "Document cannot be mapped")
+            }
+            AdapterError::UnsupportedType(_) => (422, "Message type not supported"),
+            AdapterError::UnsupportedContentType(_) => (415, "Unsupported media type"),
+        };
+        Self::new(status, e.slug(), title, e.to_string())
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use super::ConfigError;
 use super::raw::{RawConfig, RawPredicate};
 use crate::envelope::Envelope;
+use crate::policy::{self, CLINICAL_ADAPTERS, CLINICAL_FIELDS, MEDICAL_JUSTIFICATION, Selection};
 use crate::route::{Op, Predicate, Route, RouteTable};
 use crate::schema::SchemaCatalog;
 
@@ -52,6 +53,17 @@ pub struct Limits {
 pub struct Source {
     pub id: String,
     pub allowed: HashSet<String>,
+    /// Decodes the source's own format on `/v1/sources/{id}/messages`.
+    pub adapter: String,
+}
+
+/// What the config checker needs to know of an adapter (the registry lives in the adapters
+/// crate; the core only sees this description).
+#[derive(Debug, Clone, Copy)]
+pub struct AdapterInfo {
+    pub name: &'static str,
+    pub content_types: &'static [&'static str],
+    pub message_types: &'static [&'static str],
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +73,18 @@ pub struct Destination {
     pub concurrency: u16,
     pub transport: Transport,
     pub max_attempts: u32,
+    /// The adapter representation to send; `None` is the adapter's default.
+    pub content_type: Option<String>,
+    /// Field policy per message type (deny by default: a type without an entry gets nothing,
+    /// and the checker makes sure every type routed here has one).
+    pub fields: HashMap<String, Selection>,
+}
+
+impl Destination {
+    /// The field policy for a message type; `None` when the destination may not receive it.
+    pub fn policy(&self, message_type: &str) -> Option<&Selection> {
+        self.fields.get(message_type)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,13 +169,87 @@ fn compile_predicate(
     })
 }
 
+/// Check one destination's field policy: known message types, fields the type's schema
+/// defines, and the clinical rules of [`policy`] whatever the operator wrote.
+fn compile_fields(
+    path: &str,
+    d: &super::raw::RawDestination,
+    adapter: Option<&AdapterInfo>,
+    schemas: &SchemaCatalog,
+    errors: &mut Vec<ConfigError>,
+) -> HashMap<String, Selection> {
+    let mut out = HashMap::new();
+    for (t, paths) in &d.fields {
+        let fpath = format!("{path}.fields.\"{t}\"");
+        let Some(schema) = schemas.payload_schema(t) else {
+            errors.push(ConfigError::new(
+                fpath,
+                format!("no schema for message type {t:?}"),
+            ));
+            continue;
+        };
+        if paths.is_empty() {
+            errors.push(ConfigError::new(
+                &fpath,
+                "list at least one field (or \"*\")",
+            ));
+        }
+        for (k, p) in paths.iter().enumerate() {
+            if p != "*" && !policy::schema_has_path(schema, p) {
+                errors.push(ConfigError::new(
+                    format!("{fpath}[{k}]"),
+                    format!("{t:?} has no field {p:?}"),
+                ));
+            }
+        }
+        let selection = Selection::from_paths(paths);
+        if let Some(a) = adapter {
+            let names = policy::schema_field_names(schema);
+            let carried = |f: &str| names.iter().any(|n| n == f) && selection.may_carry(f);
+            if !CLINICAL_ADAPTERS.contains(&a.name) {
+                for f in CLINICAL_FIELDS {
+                    if carried(f) {
+                        errors.push(ConfigError::new(
+                            &fpath,
+                            format!(
+                                "clinical field {f:?} may go only to adapters {}, not to {:?}",
+                                CLINICAL_ADAPTERS.join(", "),
+                                a.name
+                            ),
+                        ));
+                    }
+                }
+                if a.name != "police" && carried(MEDICAL_JUSTIFICATION) {
+                    errors.push(ConfigError::new(
+                        &fpath,
+                        format!(
+                            "{MEDICAL_JUSTIFICATION:?} may go only to clinical adapters and police, not to {:?}",
+                            a.name
+                        ),
+                    ));
+                }
+            }
+        }
+        out.insert(t.clone(), selection);
+    }
+    out
+}
+
 /// Check everything and build the compiled config. `adapters` lists the adapter names the
 /// registry knows. Every problem is reported, not just the first.
 pub fn compile(
     raw: RawConfig,
     schemas: SchemaCatalog,
-    adapters: &[&str],
+    adapters: &[AdapterInfo],
 ) -> Result<CompiledConfig, Vec<ConfigError>> {
+    let adapter = |name: &str| adapters.iter().find(|a| a.name == name);
+    let adapter_names = || {
+        adapters
+            .iter()
+            .map(|a| a.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut errors = Vec::new();
 
     // Broker.
@@ -214,11 +312,29 @@ pub fn compile(
                 "use lowercase letters, digits, '-' and '_' only",
             ));
         }
+        let source_adapter = adapter(&s.adapter);
+        if source_adapter.is_none() {
+            errors.push(ConfigError::new(
+                format!("sources[{i}].adapter"),
+                format!(
+                    "unknown adapter {:?} (known: {})",
+                    s.adapter,
+                    adapter_names()
+                ),
+            ));
+        }
         for (j, t) in s.message_types.iter().enumerate() {
             if !schemas.has_type(t) {
                 errors.push(ConfigError::new(
                     format!("sources[{i}].message_types[{j}]"),
                     format!("no schema for message type {t:?}"),
+                ));
+            } else if let Some(a) = source_adapter
+                && !a.message_types.contains(&t.as_str())
+            {
+                errors.push(ConfigError::new(
+                    format!("sources[{i}].message_types[{j}]"),
+                    format!("adapter {:?} cannot decode {t:?}", a.name),
                 ));
             }
         }
@@ -227,6 +343,7 @@ pub fn compile(
             Source {
                 id: s.id.clone(),
                 allowed: s.message_types.iter().cloned().collect(),
+                adapter: s.adapter.clone(),
             },
         );
     }
@@ -246,16 +363,30 @@ pub fn compile(
                 "use lowercase letters, digits, '-' and '_' only",
             ));
         }
-        if !adapters.contains(&d.adapter.as_str()) {
+        let dest_adapter = adapter(&d.adapter);
+        if dest_adapter.is_none() {
             errors.push(ConfigError::new(
                 format!("{path}.adapter"),
                 format!(
                     "unknown adapter {:?} (known: {})",
                     d.adapter,
-                    adapters.join(", ")
+                    adapter_names()
                 ),
             ));
         }
+        if let (Some(ct), Some(a)) = (&d.content_type, dest_adapter)
+            && !a.content_types.contains(&ct.as_str())
+        {
+            errors.push(ConfigError::new(
+                format!("{path}.content_type"),
+                format!(
+                    "adapter {:?} writes {}, not {ct:?}",
+                    a.name,
+                    a.content_types.join(", ")
+                ),
+            ));
+        }
+        let fields = compile_fields(&path, d, dest_adapter, &schemas, &mut errors);
         if d.concurrency == 0 {
             errors.push(ConfigError::new(
                 format!("{path}.concurrency"),
@@ -313,6 +444,8 @@ pub fn compile(
             concurrency: d.concurrency,
             transport,
             max_attempts: d.retry.max_attempts,
+            content_type: d.content_type.clone(),
+            fields,
         });
     }
 
@@ -353,7 +486,31 @@ pub fn compile(
         let mut dests = Vec::new();
         for (j, d) in r.destinations.iter().enumerate() {
             match dest_index.get(d.as_str()) {
-                Some(&idx) => dests.push(idx),
+                Some(&idx) => {
+                    let dest = &destinations[idx];
+                    for t in &r.message_types {
+                        if !schemas.has_type(t) {
+                            continue;
+                        }
+                        if dest.policy(t).is_none() {
+                            errors.push(ConfigError::new(
+                                format!("{path}.destinations[{j}]"),
+                                format!(
+                                    "destination {d:?} has no field policy for {t:?}: add fields.\"{t}\" to it"
+                                ),
+                            ));
+                        }
+                        if let Some(a) = adapter(&dest.adapter)
+                            && !a.message_types.contains(&t.as_str())
+                        {
+                            errors.push(ConfigError::new(
+                                format!("{path}.destinations[{j}]"),
+                                format!("adapter {:?} of {d:?} cannot encode {t:?}", a.name),
+                            ));
+                        }
+                    }
+                    dests.push(idx);
+                }
                 None => errors.push(ConfigError::new(
                     format!("{path}.destinations[{j}]"),
                     format!("unknown destination {d:?}"),

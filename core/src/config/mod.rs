@@ -6,7 +6,8 @@ pub mod compile;
 pub mod raw;
 
 pub use compile::{
-    BrokerSettings, CompiledConfig, Destination, Limits, QueueType, Source, Transport, compile,
+    AdapterInfo, BrokerSettings, CompiledConfig, Destination, Limits, QueueType, Source, Transport,
+    compile,
 };
 pub use raw::RawConfig;
 

@@ -132,6 +132,10 @@ pub struct RawSource {
     pub id: String,
     /// Message types this source may send.
     pub message_types: Vec<String>,
+    /// The adapter that decodes what this source posts in its own format to
+    /// `/v1/sources/{id}/messages` (canonical JSON on `/v1/messages` needs none).
+    #[serde(default = "default_adapter")]
+    pub adapter: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +154,12 @@ pub struct RawDestination {
     pub amqp: Option<RawAmqpTransport>,
     #[serde(default)]
     pub retry: RawRetry,
+    /// Which of the adapter's representations to send (FHIR JSON or XML); default the first.
+    pub content_type: Option<String>,
+    /// Field policy: message type → payload fields this destination may receive
+    /// (dotted paths, or `["*"]` for everything). A type routed here must be listed.
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -260,4 +270,8 @@ fn default_http_timeout() -> u64 {
 }
 fn default_max_attempts() -> u32 {
     8
+}
+
+fn default_adapter() -> String {
+    "rehab".into()
 }

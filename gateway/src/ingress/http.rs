@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::broker::{Broker, PublishError, Publisher, Session};
 use crate::intake::{Intake, IntakeError, Outcome};
 use crate::problem::Problem;
+use wingspan_adapters::{AdapterKind, Inbound};
 
 /// The confirm-mode publisher of the current broker session, kept fresh by [`keep_publisher`].
 pub type PublisherSlot = watch::Receiver<Option<(Publisher, Session)>>;
@@ -31,6 +32,7 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/v1/messages", post(post_message))
         .route("/v1/messages/{id}", get(get_message))
+        .route("/v1/sources/{source}/messages", post(post_native))
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
@@ -105,6 +107,99 @@ async fn post_message(State(st): State<HttpState>, headers: HeaderMap, body: Bod
             .into_response();
         }
     };
+    submit(&st, bytes.to_vec()).await
+}
+
+/// A partner posts its own format; the source's adapter decodes it into the canonical
+/// envelope, which then takes exactly the path a canonical post takes (schema, authorization,
+/// routing, durability). The envelope's `source` is the path's source: a partner cannot
+/// speak for another through its document.
+async fn post_native(
+    State(st): State<HttpState>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(src) = st.intake.config.sources.get(&source) else {
+        return Problem::new(
+            403,
+            "unknown-source",
+            "Unknown source",
+            "no such source is configured",
+        )
+        .into_response();
+    };
+    let Some(kind) = AdapterKind::from_name(&src.adapter) else {
+        return Problem::new(
+            500,
+            "internal",
+            "Internal error",
+            "source adapter not registered",
+        )
+        .into_response();
+    };
+    let adapter = kind.adapter();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(wingspan_adapters::media_type);
+    if content_type
+        .as_deref()
+        .is_none_or(|ct| !adapter.content_types().contains(&ct))
+    {
+        return Problem::new(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!(
+                "source {source} posts {}",
+                adapter.content_types().join(" or ")
+            ),
+        )
+        .into_response();
+    }
+    let limit = st.intake.config.limits.max_body_bytes;
+    let bytes = match to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return Problem::new(
+                413,
+                "too-large",
+                "Message too large",
+                format!("body exceeds {limit} bytes"),
+            )
+            .into_response();
+        }
+    };
+    let envelope = match adapter.decode(Inbound {
+        source: &source,
+        content_type: content_type.as_deref(),
+        bytes: &bytes,
+    }) {
+        Ok(e) => e,
+        Err(e) => {
+            st.intake.stats.rejected(e.slug());
+            tracing::debug!(source = %source, kind = e.slug(), "partner document refused");
+            return Problem::from(e).into_response();
+        }
+    };
+    let canonical = match serde_json::to_vec(&envelope) {
+        Ok(b) => b,
+        Err(_) => {
+            return Problem::new(
+                500,
+                "internal",
+                "Internal error",
+                "cannot serialise envelope",
+            )
+            .into_response();
+        }
+    };
+    submit(&st, canonical).await
+}
+
+/// Take canonical bytes through intake and answer: 202 accepted, 200 duplicate, problem.
+async fn submit(st: &HttpState, bytes: Vec<u8>) -> Response {
     let Some((publisher, session)) = st.publisher.borrow().clone() else {
         return Problem::unavailable("the broker is not connected; retry later").into_response();
     };

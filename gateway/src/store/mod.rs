@@ -82,6 +82,10 @@ pub struct MessageStatus {
     pub message_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// For replies: `matched` when the correlation id names a message this gateway accepted,
+    /// `unknown` when it does not (the reply is delivered all the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<&'static str>,
     pub status: String,
     pub accepted_at: String,
     pub destinations: Vec<DeliveryStatus>,
@@ -95,6 +99,8 @@ pub struct NewReceipt {
     pub message_id: String,
     pub message_type: String,
     pub correlation_id: Option<String>,
+    /// For a reply: whether its correlation id names no message this gateway accepted.
+    pub correlation_unknown: bool,
     pub destinations: Vec<String>,
     /// Destinations already delivered at intake (AMQP destinations): recorded in the receipt,
     /// so they need no status row of their own.
@@ -186,6 +192,7 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS receipts (
   source TEXT NOT NULL, message_id TEXT NOT NULL, message_type TEXT NOT NULL,
   correlation_id TEXT, destinations TEXT NOT NULL, delivered TEXT, accepted_at TEXT NOT NULL,
+  correlation_unknown INTEGER,
   PRIMARY KEY (message_id, source)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS receipts_by_correlation ON receipts(correlation_id) WHERE correlation_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -201,6 +208,15 @@ impl Store {
         let path = dir.join("wingspan-state.db");
         let writer = open(&path)?;
         writer.execute_batch(SCHEMA)?;
+        // Stores created before replies were flagged lack the column.
+        let has_flag: i64 = writer.query_row(
+            "SELECT count(*) FROM pragma_table_info('receipts') WHERE name = 'correlation_unknown'",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_flag == 0 {
+            writer.execute_batch("ALTER TABLE receipts ADD COLUMN correlation_unknown INTEGER")?;
+        }
         let seen = Seen::default();
         {
             let mut stmt = writer.prepare("SELECT source, message_id FROM receipts")?;
@@ -313,7 +329,7 @@ impl Store {
         let message_id = message_id.to_owned();
         tokio::task::spawn_blocking(move || readers.read(|conn| {
             let row = conn
-                .prepare_cached("SELECT source, message_type, correlation_id, accepted_at, destinations, delivered FROM receipts WHERE message_id = ?1 LIMIT 1")?
+                .prepare_cached("SELECT source, message_type, correlation_id, accepted_at, destinations, delivered, correlation_unknown FROM receipts WHERE message_id = ?1 LIMIT 1")?
                 .query_row(params![message_id], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
@@ -322,10 +338,11 @@ impl Store {
                         r.get::<_, String>(3)?,
                         r.get::<_, String>(4)?,
                         r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<i64>>(6)?,
                     ))
                 })
                 .optional()?;
-            let Some((source, message_type, correlation_id, accepted_at, routed, at_intake)) = row else {
+            let Some((source, message_type, correlation_id, accepted_at, routed, at_intake, unknown)) = row else {
                 return Ok(None);
             };
             let mut destinations = conn
@@ -371,6 +388,7 @@ impl Store {
                 message_id,
                 source,
                 message_type,
+                correlation: correlation_id.as_ref().map(|_| if unknown == Some(1) { "unknown" } else { "matched" }),
                 correlation_id,
                 status: "accepted".into(),
                 accepted_at,
@@ -406,9 +424,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, cmd: &Cmd) -> Result<(), rusqlite::Erro
             let delivered = (!r.delivered.is_empty())
                 .then(|| serde_json::to_string(&r.delivered).unwrap_or_default());
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO receipts (source, message_id, message_type, correlation_id, destinations, delivered, accepted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR IGNORE INTO receipts (source, message_id, message_type, correlation_id, destinations, delivered, accepted_at, correlation_unknown) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
-            .execute(params![r.source, r.message_id, r.message_type, r.correlation_id, dests, delivered, at])?;
+            .execute(params![r.source, r.message_id, r.message_type, r.correlation_id, dests, delivered, at, r.correlation_unknown.then_some(1i64)])?;
         }
         Cmd::Delivery {
             source,
@@ -487,6 +505,7 @@ mod tests {
             message_id: id.into(),
             message_type: "referral.handover".into(),
             correlation_id: correlation.map(str::to_owned),
+            correlation_unknown: false,
             destinations: vec!["aftercare-3204".into(), "hr".into(), "partner".into()],
             delivered: delivered.iter().map(|d| d.to_string()).collect(),
         }
