@@ -8,6 +8,10 @@
 //!
 //! The registry is [`AdapterKind`]: a closed enum with an exhaustive `match`.
 
+pub mod health;
+pub mod json;
+pub mod json_partners;
+pub mod police;
 pub mod rehab;
 pub mod render;
 pub mod xml;
@@ -115,11 +119,39 @@ pub trait Adapter: Sync {
 pub enum AdapterKind {
     /// The canonical JSON itself (pass-through).
     Rehab,
+    /// Hospitals of the medical alliances: HL7 FHIR R4 (JSON and XML), consultations.
+    Health,
+    /// Public security bureaus: the police exchange document (XML, `schemas/police/exchange-1.xsd`).
+    Police,
+    /// City 120 emergency dispatch centres (JSON): transfer requests and emergency consultation alerts.
+    Emergency,
+    /// Employment offices of human resources and social security (JSON): placement referrals.
+    Hr,
+    /// Aftercare supervision stations (JSON): handover records.
+    Aftercare,
+    /// Civil affairs offices (JSON): subsistence-allowance referrals.
+    Civil,
 }
 
 impl AdapterKind {
-    pub const ALL: [AdapterKind; 1] = [Self::Rehab];
-    pub const NAMES: [&'static str; 1] = ["rehab"];
+    pub const ALL: [AdapterKind; 7] = [
+        Self::Rehab,
+        Self::Health,
+        Self::Police,
+        Self::Emergency,
+        Self::Hr,
+        Self::Aftercare,
+        Self::Civil,
+    ];
+    pub const NAMES: [&'static str; 7] = [
+        "rehab",
+        "health",
+        "police",
+        "emergency",
+        "hr",
+        "aftercare",
+        "civil",
+    ];
 
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.adapter().name() == name)
@@ -143,6 +175,12 @@ impl AdapterKind {
     pub fn adapter(self) -> &'static dyn Adapter {
         match self {
             Self::Rehab => &rehab::Rehab,
+            Self::Health => &health::Health,
+            Self::Police => &police::Police,
+            Self::Emergency => &json_partners::EMERGENCY,
+            Self::Hr => &json_partners::HR,
+            Self::Aftercare => &json_partners::AFTERCARE,
+            Self::Civil => &json_partners::CIVIL,
         }
     }
 }

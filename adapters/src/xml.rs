@@ -282,8 +282,16 @@ pub struct Writer {
 }
 
 fn escape_into(out: &mut String, s: &str) {
+    escape(out, s, false);
+}
+
+/// Attribute values also escape tab, CR and LF: a parser normalises them to spaces otherwise.
+fn escape(out: &mut String, s: &str, attribute: bool) {
     for c in s.chars() {
         match c {
+            '\t' if attribute => out.push_str("&#9;"),
+            '\n' if attribute => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -316,7 +324,7 @@ impl Writer {
             self.out.push(' ');
             self.out.push_str(k);
             self.out.push_str("=\"");
-            escape_into(&mut self.out, v);
+            escape(&mut self.out, v, true);
             self.out.push('"');
         }
     }
@@ -463,13 +471,21 @@ mod tests {
     #[test]
     fn writer_escapes_and_round_trips() {
         let mut w = Writer::new();
-        w.start("r", &[("xmlns", NS), ("a", "\"<&>'")]);
+        w.start(
+            "r",
+            &[("xmlns", NS), ("a", "\"<&>'"), ("lines", "a\tb\nc\r\nd")],
+        );
         w.text_element("t", "x < y & 'z' 中");
         w.empty("e", &[("value", "1")]);
         w.end("r");
         let bytes = w.finish();
         let root = parse(&bytes, &Limits::default()).expect("parse");
         assert_eq!(root.attr("a"), Some("\"<&>'"));
+        assert_eq!(
+            root.attr("lines"),
+            Some("a\tb\nc\r\nd"),
+            "whitespace survives in attributes"
+        );
         assert_eq!(root.child_text(NS, "t"), Some("x < y & 'z' 中"));
         assert_eq!(root.child(NS, "e").and_then(|e| e.attr("value")), Some("1"));
     }

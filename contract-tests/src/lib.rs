@@ -6,21 +6,48 @@
 //!   can be told to fail, delay or reject, can be stopped and restarted on the same port, and
 //!   sends its replies back through the gateway's ingress.
 
+pub mod generate;
 pub mod golden;
 pub mod partner;
 pub mod samples;
 
 pub use partner::{Behaviour, Partner, PartnerOptions};
 
-/// The partners of the example config (`config/wingspan.toml`): the destination or partner
-/// name, the port its URL names, and the source id it replies as (`None`: it does not reply).
-pub const EXAMPLE_PARTNERS: [(&str, u16, Option<&str>); 8] = [
-    ("rehab", 18080, None),
-    ("police", 18081, Some("police")),
-    ("hospital-ma01", 18082, Some("health")),
-    ("emergency", 18083, Some("emergency")),
-    ("hr", 18084, Some("hr")),
-    ("aftercare", 18085, Some("aftercare")),
-    ("civil", 18086, Some("civil")),
-    ("hospital-ma02", 18087, Some("health")),
+/// One partner of the example config (`config/wingspan.toml`).
+#[derive(Debug, Clone, Copy)]
+pub struct ExamplePartner {
+    /// The destination or partner name.
+    pub name: &'static str,
+    /// The port its URL names in the example config.
+    pub port: u16,
+    /// The source id it replies as (`None`: it does not reply).
+    pub reply_as: Option<&'static str>,
+    /// Its wire format (adapter name).
+    pub adapter: &'static str,
+}
+
+const fn partner(
+    name: &'static str,
+    port: u16,
+    reply_as: Option<&'static str>,
+    adapter: &'static str,
+) -> ExamplePartner {
+    ExamplePartner {
+        name,
+        port,
+        reply_as,
+        adapter,
+    }
+}
+
+/// The partners of the example config.
+pub const EXAMPLE_PARTNERS: [ExamplePartner; 8] = [
+    partner("rehab", 18080, None, "rehab"),
+    partner("police", 18081, Some("police"), "police"),
+    partner("hospital-ma01", 18082, Some("health"), "health"),
+    partner("emergency", 18083, Some("emergency"), "emergency"),
+    partner("hr", 18084, Some("hr"), "hr"),
+    partner("aftercare", 18085, Some("aftercare"), "aftercare"),
+    partner("civil", 18086, Some("civil"), "civil"),
+    partner("hospital-ma02", 18087, Some("health"), "health"),
 ];

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use wingspan_adapters::{AdapterKind, Canonical, Inbound};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -35,6 +36,11 @@ pub struct PartnerOptions {
     pub reply_as: Option<String>,
     /// Gateway base URL replies are posted to (`http://127.0.0.1:8080`).
     pub gateway: Option<String>,
+    /// The partner's wire format (an adapter name): what it receives is decoded with it —
+    /// a document it cannot read is refused with 400, as a real partner would — and its
+    /// replies are written in it and posted to `/v1/sources/{reply_as}/messages`.
+    /// `rehab` speaks the canonical envelope and replies on `/v1/messages`.
+    pub adapter: String,
 }
 
 /// One message the partner accepted.
@@ -44,6 +50,8 @@ pub struct Received {
     pub path: String,
     pub content_type: String,
     pub body: Bytes,
+    /// The body decoded by the partner's adapter (the canonical envelope it understood).
+    pub canonical: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default)]
@@ -257,6 +265,28 @@ async fn receive(
     else {
         return (StatusCode::BAD_REQUEST, "Idempotency-Key required").into_response();
     };
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let Some(kind) = AdapterKind::from_name(&shared.options.adapter) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "partner has no adapter").into_response();
+    };
+    let request = match kind.adapter().decode(Inbound {
+        source: "gateway",
+        content_type: Some(&wingspan_adapters::media_type(&content_type)),
+        bytes: &body,
+    }) {
+        Ok(env) => env,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("cannot read document: {e}"),
+            )
+                .into_response();
+        }
+    };
     let first = {
         let mut book = shared.book.lock().unwrap_or_else(|p| p.into_inner());
         let count = book.seen.entry(key.clone()).or_insert(0);
@@ -266,12 +296,9 @@ async fn receive(
             book.accepted.push(Received {
                 idempotency_key: key.clone(),
                 path: uri.path().to_owned(),
-                content_type: headers
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned(),
+                content_type: content_type.clone(),
                 body: body.clone(),
+                canonical: serde_json::to_value(&request).ok(),
             });
         } else {
             book.repeats += 1;
@@ -285,14 +312,12 @@ async fn receive(
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if let (Some(source), Some(gateway)) = (&shared.options.reply_as, gateway)
-            && let Ok(request) = serde_json::from_slice::<serde_json::Value>(&body)
+            && let Ok(request) = serde_json::to_value(&request)
             && let Some(reply) = crate::samples::reply_for(&request, source)
+            && let Some((url, content_type, bytes)) =
+                native_reply(kind, &gateway, source, &reply, &content_type)
         {
-            tokio::spawn(send_reply(
-                shared.clone(),
-                format!("{gateway}/v1/messages"),
-                reply,
-            ));
+            tokio::spawn(send_reply(shared.clone(), url, content_type, bytes));
         }
         (
             StatusCode::OK,
@@ -308,10 +333,49 @@ async fn receive(
     }
 }
 
+/// The reply in the partner's own format and where it goes: canonical partners post to
+/// `/v1/messages`, the others to `/v1/sources/{source}/messages`, in the representation the
+/// request came in (a hospital sent FHIR XML answers in FHIR XML).
+fn native_reply(
+    kind: AdapterKind,
+    gateway: &str,
+    source: &str,
+    reply: &serde_json::Value,
+    request_content_type: &str,
+) -> Option<(String, &'static str, Vec<u8>)> {
+    let envelope: wingspan_core::Envelope = serde_json::from_value(reply.clone()).ok()?;
+    if kind == AdapterKind::Rehab {
+        let bytes = serde_json::to_vec(&envelope).ok()?;
+        return Some((format!("{gateway}/v1/messages"), "application/json", bytes));
+    }
+    let wanted = wingspan_adapters::media_type(request_content_type);
+    let encoded = kind
+        .adapter()
+        .encode(
+            Canonical {
+                envelope: &envelope,
+                bytes: None,
+            },
+            Some(wanted.as_str()),
+        )
+        .ok()?;
+    Some((
+        format!("{gateway}/v1/sources/{source}/messages"),
+        encoded.content_type,
+        encoded.body.into_owned(),
+    ))
+}
+
 /// Post a reply to the gateway, retrying while it answers 503 or 409.
-async fn send_reply(shared: Arc<Shared>, url: String, reply: serde_json::Value) {
+async fn send_reply(shared: Arc<Shared>, url: String, content_type: &'static str, body: Vec<u8>) {
     for attempt in 0..30u32 {
-        let sent = shared.http.post(&url).json(&reply).send().await;
+        let sent = shared
+            .http
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await;
         match sent {
             Ok(r) if r.status().is_success() => {
                 shared

@@ -127,6 +127,10 @@ pub fn handover(i: u64, division_code: &str, employment: bool, allowance: bool) 
             "supervision_months": 36,
             "employment_needed": employment,
             "subsistence_eligible": allowance,
+            // The platform's record carries this; the field policies keep it from every
+            // handover partner.
+            "substance_history": [{"substance": "heroin", "since": "2019-03-01"}],
+            "clinical_summary": "Completed detoxification; methadone taper finished in week 10.",
         }),
         None,
     )

@@ -135,6 +135,24 @@ impl Selection {
         }
     }
 
+    /// Whether the field at a dotted path (array elements share their array's path) passes.
+    pub fn allows(&self, path: &str) -> bool {
+        let Self::Fields(tree) = self else {
+            return true;
+        };
+        let mut node = tree;
+        for part in path.split('.') {
+            match node.0.get(part) {
+                None => return false,
+                Some(None) => return true,
+                Some(Some(child)) => node = child,
+            }
+        }
+        // The path names an object whose fields are selected one by one: the object itself
+        // passes (cut down), so as a container it is allowed.
+        true
+    }
+
     /// Whether a field with this name can pass, at any depth.
     pub fn may_carry(&self, name: &str) -> bool {
         fn walk(t: &FieldTree, name: &str) -> bool {
@@ -238,6 +256,11 @@ mod tests {
             })
         );
         assert!(!sel.may_carry("substance_history"));
+        assert!(sel.allows("person.person_id"));
+        assert!(!sel.allows("person.name"));
+        assert!(sel.allows("documents.uri"));
+        assert!(!sel.allows("documents.sha256"));
+        assert!(!sel.allows("clinical_summary"));
         assert!(sel.may_carry("person_id"));
     }
 

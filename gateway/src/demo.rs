@@ -48,11 +48,13 @@ pub async fn run(config_dir: &Path) -> anyhow::Result<i32> {
 
     let gateway_url = format!("http://{}", config.http_listen);
     let mut partners = Vec::new();
-    for (name, port, reply_as) in wingspan_sim::EXAMPLE_PARTNERS {
+    for ex in wingspan_sim::EXAMPLE_PARTNERS {
+        let (name, port) = (ex.name, ex.port);
         let options = PartnerOptions {
             name: name.into(),
-            reply_as: reply_as.map(str::to_owned),
+            reply_as: ex.reply_as.map(str::to_owned),
             gateway: Some(gateway_url.clone()),
+            adapter: ex.adapter.into(),
         };
         let p = Partner::start(&format!("127.0.0.1:{port}"), options)
             .await

@@ -9,6 +9,7 @@
 //! - [`delivery`]: one worker per destination: encode, deliver, retry, park.
 //! - [`store`]: receipts and delivery status in SQLite (WAL, group commit).
 //! - [`stats`]: in-process counters (summary table, later metrics).
+//! - [`tools`]: `wingspan decode` / `wingspan encode`: an adapter by hand, no broker.
 //! - [`gateway`]: starts and stops all of the above.
 //! - [`demo`]: the self-contained demonstration with partner simulators.
 
@@ -22,5 +23,6 @@ pub mod load;
 pub mod problem;
 pub mod stats;
 pub mod store;
+pub mod tools;
 
 pub use gateway::{Gateway, GatewayOptions};

@@ -1,4 +1,4 @@
-//! The `wingspan` command: `run`, `demo`, `check`.
+//! The `wingspan` command: `run`, `demo`, `check`, `decode`, `encode`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +42,111 @@ enum Command {
         #[arg(long, default_value = "config")]
         config: PathBuf,
     },
+    /// Decode a partner document with an adapter and print the canonical envelope.
+    Decode {
+        /// Adapter name (police, health, emergency, hr, aftercare, civil, rehab).
+        #[arg(long)]
+        adapter: String,
+        /// Source id the envelope is attributed to (default: the adapter name).
+        #[arg(long)]
+        source: Option<String>,
+        /// Content type of the file (default: the adapter decides, e.g. FHIR JSON or XML).
+        #[arg(long)]
+        content_type: Option<String>,
+        /// Also validate the result against the schemas of this config.
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        file: PathBuf,
+    },
+    /// Print what a destination would receive for a canonical envelope (after its field policy).
+    Encode {
+        #[arg(long)]
+        adapter: String,
+        #[arg(long)]
+        destination: String,
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        /// A canonical envelope (JSON).
+        file: PathBuf,
+    },
+}
+
+fn read_input(path: &std::path::Path) -> Result<Vec<u8>, i32> {
+    std::fs::read(path).map_err(|e| {
+        eprintln!("error[unreadable]: {}: {e}", path.display());
+        1
+    })
+}
+
+fn decode_cmd(
+    adapter: &str,
+    source: Option<String>,
+    content_type: Option<String>,
+    config: PathBuf,
+    file: &std::path::Path,
+) -> i32 {
+    let bytes = match read_input(file) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let source = source.unwrap_or_else(|| adapter.to_owned());
+    let result = wingspan::tools::decode(adapter, &source, content_type.as_deref(), &bytes)
+        .and_then(|env| {
+            if let Ok(l) = wingspan::load::load(&resolve(config)) {
+                wingspan::tools::validate(&l.config, &env)?;
+            }
+            Ok(env)
+        });
+    match result {
+        Ok(env) => match serde_json::to_string_pretty(&env) {
+            Ok(text) => {
+                println!("{text}");
+                0
+            }
+            Err(e) => {
+                eprintln!("error[internal]: {e}");
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+fn encode_cmd(adapter: &str, destination: &str, config: PathBuf, file: &std::path::Path) -> i32 {
+    let loaded = match wingspan::load::load(&resolve(config)) {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return 1;
+        }
+    };
+    let bytes = match read_input(file) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    match wingspan::tools::encode(&loaded.config, adapter, destination, &bytes) {
+        Ok((content_type, body)) => {
+            use std::io::Write;
+            eprintln!("content-type: {content_type}");
+            let mut out = std::io::stdout().lock();
+            if out.write_all(&body).and_then(|()| out.flush()).is_err() {
+                return 1;
+            }
+            if !body.ends_with(b"\n") {
+                println!();
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
 }
 
 fn init_logs(json: bool, default: &str) {
@@ -102,6 +207,19 @@ fn main() -> ExitCode {
                     1
                 }
             },
+            Command::Decode {
+                adapter,
+                source,
+                content_type,
+                config,
+                file,
+            } => decode_cmd(&adapter, source, content_type, config, &file),
+            Command::Encode {
+                adapter,
+                destination,
+                config,
+                file,
+            } => encode_cmd(&adapter, &destination, config, &file),
             Command::Demo { config } => {
                 // lapin logs its own view of connection closes at error level; ours are enough here.
                 init_logs(cli.log_json, "error,lapin=off");

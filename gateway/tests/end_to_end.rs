@@ -76,10 +76,41 @@ async fn every_family_is_delivered_and_its_reply_correlated() {
     assert_eq!(path_of(&handover).as_deref(), Some("/3204/messages"));
     assert_eq!(path_of(&handover_suzhou).as_deref(), Some("/3205/messages"));
 
-    // Content: the canonical envelope, as sent.
+    // Content: each partner got its own format, and what it read back is what we sent
+    // (after its field policy).
     let police = &world.partner("police").accepted()[0];
-    assert_eq!(police.content_type, "application/json");
-    assert_eq!(body_json(&police.body), material);
+    assert_eq!(police.content_type, "application/xml");
+    let understood = police.canonical.as_ref().expect("police read its document");
+    assert_eq!(understood["message_id"], material["message_id"]);
+    let mut expected = material["payload"].clone();
+    expected["centre"]
+        .as_object_mut()
+        .expect("centre")
+        .remove("alliance");
+    assert_eq!(
+        understood["payload"], expected,
+        "police policy: no medical alliance"
+    );
+    let ma01 = &world.partner("hospital-ma01").accepted()[0];
+    assert_eq!(ma01.content_type, "application/fhir+json");
+    assert_eq!(body_json(&ma01.body)["resourceType"], "Bundle");
+    assert_eq!(
+        ma01.canonical.as_ref().expect("decoded")["payload"],
+        routine["payload"]
+    );
+    let ma02 = &world.partner("hospital-ma02").accepted()[0];
+    assert_eq!(ma02.content_type, "application/fhir+xml");
+    assert!(String::from_utf8_lossy(&ma02.body).contains("<Bundle xmlns=\"http://hl7.org/fhir\""));
+    // Data minimisation on the wire: HR never sees substance or clinical history.
+    let hr = &world.partner("hr").accepted()[0];
+    let hr_body = String::from_utf8_lossy(&hr.body);
+    for secret in ["heroin", "substance", "clinical"] {
+        assert!(!hr_body.contains(secret), "hr received {secret}");
+    }
+    assert!(
+        handover["payload"]["substance_history"].is_array(),
+        "the sample carries a substance history, so the check above means something"
+    );
 
     // Every reply came back to rehab, correlated to a request we sent.
     let request_ids: Vec<String> = requests.iter().map(|m| id(m)).collect();
@@ -112,12 +143,29 @@ async fn every_family_is_delivered_and_its_reply_correlated() {
         ]
     );
 
-    // Where is the material? Delivered to police, with the police decision as its reply.
+    // Where is the material? Delivered to police, with the police decision as its reply,
+    // which came in as police XML and reached rehab as the canonical envelope.
     let status = status_of(&client, &base, &id(&material)).await;
     assert_eq!(status["destinations"][0]["destination"], "police");
     assert_eq!(
         status["replies"][0]["message_type"],
         "enforcement.material.decision"
+    );
+    let decision_id = status["replies"][0]["message_id"]
+        .as_str()
+        .expect("reply id");
+    let decision = status_of(&client, &base, decision_id).await;
+    assert_eq!(decision["source"], "police");
+    assert_eq!(decision["correlation"], "matched");
+    let at_rehab = rehab
+        .accepted()
+        .into_iter()
+        .map(|r| body_json(&r.body))
+        .find(|b| b["message_id"] == decision_id)
+        .expect("decision delivered to rehab");
+    assert!(
+        at_rehab["payload"]["police_case_number"].is_string(),
+        "{at_rehab}"
     );
     // The reply's intake counts the correlation after its copies are out, so the partner may
     // have the reply a moment before the count moves.
@@ -166,9 +214,9 @@ async fn http_errors_are_typed_problems_and_duplicates_get_the_original_receipt(
         r.json::<Value>().await.expect("json")["type"],
         "/problems/malformed"
     );
-    // 413
+    // 413 (on its own connection: the server closes it without reading the rest of the body)
     let big = vec![b' '; 2 * 1024 * 1024];
-    let r = client
+    let r = reqwest::Client::new()
         .post(&url)
         .header("content-type", "application/json")
         .body(big)

@@ -1,6 +1,6 @@
 //! Run one partner simulator by hand:
 //!
-//! `wingspan-sim <name> <listen> [--reply-as <source>] [--gateway <url>] [--behaviour <b>]`
+//! `wingspan-sim <name> <listen> [--reply-as <source>] [--gateway <url>] [--adapter <name>] [--behaviour <b>]`
 //!
 //! `<b>` is `accept` (default), `reject`, `fail:<status>`, `fail-first:<n>` or `delay:<ms>`.
 //! Prints a summary of what it received when stopped with Ctrl-C.
@@ -24,7 +24,7 @@ fn behaviour(text: &str) -> Option<Behaviour> {
     }
 }
 
-const USAGE: &str = "usage: wingspan-sim <name> <listen> [--reply-as <source>] [--gateway <url>] [--behaviour accept|reject|fail:<status>|fail-first:<n>|delay:<ms>]";
+const USAGE: &str = "usage: wingspan-sim <name> <listen> [--reply-as <source>] [--gateway <url>] [--adapter <name>] [--behaviour accept|reject|fail:<status>|fail-first:<n>|delay:<ms>]";
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -37,6 +37,7 @@ async fn main() -> std::process::ExitCode {
         name: name.clone(),
         reply_as: None,
         gateway: None,
+        adapter: "rehab".into(),
     };
     let mut chosen = Behaviour::Accept;
     let mut rest = args[2..].iter();
@@ -45,6 +46,7 @@ async fn main() -> std::process::ExitCode {
         match (flag.as_str(), value) {
             ("--reply-as", Some(v)) => options.reply_as = Some(v.clone()),
             ("--gateway", Some(v)) => options.gateway = Some(v.clone()),
+            ("--adapter", Some(v)) => options.adapter = v.clone(),
             ("--behaviour", Some(v)) => match behaviour(v) {
                 Some(b) => chosen = b,
                 None => {

@@ -4,7 +4,9 @@
 //! when all N are confirmed into a quorum queue behind the destination exchange:
 //! - raw: consume → publish (persistent, mandatory, confirmed) → ack; no processing at all;
 //! - gateway: the real gateway (AMQP ingress → decode, validate, route, encode → confirmed
-//!   delivery to an AMQP destination → receipt committed to SQLite → ack).
+//!   delivery to an AMQP destination → receipt committed to SQLite → ack), with the police
+//!   adapter's field policy and XML encoder on (`WINGSPAN_BENCH_ADAPTER=rehab` for the
+//!   canonical pass-through).
 //!
 //! Runs alternate (raw, gateway, raw, gateway, …); the medians and their ratio are printed,
 //! and the last line reads `ratio=<gateway/raw> gateway=<msg/s> raw=<msg/s>`.
@@ -37,6 +39,12 @@ fn prefetch() -> u16 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(256)
+}
+
+/// The destination's adapter (`WINGSPAN_BENCH_ADAPTER`, default `police`: the real XML
+/// encoder on every message; `rehab` forwards the canonical bytes).
+fn adapter() -> String {
+    std::env::var("WINGSPAN_BENCH_ADAPTER").unwrap_or_else(|_| "police".into())
 }
 
 fn url() -> String {
@@ -185,8 +193,9 @@ id = "rehab"
 message_types = ["enforcement.material.submit"]
 [[destinations]]
 id = "partner"
-adapter = "rehab"
+adapter = "{adapter}"
 amqp = {{ exchange = "{prefix}.partner", routing_key = "in" }}
+fields = {{ "enforcement.material.submit" = ["material_id", "material_type", "centre", "person", "police_bureau", "summary", "documents", "respond_by"] }}
 [[routes]]
 name = "all"
 message_types = ["enforcement.material.submit"]
@@ -196,6 +205,7 @@ destinations = ["partner"]
         state = dir.display().to_string(),
         url = url(),
         prefetch = prefetch(),
+        adapter = adapter(),
     );
     let loaded = wingspan::load::load_str("bench.toml", &text, &dir)
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;

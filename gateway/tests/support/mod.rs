@@ -43,17 +43,19 @@ impl World {
         let mut partners = HashMap::new();
         let mut text =
             std::fs::read_to_string(repo().join("config/wingspan.toml")).expect("example config");
-        for (name, port, reply_as) in wingspan_sim::EXAMPLE_PARTNERS {
+        for ex in wingspan_sim::EXAMPLE_PARTNERS {
+            let (name, port) = (ex.name, ex.port);
             let p = Partner::start(
                 "127.0.0.1:0",
                 PartnerOptions {
                     name: name.into(),
                     reply_as: if replies {
-                        reply_as.map(str::to_owned)
+                        ex.reply_as.map(str::to_owned)
                     } else {
                         None
                     },
                     gateway: None,
+                    adapter: ex.adapter.into(),
                 },
             )
             .await
@@ -319,4 +321,42 @@ impl Drop for Relay {
         self.cut();
         self.accept.abort();
     }
+}
+
+/// POST a partner's own document to `/v1/sources/{source}/messages`.
+pub async fn post_native(
+    client: &reqwest::Client,
+    base: &str,
+    source: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let r = client
+        .post(format!("{base}/v1/sources/{source}/messages"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// A canonical envelope written in `adapter`'s wire format.
+pub fn native(adapter: &str, envelope: &serde_json::Value, content_type: Option<&str>) -> Vec<u8> {
+    let env: wingspan_core::Envelope =
+        serde_json::from_value(envelope.clone()).expect("canonical envelope");
+    wingspan_adapters::AdapterKind::from_name(adapter)
+        .expect("adapter")
+        .adapter()
+        .encode(
+            wingspan_adapters::Canonical {
+                envelope: &env,
+                bytes: None,
+            },
+            content_type,
+        )
+        .expect("encode")
+        .body
+        .into_owned()
 }
