@@ -7,11 +7,14 @@
 //! UTF-8, a byte-order mark, and documents past the size, depth, attribute or element limits.
 //! It never fetches anything and never panics on input.
 
-use quick_xml::NsReader;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use quick_xml::Reader;
 use quick_xml::XmlVersion;
 use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::attributes::Attributes;
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::ResolveResult;
 
 /// Bounds on one document. The defaults suit messages of a few kilobytes with room to spare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,39 +65,42 @@ pub enum XmlError {
 
 /// One attribute, namespace resolved. `xmlns` declarations are not kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attr {
-    pub ns: Option<String>,
-    pub name: String,
-    pub value: String,
+pub struct Attr<'a> {
+    pub ns: Option<Arc<str>>,
+    pub name: Cow<'a, str>,
+    pub value: Cow<'a, str>,
 }
 
-/// One element, namespace resolved; `text` is the concatenated character data directly inside it.
+/// One element, namespace resolved; `text` is the concatenated character data directly inside
+/// it (whitespace between child elements is not kept). Names, values and text borrow from the
+/// document wherever no unescaping was needed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Element {
-    pub ns: Option<String>,
-    pub name: String,
-    pub attrs: Vec<Attr>,
-    pub children: Vec<Element>,
-    pub text: String,
+pub struct Element<'a> {
+    /// Shared between elements of the same namespace (a document has few).
+    pub ns: Option<Arc<str>>,
+    pub name: Cow<'a, str>,
+    pub attrs: Vec<Attr<'a>>,
+    pub children: Vec<Element<'a>>,
+    pub text: Cow<'a, str>,
 }
 
-impl Element {
+impl<'a> Element<'a> {
     /// Whether this element has local name `name` in namespace `ns`.
     pub fn is(&self, ns: &str, name: &str) -> bool {
         self.name == name && self.ns.as_deref() == Some(ns)
     }
 
     /// First child with this local name in namespace `ns`.
-    pub fn child(&self, ns: &str, name: &str) -> Option<&Element> {
+    pub fn child(&self, ns: &str, name: &str) -> Option<&Element<'a>> {
         self.children.iter().find(|c| c.is(ns, name))
     }
 
     /// Every child with this local name in namespace `ns`.
-    pub fn children_named<'a>(
-        &'a self,
-        ns: &'a str,
-        name: &'a str,
-    ) -> impl Iterator<Item = &'a Element> + 'a {
+    pub fn children_named<'s>(
+        &'s self,
+        ns: &'s str,
+        name: &'s str,
+    ) -> impl Iterator<Item = &'s Element<'a>> + 's {
         self.children.iter().filter(move |c| c.is(ns, name))
     }
 
@@ -103,7 +109,7 @@ impl Element {
         self.attrs
             .iter()
             .find(|a| a.ns.is_none() && a.name == name)
-            .map(|a| a.value.as_str())
+            .map(|a| &*a.value)
     }
 
     /// Trimmed text of a child element, if present and not empty.
@@ -118,53 +124,162 @@ fn malformed(e: impl std::fmt::Display) -> XmlError {
     XmlError::Malformed(e.to_string())
 }
 
-fn namespace(r: ResolveResult<'_>) -> Result<Option<String>, XmlError> {
-    match r {
-        ResolveResult::Unbound => Ok(None),
-        ResolveResult::Bound(ns) => Ok(Some(ns.into_inner().to_owned())),
-        ResolveResult::Unknown(_) => Err(XmlError::UnknownPrefix),
+/// The XML namespace, bound to the `xml` prefix by definition.
+const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+
+/// Namespace bindings in scope, innermost last; namespace names are allocated once per
+/// document and shared between elements.
+#[derive(Default)]
+struct Scopes<'a> {
+    /// (prefix, namespace name; `None` undeclares a default namespace with `xmlns=""`).
+    bindings: Vec<(&'a str, Option<Arc<str>>)>,
+    /// Bindings length at each open element's start.
+    marks: Vec<usize>,
+    interned: Vec<Arc<str>>,
+}
+
+impl<'a> Scopes<'a> {
+    fn intern(&mut self, uri: &str) -> Arc<str> {
+        if let Some(known) = self.interned.iter().find(|k| &***k == uri) {
+            return known.clone();
+        }
+        let new: Arc<str> = Arc::from(uri);
+        self.interned.push(new.clone());
+        new
+    }
+
+    fn bind(&mut self, prefix: &'a str, uri: &str) {
+        let ns = (!uri.is_empty()).then(|| self.intern(uri));
+        self.bindings.push((prefix, ns));
+    }
+
+    /// The namespace of a prefix (`""`: the default namespace).
+    fn lookup(&self, prefix: &str) -> Result<Option<Arc<str>>, XmlError> {
+        let found = if prefix.is_empty() {
+            self.bindings.iter().rev().find(|(p, _)| p.is_empty())
+        } else {
+            self.bindings.iter().rev().find(|(p, _)| *p == prefix)
+        };
+        match found {
+            Some((_, ns)) => Ok(ns.clone()),
+            None if prefix.is_empty() => Ok(None),
+            None => Err(XmlError::UnknownPrefix),
+        }
     }
 }
 
-fn element(
-    reader: &NsReader<&[u8]>,
-    start: &BytesStart<'_>,
+fn split_qname(q: &str) -> (&str, &str) {
+    match q.split_once(':') {
+        Some((p, l)) => (p, l),
+        None => ("", q),
+    }
+}
+
+/// Build an element from its start tag, pushing its namespace bindings onto `scopes` (the
+/// caller pops them at the end tag, or at once for an empty element).
+fn element<'a>(
+    doc: &'a str,
+    scopes: &mut Scopes<'a>,
+    start: &BytesStart<'a>,
     limits: &Limits,
-) -> Result<Element, XmlError> {
-    let (ns, _) = reader.resolver().resolve_element(start.name());
-    let name = start.local_name().into_inner().to_owned();
-    let mut attrs = Vec::new();
-    for a in start.attributes() {
+) -> Result<Element<'a>, XmlError> {
+    let name_len = start.name().into_inner().len();
+    // The tag's text as a slice of the document itself (the reader reads from a `&str`
+    // and hands out borrowed events), so names and values can borrow for `'a`.
+    let tag: &str = start;
+    let offset = (tag.as_ptr() as usize).wrapping_sub(doc.as_ptr() as usize);
+    let raw: &'a str = match doc.get(offset..offset.saturating_add(tag.len())) {
+        Some(r) if r.as_ptr() == tag.as_ptr() => r,
+        _ => return Err(XmlError::Malformed("tag outside the document".into())),
+    };
+    let qname = raw.get(..name_len).unwrap_or("");
+    // Attributes go straight into the element; prefixed ones are resolved once the tag's own
+    // namespace declarations are known.
+    let mut attrs: Vec<Attr<'a>> = Vec::new();
+    let mut count = 0usize;
+    for a in Attributes::new(raw, name_len) {
         let a = a.map_err(malformed)?;
-        let key = a.key;
-        if key.as_namespace_binding().is_some() {
-            continue;
-        }
-        if attrs.len() >= limits.max_attributes {
+        count += 1;
+        if count > limits.max_attributes {
             return Err(XmlError::TooManyAttributes(limits.max_attributes));
         }
-        let (ans, local) = reader.resolver().resolve_attribute(key);
-        let value = a
-            .normalized_value_with(XmlVersion::Implicit1_0, 1, resolve_predefined_entity)
-            .map_err(|_| XmlError::UnknownEntity)?
-            .into_owned();
-        attrs.push(Attr {
-            ns: namespace(ans)?,
-            name: local.into_inner().to_owned(),
-            value,
-        });
+        let key: &'a str = match a.key.into_inner() {
+            k if k.len() <= raw.len() => {
+                let off = (k.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+                raw.get(off..off.saturating_add(k.len())).unwrap_or("")
+            }
+            _ => "",
+        };
+        let value = match a.value {
+            // No reference to resolve and no whitespace to normalise: borrow as is.
+            Cow::Borrowed(v) if !v.contains(['&', '\t', '\n', '\r']) => Cow::Borrowed(v),
+            _ => Cow::Owned(
+                a.normalized_value_with(XmlVersion::Implicit1_0, 1, resolve_predefined_entity)
+                    .map_err(|_| XmlError::UnknownEntity)?
+                    .into_owned(),
+            ),
+        };
+        // (First byte first: most attributes are not namespace declarations, and this runs
+        // for every attribute of every element.)
+        if key.as_bytes().first() != Some(&b'x') {
+            attrs.push(Attr {
+                ns: None,
+                name: Cow::Borrowed(key),
+                value,
+            });
+        } else if key == "xmlns" {
+            scopes.bind("", &value);
+        } else if let Some(prefix) = key.strip_prefix("xmlns:") {
+            if value.is_empty() {
+                return Err(XmlError::Malformed("a prefix cannot be undeclared".into()));
+            }
+            scopes.bind(prefix, &value);
+        } else {
+            attrs.push(Attr {
+                ns: None,
+                name: Cow::Borrowed(key),
+                value,
+            });
+        }
+    }
+    let (prefix, local) = split_qname(qname);
+    let ns = if prefix.len() == 3 && prefix == "xml" {
+        Some(scopes.intern(XML_NS))
+    } else {
+        scopes.lookup(prefix)?
+    };
+    for attr in &mut attrs {
+        let Cow::Borrowed(key) = attr.name else {
+            continue;
+        };
+        let (prefix, local) = split_qname(key);
+        attr.ns = match prefix {
+            "" => continue,
+            "xml" => Some(scopes.intern(XML_NS)),
+            p => Some(scopes.lookup(p)?.ok_or(XmlError::UnknownPrefix)?),
+        };
+        attr.name = Cow::Borrowed(local);
     }
     Ok(Element {
-        ns: namespace(ns)?,
-        name,
+        ns,
+        name: Cow::Borrowed(local),
         attrs,
         children: Vec::new(),
-        text: String::new(),
+        text: Cow::Borrowed(""),
     })
 }
 
+/// Append character data to an element's text, borrowing while it is a single piece.
+fn push_text<'a>(text: &mut Cow<'a, str>, more: Cow<'a, str>) {
+    if text.is_empty() {
+        *text = more;
+    } else {
+        text.to_mut().push_str(&more);
+    }
+}
+
 /// Parse one document into its root element, within `limits`.
-pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Element, XmlError> {
+pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Element<'a>, XmlError> {
     if bytes.len() > limits.max_bytes {
         return Err(XmlError::TooLarge(limits.max_bytes));
     }
@@ -175,15 +290,20 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Element, XmlError> {
         return Err(XmlError::Encoding);
     }
     let text = std::str::from_utf8(bytes).map_err(|_| XmlError::Encoding)?;
-    let mut reader = NsReader::from_str(text);
+    let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(false);
-    let mut stack: Vec<Element> = Vec::new();
-    let mut root: Option<Element> = None;
+    let mut stack: Vec<Element<'a>> = Vec::new();
+    let mut root: Option<Element<'a>> = None;
+    // Whitespace-only text is held back: kept if more character data follows in the same
+    // element (`a &amp; &amp; b`), dropped if markup follows (indentation).
+    let mut pending_ws: Option<Cow<'a, str>> = None;
     let mut elements = 0usize;
+    let mut scopes = Scopes::default();
     loop {
         let event = reader.read_event().map_err(malformed)?;
         match event {
             Event::Start(ref s) | Event::Empty(ref s) => {
+                pending_ws = None;
                 if root.is_some() {
                     return Err(XmlError::Malformed("content after the root element".into()));
                 }
@@ -191,13 +311,16 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Element, XmlError> {
                 if elements > limits.max_elements {
                     return Err(XmlError::TooManyElements(limits.max_elements));
                 }
-                let el = element(&reader, s, limits)?;
+                let mark = scopes.bindings.len();
+                let el = element(text, &mut scopes, s, limits)?;
                 if matches!(event, Event::Start(_)) {
                     if stack.len() >= limits.max_depth {
                         return Err(XmlError::TooDeep(limits.max_depth));
                     }
+                    scopes.marks.push(mark);
                     stack.push(el);
                 } else {
+                    scopes.bindings.truncate(mark);
                     match stack.last_mut() {
                         Some(parent) => parent.children.push(el),
                         None => root = Some(el),
@@ -205,9 +328,19 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Element, XmlError> {
                 }
             }
             Event::End(_) => {
-                let Some(done) = stack.pop() else {
+                let Some(mut done) = stack.pop() else {
                     return Err(XmlError::Malformed("unbalanced end tag".into()));
                 };
+                if let Some(mark) = scopes.marks.pop() {
+                    scopes.bindings.truncate(mark);
+                }
+                // Trailing whitespace of a text-only element is content; after child
+                // elements it is indentation.
+                if let Some(ws) = pending_ws.take()
+                    && done.children.is_empty()
+                {
+                    push_text(&mut done.text, ws);
+                }
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(done),
                     None => root = Some(done),
@@ -215,43 +348,54 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Element, XmlError> {
             }
             Event::Text(t) => {
                 let content = t.xml_content(XmlVersion::Implicit1_0);
-                match stack.last_mut() {
-                    Some(el) => el.text.push_str(&content),
-                    None if content.trim().is_empty() => {}
-                    None => {
-                        return Err(XmlError::Malformed("text outside the root element".into()));
+                let Some(el) = stack.last_mut() else {
+                    if content.trim().is_empty() {
+                        continue;
                     }
+                    return Err(XmlError::Malformed("text outside the root element".into()));
+                };
+                if content.trim().is_empty() {
+                    match pending_ws.as_mut() {
+                        Some(p) => p.to_mut().push_str(&content),
+                        None => pending_ws = Some(content),
+                    }
+                } else {
+                    if let Some(ws) = pending_ws.take() {
+                        push_text(&mut el.text, ws);
+                    }
+                    push_text(&mut el.text, content);
                 }
             }
             Event::CData(c) => {
-                let content = c.into_inner().into_owned();
-                match stack.last_mut() {
-                    Some(el) => el.text.push_str(&content),
-                    None => {
-                        return Err(XmlError::Malformed("CDATA outside the root element".into()));
-                    }
+                let Some(el) = stack.last_mut() else {
+                    return Err(XmlError::Malformed("CDATA outside the root element".into()));
+                };
+                if let Some(ws) = pending_ws.take() {
+                    push_text(&mut el.text, ws);
                 }
+                push_text(&mut el.text, c.into_inner());
             }
             Event::GeneralRef(r) => {
-                let resolved = if r.is_char_ref() {
-                    r.resolve_char_ref()
-                        .map_err(|_| XmlError::UnknownEntity)?
-                        .ok_or(XmlError::UnknownEntity)?
-                        .to_string()
+                let resolved: Cow<'a, str> = if r.is_char_ref() {
+                    Cow::Owned(
+                        r.resolve_char_ref()
+                            .map_err(|_| XmlError::UnknownEntity)?
+                            .ok_or(XmlError::UnknownEntity)?
+                            .to_string(),
+                    )
                 } else {
                     let name = r.into_inner();
-                    resolve_predefined_entity(&name)
-                        .ok_or(XmlError::UnknownEntity)?
-                        .to_owned()
+                    Cow::Borrowed(resolve_predefined_entity(&name).ok_or(XmlError::UnknownEntity)?)
                 };
-                match stack.last_mut() {
-                    Some(el) => el.text.push_str(&resolved),
-                    None => {
-                        return Err(XmlError::Malformed(
-                            "reference outside the root element".into(),
-                        ));
-                    }
+                let Some(el) = stack.last_mut() else {
+                    return Err(XmlError::Malformed(
+                        "reference outside the root element".into(),
+                    ));
+                };
+                if let Some(ws) = pending_ws.take() {
+                    push_text(&mut el.text, ws);
                 }
+                push_text(&mut el.text, resolved);
             }
             Event::Decl(d) => {
                 if let Some(enc) = d.encoding() {
@@ -389,12 +533,34 @@ mod tests {
 </p:root>"#;
         let root = parse(doc, &Limits::default()).expect("parse");
         assert!(root.is(NS, "root"));
+        assert_eq!(root.text, "", "indentation is not text");
+        let mixed = parse(b"<r>  a &amp; &amp; b  <x/>  </r>", &Limits::default()).expect("parse");
+        assert_eq!(mixed.text, "  a & & b  ");
+        let ws = parse(b"<r><t>x &amp; </t><u>  </u></r>", &Limits::default()).expect("parse");
+        assert_eq!(ws.children[0].text, "x & ");
+        assert_eq!(ws.children[1].text, "  ");
         assert_eq!(root.attr("a"), Some("1 & 2"));
         let kids: Vec<_> = root.children_named(NS, "child").collect();
         assert_eq!(kids.len(), 2);
         assert_eq!(kids[0].text, "x < y 中");
         assert_eq!(kids[1].text, "<raw>");
         assert!(root.child("urn:other", "other").is_some());
+        let scoped = parse(
+            b"<r xmlns=\"urn:a\" xml:lang=\"zh\"><b xmlns=\"\" q:x=\"1\" xmlns:q=\"urn:q\"/></r>",
+            &Limits::default(),
+        )
+        .expect("parse");
+        assert_eq!(scoped.ns.as_deref(), Some("urn:a"));
+        assert_eq!(scoped.attrs[0].ns.as_deref(), Some(XML_NS));
+        assert_eq!(
+            scoped.children[0].ns, None,
+            "xmlns=\"\" undeclares the default"
+        );
+        let q = &scoped.children[0].attrs[0];
+        assert_eq!(
+            (q.ns.as_deref(), &*q.name, &*q.value),
+            (Some("urn:q"), "x", "1")
+        );
         assert!(root.child(NS, "other").is_none(), "namespace matters");
     }
 

@@ -35,9 +35,9 @@ pub fn path(relative: &str) -> PathBuf {
         .join(relative)
 }
 
-fn strip(mut e: xml::Element) -> xml::Element {
+fn strip(mut e: xml::Element<'_>) -> xml::Element<'_> {
     if e.text.trim().is_empty() {
-        e.text.clear();
+        e.text = std::borrow::Cow::Borrowed("");
     }
     e.children = e.children.into_iter().map(strip).collect();
     e

@@ -3,6 +3,10 @@
 //! core, for ~1–2 KB messages. Goal: each ≥ 50,000 messages/s.
 //! `cargo bench -p wingspan --bench adapters`
 
+// The allocator the `wingspan` binary runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use wingspan_adapters::{AdapterKind, Inbound, render};

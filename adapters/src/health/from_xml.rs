@@ -34,7 +34,7 @@ pub(super) fn to_value(root: &Element) -> Result<Value, AdapterError> {
 
 fn resource(el: &Element) -> Value {
     let mut m = Map::new();
-    m.insert("resourceType".into(), Value::String(el.name.clone()));
+    m.insert("resourceType".into(), Value::String(el.name.to_string()));
     fill(&mut m, el);
     Value::Object(m)
 }
@@ -42,7 +42,7 @@ fn resource(el: &Element) -> Value {
 fn fill(m: &mut Map<String, Value>, el: &Element) {
     for child in el.children.iter().filter(|c| fhir(c)) {
         let v = element(child);
-        match m.entry(child.name.as_str()) {
+        match m.entry(&*child.name) {
             Entry::Vacant(e) => {
                 e.insert(v);
             }

@@ -350,7 +350,7 @@ fn xml_is_fhir_xml() {
         .and_then(|e| e.child(FHIR_NS, "resource"))
         .and_then(|r| r.child(FHIR_NS, "ServiceRequest"))
         .expect("service request");
-    let names: Vec<&str> = sr.children.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> = sr.children.iter().map(|c| &*c.name).collect();
     assert_eq!(
         names,
         [
@@ -955,8 +955,8 @@ fn hl7_json_and_xml_twins_agree() {
         let (j, x) = (dir.join(j), dir.join(x));
         assert_eq!(decode_file(&j), decode_file(&x), "{}", j.display());
         let jv = normalise(json_of(&std::fs::read(&j).expect("read")));
-        let root =
-            xml::parse(&std::fs::read(&x).expect("read"), &xml::Limits::default()).expect("parse");
+        let xml_bytes = std::fs::read(&x).expect("read");
+        let root = xml::parse(&xml_bytes, &xml::Limits::default()).expect("parse");
         let xv = normalise(from_xml::to_value(&root).expect("convert"));
         assert_eq!(jv, xv, "{}", x.display());
     }

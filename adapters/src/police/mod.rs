@@ -462,9 +462,9 @@ fn unmappable(what: String) -> AdapterError {
 /// The children of `el` in our namespace, one slot per name. Children in other namespaces are
 /// ignored; an unknown name of ours is unmappable; a repeated one is refused.
 fn slots<'e, const N: usize>(
-    el: &'e Element,
+    el: &'e Element<'e>,
     names: [&'static str; N],
-) -> Result<[Option<&'e Element>; N], AdapterError> {
+) -> Result<[Option<&'e Element<'e>>; N], AdapterError> {
     let mut found = [None; N];
     for child in &el.children {
         if child.ns.as_deref() != Some(NS) {
@@ -488,7 +488,10 @@ fn slots<'e, const N: usize>(
 }
 
 /// The items of a list wrapper: every child of ours must be `item`.
-fn items<'e>(el: &'e Element, item: &'static str) -> Result<Vec<&'e Element>, AdapterError> {
+fn items<'e>(
+    el: &'e Element<'e>,
+    item: &'static str,
+) -> Result<Vec<&'e Element<'e>>, AdapterError> {
     let mut out = Vec::new();
     for child in &el.children {
         if child.ns.as_deref() != Some(NS) {
@@ -503,7 +506,7 @@ fn items<'e>(el: &'e Element, item: &'static str) -> Result<Vec<&'e Element>, Ad
 }
 
 /// Text of a leaf element, exactly as sent; a leaf has no child elements of ours.
-fn leaf(el: &Element) -> Result<&str, AdapterError> {
+fn leaf<'e>(el: &'e Element<'e>) -> Result<&'e str, AdapterError> {
     if el.children.iter().any(|c| c.ns.as_deref() == Some(NS)) {
         return Err(unmappable(format!("{} must hold text only", el.name)));
     }
@@ -534,10 +537,10 @@ fn req_value(
 }
 
 fn req_element<'e>(
-    slot: Option<&'e Element>,
+    slot: Option<&'e Element<'e>>,
     parent: &str,
     name: &str,
-) -> Result<&'e Element, AdapterError> {
+) -> Result<&'e Element<'e>, AdapterError> {
     slot.ok_or_else(|| unmappable(format!("{parent}/{name} is missing")))
 }
 
