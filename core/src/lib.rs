@@ -1,6 +1,7 @@
 //! wingspan-core: the pure core of the gateway. No I/O, no clock, no async.
 //!
 //! Map of the crate:
+//! - [`audit`]: audit records, the hash chain, signed checkpoints, verification.
 //! - [`envelope`]: the canonical envelope every message travels in.
 //! - [`schema`]: the JSON Schema catalogue, compiled once; payload validation with JSON pointers.
 //! - [`config`]: gateway config, raw (serde, unknown keys are errors) → checked (every problem at once)
@@ -12,6 +13,7 @@
 //! The shell (the `wingspan` crate) owns every socket, file, timer and broker channel.
 
 pub mod admit;
+pub mod audit;
 pub mod config;
 pub mod envelope;
 pub mod policy;
