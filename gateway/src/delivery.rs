@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -25,11 +27,13 @@ use wingspan_adapters::render;
 use wingspan_core::config::{Destination, Transport};
 use wingspan_core::{CompiledConfig, Envelope};
 
+use crate::audit;
 use crate::broker::publish::{HeaderValue, Outgoing};
 use crate::broker::{Broker, BrokerError, Names, PublishError, Publisher, Session, bounded};
 use crate::intake::{ATTEMPT_HEADER, Intake, REASON_HEADER, SOURCE_HEADER};
 use crate::stats::{Event, Stats};
 use crate::store::{DeliveryState, Store};
+use wingspan_core::audit::Event as Audit;
 
 /// What happened to one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,19 +205,23 @@ async fn handle(
                 attempt,
                 "queued copy is not a canonical envelope",
                 limit,
+                None,
             )
             .await;
         }
     };
+    let mut wire_sha256 = None;
     let outcome = match render::for_destination(dest, &envelope, Some(&delivery.data)) {
         Ok(encoded) => match &dest.transport {
             Transport::Http { url, timeout_ms } => {
+                wire_sha256 = Some(wingspan_core::audit::sha256_hex(&encoded.body));
                 deliver_http(&ctx.http, url, *timeout_ms, &envelope, encoded).await
             }
             Transport::Amqp {
                 exchange,
                 routing_key,
             } => {
+                wire_sha256 = Some(wingspan_core::audit::sha256_hex(&encoded.body));
                 let out = Outgoing {
                     message_id: &envelope.message_id,
                     message_type: &envelope.message_type,
@@ -239,8 +247,27 @@ async fn handle(
         Err(e) => Attempt::Permanent(e.to_string()),
     };
     let attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
+    // The attempt's record: which bytes went where, what came back; a copy the broker hands
+    // out again after a crash or a lost channel is marked as a redelivery.
+    let mut tried = audit::about(Audit::DeliveryAttempt, &envelope);
+    tried.destination = Some(dest.id.clone());
+    tried.payload_sha256 = wire_sha256;
+    tried.outcome = Some(match &outcome {
+        Attempt::Delivered => "delivered".into(),
+        Attempt::Transient(r) | Attempt::Permanent(r) => r.clone(),
+    });
+    tried.reason = Some(if delivery.redelivered {
+        format!("attempt {attempt}, redelivery")
+    } else {
+        format!("attempt {attempt}")
+    });
     match outcome {
         Attempt::Delivered => {
+            let mut done = audit::about(Audit::Delivered, &envelope);
+            done.destination = Some(dest.id.clone());
+            if !record(ctx, &delivery, limit, vec![tried, done]).await? {
+                return Ok(());
+            }
             bounded(limit, delivery.acker.ack(BasicAckOptions::default())).await?;
             ctx.stats
                 .record(&envelope.message_type, &dest.id, Event::Delivered);
@@ -265,6 +292,22 @@ async fn handle(
                 .publish(&ctx.names.retry(tier), &dest.id, &delivery.data, &out)
                 .await
                 .map_err(into_broker)?;
+            let mut retry = audit::about(Audit::RetryScheduled, &envelope);
+            retry.destination = Some(dest.id.clone());
+            retry.reason = Some(reason.clone());
+            retry.outcome = Some(format!(
+                "attempt {} in {} ms",
+                attempt + 1,
+                ctx.config
+                    .broker
+                    .retry_delays_ms
+                    .get(tier)
+                    .copied()
+                    .unwrap_or(0)
+            ));
+            if !record(ctx, &delivery, limit, vec![tried, retry]).await? {
+                return Ok(());
+            }
             bounded(limit, delivery.acker.ack(BasicAckOptions::default())).await?;
             ctx.stats
                 .record(&envelope.message_type, &dest.id, Event::Retried);
@@ -282,15 +325,58 @@ async fn handle(
         Attempt::Transient(reason) => {
             let reason = format!("{reason}; gave up after {attempt} attempts");
             park(
-                ctx, dest, publisher, &delivery, &envelope, attempt, &reason, limit,
+                ctx,
+                dest,
+                publisher,
+                &delivery,
+                &envelope,
+                attempt,
+                &reason,
+                limit,
+                Some(tried),
             )
             .await
         }
         Attempt::Permanent(reason) => {
             park(
-                ctx, dest, publisher, &delivery, &envelope, attempt, &reason, limit,
+                ctx,
+                dest,
+                publisher,
+                &delivery,
+                &envelope,
+                attempt,
+                &reason,
+                limit,
+                Some(tried),
             )
             .await
+        }
+    }
+}
+
+/// Commit audit records before the ack they account for. When the store cannot take them,
+/// the delivery goes back to its queue (fail closed: nothing is acknowledged that the audit
+/// trail does not show) and `false` tells the caller not to ack.
+async fn record(
+    ctx: &DeliveryContext,
+    delivery: &Delivery,
+    limit: Duration,
+    entries: Vec<wingspan_core::audit::Entry>,
+) -> Result<bool, BrokerError> {
+    match ctx.store.audit(entries).await {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            tracing::error!(error = %e, "audit store unavailable; delivery returned to its queue");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            bounded(
+                limit,
+                delivery.acker.nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                }),
+            )
+            .await?;
+            Ok(false)
         }
     }
 }
@@ -313,6 +399,7 @@ async fn park(
     attempt: i64,
     reason: &str,
     limit: Duration,
+    tried: Option<wingspan_core::audit::Entry>,
 ) -> Result<(), BrokerError> {
     let mut out = Intake::queued_copy(env, attempt);
     out.headers
@@ -321,6 +408,14 @@ async fn park(
         .publish(&ctx.names.park_exchange(), &dest.id, &delivery.data, &out)
         .await
         .map_err(into_broker)?;
+    let mut parked = audit::about(Audit::Parked, env);
+    parked.destination = Some(dest.id.clone());
+    parked.reason = Some(reason.to_owned());
+    parked.outcome = Some(format!("after {attempt} attempt(s)"));
+    let entries = tried.into_iter().chain([parked]).collect();
+    if !record(ctx, delivery, limit, entries).await? {
+        return Ok(());
+    }
     bounded(limit, delivery.acker.ack(BasicAckOptions::default())).await?;
     ctx.stats
         .record(&env.message_type, &dest.id, Event::DeadLettered);

@@ -15,7 +15,7 @@ use crate::ingress;
 use crate::intake::Intake;
 use crate::load::Loaded;
 use crate::stats::Stats;
-use crate::store::Store;
+use crate::store::{AuditSetup, Store};
 
 /// Which parts to run (all by default).
 #[derive(Debug, Clone)]
@@ -55,7 +55,24 @@ impl Gateway {
     pub async fn start(loaded: &Loaded, options: GatewayOptions) -> anyhow::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let config = loaded.config.clone();
-        let store = Store::open(&loaded.state_dir)?;
+        let keys = Arc::new(crate::audit::keys(loaded, true)?);
+        let store = Store::open(
+            &loaded.state_dir,
+            AuditSetup {
+                chain_id: config.instance.clone(),
+                keys,
+                checkpoint_every: config.audit.checkpoint_every,
+                checkpoint_secs: config.audit.checkpoint_secs,
+            },
+        )?;
+        // Nothing is accepted before the config it runs under is on record.
+        let mut loaded_entry = wingspan_core::audit::Entry::new(
+            wingspan_core::audit::Event::ConfigLoaded,
+            crate::audit::now(),
+        );
+        loaded_entry.reason = Some(format!("config sha256 {}", loaded.config_sha256));
+        loaded_entry.actor = Some("gateway".into());
+        store.audit(vec![loaded_entry]).await?;
         let stats = Stats::default();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();

@@ -17,10 +17,12 @@ use wingspan_adapters::render;
 use wingspan_core::config::Transport;
 use wingspan_core::{CompiledConfig, Envelope, Rejection, admit};
 
+use crate::audit;
 use crate::broker::publish::{HeaderValue, Outgoing};
 use crate::broker::{Names, PublishError, Publisher};
 use crate::stats::{Event, Stats};
 use crate::store::{NewReceipt, Receipt, Store, StoreError};
+use wingspan_core::audit::{Entry, Event as Audit};
 
 /// Header carrying the delivery attempt number on internal copies.
 pub const ATTEMPT_HEADER: &str = "x-wingspan-attempt";
@@ -123,9 +125,20 @@ impl Intake {
 
     /// Take one upstream message. `Ok` means the caller may acknowledge upstream.
     pub async fn take(&self, publisher: &Publisher, bytes: &[u8]) -> Result<Outcome, IntakeError> {
+        let payload_sha256 = wingspan_core::audit::sha256_hex(bytes);
         let admitted = match admit(&self.config, bytes) {
             Ok(a) => a,
             Err(r) => {
+                let mut received = Entry::new(Audit::Received, audit::now());
+                received.message_id = r.message_id.clone();
+                received.payload_sha256 = Some(payload_sha256);
+                received.actor = Some("gateway".into());
+                let mut rejected = received.clone();
+                rejected.event = Audit::Rejected;
+                rejected.payload_sha256 = None;
+                rejected.outcome = Some(format!("{}", r.kind.status()));
+                rejected.reason = Some(r.kind.slug().to_owned());
+                self.store.audit_later(vec![received, rejected]);
                 self.stats.rejected(r.kind.slug());
                 tracing::debug!(
                     kind = r.kind.slug(),
@@ -140,6 +153,11 @@ impl Intake {
             .claim(&env.source, &env.message_id)
             .ok_or(IntakeError::Busy)?;
         if let Some(receipt) = self.store.receipt(&env.source, &env.message_id).await? {
+            let mut received = audit::about(Audit::Received, env);
+            received.payload_sha256 = Some(payload_sha256);
+            let mut duplicate = audit::about(Audit::Duplicate, env);
+            duplicate.outcome = Some("original receipt returned".into());
+            self.store.audit_later(vec![received, duplicate]);
             tracing::debug!(message_id = %env.message_id, "duplicate of an accepted message");
             return Ok(Outcome::Duplicate(receipt));
         }
@@ -157,16 +175,59 @@ impl Intake {
             Some(corr) => Some(self.correlates(corr).await),
             None => None,
         };
+        // Received, accepted, routed (and delivered, for copies delivered at intake, and the
+        // correlation of a reply) are committed with the receipt, before the upstream ack.
+        let subject = audit::person_id(env).map(|p| self.store.subject_ref(p));
+        let mut received = audit::about(Audit::Received, env);
+        received.payload_sha256 = Some(payload_sha256.clone());
+        received.subject_ref = subject.clone();
+        let mut accepted = audit::about(Audit::Accepted, env);
+        accepted.subject_ref = subject.clone();
+        let mut routed = audit::about(Audit::Routed, env);
+        routed.destination = Some(destinations.join(","));
+        routed.outcome = Some(format!("{} destination(s)", destinations.len()));
+        routed.reason = Some(
+            admitted
+                .routes
+                .iter()
+                .filter_map(|&i| self.config.routes.routes().get(i).map(|r| r.name.as_str()))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        let mut entries = vec![received, accepted, routed];
+        for d in &delivered {
+            let mut e = audit::about(Audit::Delivered, env);
+            e.destination = Some(d.clone());
+            e.outcome = Some("published to the partner exchange".into());
+            entries.push(e);
+        }
+        match correlated {
+            Some(true) => {
+                let mut e = audit::about(Audit::ReplyCorrelated, env);
+                e.outcome = Some("matched".into());
+                entries.push(e);
+            }
+            Some(false) => {
+                let mut e = audit::about(Audit::ReplyCorrelated, env);
+                e.outcome = Some("unknown".into());
+                e.reason = Some("correlation id names no accepted message".into());
+                entries.push(e);
+            }
+            None => {}
+        }
         self.store
-            .put_receipt(NewReceipt {
-                source: env.source.clone(),
-                message_id: env.message_id.clone(),
-                message_type: env.message_type.clone(),
-                correlation_id: env.correlation_id.clone(),
-                correlation_unknown: correlated == Some(false),
-                destinations: destinations.clone(),
-                delivered,
-            })
+            .put_receipt(
+                NewReceipt {
+                    source: env.source.clone(),
+                    message_id: env.message_id.clone(),
+                    message_type: env.message_type.clone(),
+                    correlation_id: env.correlation_id.clone(),
+                    correlation_unknown: correlated == Some(false),
+                    destinations: destinations.clone(),
+                    delivered,
+                },
+                entries,
+            )
             .await?;
         match correlated {
             Some(true) => {

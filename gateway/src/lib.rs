@@ -2,6 +2,8 @@
 //! comes from the pure core (`wingspan-core`) and the adapters (`wingspan-adapters`).
 //!
 //! Map of the crate:
+//! - [`audit`]: the audit trail's keys, entries and compliance commands (records are written
+//!   by [`store`], hashed and verified by the core).
 //! - [`load`]: read the config file and the schema directory, compile them.
 //! - [`broker`]: the connection supervisor, topology, confirmed publishing.
 //! - [`intake`]: admit → deduplicate → publish one confirmed copy per destination → receipt.
@@ -13,6 +15,7 @@
 //! - [`gateway`]: starts and stops all of the above.
 //! - [`demo`]: the self-contained demonstration with partner simulators.
 
+pub mod audit;
 pub mod broker;
 pub mod delivery;
 pub mod demo;

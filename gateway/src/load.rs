@@ -14,6 +14,12 @@ pub struct Loaded {
     pub config: Arc<CompiledConfig>,
     pub state_dir: PathBuf,
     pub schemas_dir: PathBuf,
+    /// SHA-256 of the config text, as audited when it is loaded.
+    pub config_sha256: String,
+    /// The audit signing key file (resolved; may not exist yet).
+    pub signing_key_file: PathBuf,
+    /// The audit subject-reference secret file (resolved; may not exist yet).
+    pub subject_key_file: PathBuf,
 }
 
 /// `path` is a config file or a directory holding `wingspan.toml`.
@@ -68,11 +74,20 @@ pub fn load_str_with(
             .map(|e| ConfigError::new(e.origin, e.reason))
             .collect::<Vec<_>>()
     })?;
+    let key_file = |configured: &Option<String>, default: &str| match configured {
+        Some(f) => base.join(f),
+        None => state_dir.join(default),
+    };
+    let signing_key_file = key_file(&raw.audit.signing_key_file, "audit-signing.key");
+    let subject_key_file = key_file(&raw.audit.subject_key_file, "audit-subject.key");
     let compiled = config::compile(raw, catalog, &AdapterKind::infos())?;
     Ok(Loaded {
         config: Arc::new(compiled),
         state_dir,
         schemas_dir,
+        config_sha256: wingspan_core::audit::sha256_hex(text.as_bytes()),
+        signing_key_file,
+        subject_key_file,
     })
 }
 

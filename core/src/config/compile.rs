@@ -19,6 +19,7 @@ pub struct CompiledConfig {
     pub http_listen: String,
     pub broker: BrokerSettings,
     pub limits: Limits,
+    pub audit: AuditSettings,
     pub sources: HashMap<String, Source>,
     /// In config order; a route table index refers to this list.
     pub destinations: Vec<Destination>,
@@ -42,6 +43,15 @@ pub struct BrokerSettings {
     pub operation_timeout_ms: u64,
     pub retry_delays_ms: Vec<u64>,
     pub delivery_limit: u32,
+}
+
+/// Audit settings as written; the shell resolves the key files.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub signing_key_file: Option<String>,
+    pub subject_key_file: Option<String>,
+    pub checkpoint_every: u64,
+    pub checkpoint_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -289,6 +299,12 @@ pub fn compile(
         errors.push(ConfigError::new(
             "broker.operation_timeout_ms",
             "must be above 0",
+        ));
+    }
+    if raw.audit.checkpoint_every == 0 || raw.audit.checkpoint_secs == 0 {
+        errors.push(ConfigError::new(
+            "audit",
+            "checkpoint_every and checkpoint_secs must be above 0",
         ));
     }
     if raw.limits.max_body_bytes < 256 {
@@ -549,6 +565,12 @@ pub fn compile(
             operation_timeout_ms: raw.broker.operation_timeout_ms,
             retry_delays_ms: raw.broker.retry_delays_ms,
             delivery_limit: raw.broker.delivery_limit,
+        },
+        audit: AuditSettings {
+            signing_key_file: raw.audit.signing_key_file,
+            subject_key_file: raw.audit.subject_key_file,
+            checkpoint_every: raw.audit.checkpoint_every,
+            checkpoint_secs: raw.audit.checkpoint_secs,
         },
         limits: Limits {
             max_body_bytes: raw.limits.max_body_bytes,

@@ -6,8 +6,8 @@ pub mod compile;
 pub mod raw;
 
 pub use compile::{
-    AdapterInfo, BrokerSettings, CompiledConfig, Destination, Limits, QueueType, Source, Transport,
-    compile,
+    AdapterInfo, AuditSettings, BrokerSettings, CompiledConfig, Destination, Limits, QueueType,
+    Source, Transport, compile,
 };
 pub use raw::RawConfig;
 

@@ -14,6 +14,8 @@ pub struct RawConfig {
     pub broker: RawBroker,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub audit: RawAudit,
     /// Systems allowed to send to the gateway.
     #[serde(default)]
     pub sources: Vec<RawSource>,
@@ -107,6 +109,45 @@ impl Default for RawBroker {
             delivery_limit: default_delivery_limit(),
         }
     }
+}
+
+/// The audit trail: where its keys are and how often the chain head is signed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// File holding the Ed25519 signing key's 32-byte seed as hex (relative to the config);
+    /// default `<state_dir>/audit-signing.key`, created on first start.
+    /// `WINGSPAN_AUDIT_SIGNING_KEY` (hex) overrides it.
+    pub signing_key_file: Option<String>,
+    /// File holding the secret for subject references (HMAC-SHA256 of person ids); default
+    /// `<state_dir>/audit-subject.key`, created on first start. `WINGSPAN_AUDIT_SUBJECT_KEY`
+    /// overrides it.
+    pub subject_key_file: Option<String>,
+    /// Sign the chain head after this many records…
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// …or this many seconds, whichever comes first.
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_secs: u64,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self {
+            signing_key_file: None,
+            subject_key_file: None,
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_secs: default_checkpoint_secs(),
+        }
+    }
+}
+
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+
+fn default_checkpoint_secs() -> u64 {
+    10
 }
 
 #[derive(Debug, Clone, Deserialize)]

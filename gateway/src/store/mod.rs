@@ -6,12 +6,21 @@
 //! duplicate lookup on the hot path, status queries) use a small pool of read connections and
 //! run inline: they are index lookups of microseconds and see committed data only.
 //! Nothing here holds payloads: ids, types, destinations, states and error reasons only.
+//!
+//! The audit trail lives here too (tables `audit` and `audit_checkpoints`): the writer thread
+//! owns the chain head, appends each batch's records in the same transaction as the receipts
+//! and states they account for, and signs the head every N records or T seconds. The
+//! gateway never updates or deletes an audit record; the one exception is the start-up
+//! recovery that cuts back a tail that fails verification, and it says so in a record.
 
 use std::path::Path;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
+use wingspan_core::audit::{Checkpoint, Entry, Event, Finding, GENESIS, Head, Record};
+
+use crate::audit::AuditKeys;
 
 mod seen;
 use seen::Seen;
@@ -107,8 +116,12 @@ pub struct NewReceipt {
     pub delivered: Vec<String>,
 }
 
+type Done = oneshot::Sender<Result<(), String>>;
+
 enum Cmd {
-    Receipt(NewReceipt, String, oneshot::Sender<Result<(), String>>),
+    Receipt(NewReceipt, String, Done, Vec<Entry>),
+    /// Audit records; `Some` waits for their commit.
+    Audit(Vec<Entry>, Option<Done>),
     Delivery {
         source: String,
         message_id: String,
@@ -120,12 +133,22 @@ enum Cmd {
     },
 }
 
+/// How the store keeps the audit chain.
+#[derive(Debug, Clone)]
+pub struct AuditSetup {
+    pub chain_id: String,
+    pub keys: Arc<AuditKeys>,
+    pub checkpoint_every: u64,
+    pub checkpoint_secs: u64,
+}
+
 /// Handle to the store; clone freely.
 #[derive(Clone, Debug)]
 pub struct Store {
     tx: std_mpsc::SyncSender<Cmd>,
     readers: Arc<Readers>,
     seen: Arc<Seen>,
+    audit: AuditSetup,
 }
 
 /// Read connections, one per concurrent reader (WAL readers see committed data and never
@@ -195,6 +218,17 @@ CREATE TABLE IF NOT EXISTS receipts (
   correlation_unknown INTEGER,
   PRIMARY KEY (message_id, source)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS receipts_by_correlation ON receipts(correlation_id) WHERE correlation_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY, chain_id TEXT NOT NULL, event TEXT NOT NULL, at TEXT NOT NULL,
+  message_id TEXT, correlation_id TEXT, source TEXT, destination TEXT, message_type TEXT,
+  payload_sha256 TEXT, outcome TEXT, reason TEXT, actor TEXT, subject_ref TEXT,
+  prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_by_message ON audit(message_id) WHERE message_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_by_correlation ON audit(correlation_id) WHERE correlation_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_by_subject ON audit(subject_ref) WHERE subject_ref IS NOT NULL;
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+  chain_id TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, signed_at TEXT NOT NULL,
+  key_id TEXT NOT NULL, signature TEXT NOT NULL, PRIMARY KEY (chain_id, seq));
 CREATE TABLE IF NOT EXISTS deliveries (
   source TEXT NOT NULL, message_id TEXT NOT NULL, destination TEXT NOT NULL,
   state TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, updated_at TEXT NOT NULL,
@@ -203,7 +237,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 
 impl Store {
     /// Open (creating) `dir/wingspan-state.db`.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path, audit: AuditSetup) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("wingspan-state.db");
         let writer = open(&path)?;
@@ -226,13 +260,15 @@ impl Store {
                 seen.insert(&source, &message_id);
             }
         }
+        let chain = recover_chain(&writer, &audit)?;
         let (tx, rx) = std_mpsc::sync_channel::<Cmd>(65_536);
         let checkpointer = open(&path)?;
         let (alive, stopped) = std_mpsc::channel::<()>();
+        let setup = audit.clone();
         std::thread::Builder::new()
             .name("wingspan-store".into())
             .spawn(move || {
-                write_loop(writer, rx);
+                write_loop(writer, rx, chain, &setup);
                 drop(alive);
             })?;
         std::thread::Builder::new()
@@ -245,7 +281,36 @@ impl Store {
                 idle: Mutex::new(Vec::new()),
             }),
             seen: Arc::new(seen),
+            audit,
         })
+    }
+
+    /// The subject reference of a person id under this store's audit key.
+    pub fn subject_ref(&self, person_id: &str) -> String {
+        self.audit.keys.subject_ref(person_id)
+    }
+
+    /// The audit chain this store appends to.
+    pub fn chain_id(&self) -> &str {
+        &self.audit.chain_id
+    }
+
+    /// Append audit records and wait until they are committed.
+    pub async fn audit(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.send(Cmd::Audit(entries, Some(done))).await?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Io(std::io::Error::other(e))),
+            Err(_) => Err(StoreError::Stopped),
+        }
+    }
+
+    /// Append audit records without waiting (refusals: the answer does not depend on them).
+    pub fn audit_later(&self, entries: Vec<Entry>) {
+        if self.tx.try_send(Cmd::Audit(entries, None)).is_err() {
+            tracing::error!("state store queue full or stopped; audit records were not queued");
+        }
     }
 
     /// Queue a command for the store thread, waiting for room when its queue is full.
@@ -266,10 +331,14 @@ impl Store {
     }
 
     /// Record an accepted message; returns once the record is committed.
-    pub async fn put_receipt(&self, receipt: NewReceipt) -> Result<(), StoreError> {
+    pub async fn put_receipt(
+        &self,
+        receipt: NewReceipt,
+        audit: Vec<Entry>,
+    ) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
         self.seen.insert(&receipt.source, &receipt.message_id);
-        self.send(Cmd::Receipt(receipt, now(), done)).await?;
+        self.send(Cmd::Receipt(receipt, now(), done, audit)).await?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(StoreError::Io(std::io::Error::other(e))),
@@ -417,9 +486,49 @@ fn lookup(
     }))
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, cmd: &Cmd) -> Result<(), rusqlite::Error> {
+fn append(
+    tx: &rusqlite::Transaction<'_>,
+    head: &mut Head,
+    entries: &[Entry],
+) -> Result<(), rusqlite::Error> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO audit (seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?;
+    for e in entries {
+        let r = head.append(e.clone());
+        let seq = i64::try_from(r.seq).unwrap_or(i64::MAX);
+        stmt.execute(params![
+            seq,
+            r.chain_id,
+            r.entry.event.as_str(),
+            r.entry.at,
+            r.entry.message_id,
+            r.entry.correlation_id,
+            r.entry.source,
+            r.entry.destination,
+            r.entry.message_type,
+            r.entry.payload_sha256,
+            r.entry.outcome,
+            r.entry.reason,
+            r.entry.actor,
+            r.entry.subject_ref,
+            r.prev_hash,
+            r.hash
+        ])?;
+    }
+    Ok(())
+}
+
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    head: &mut Head,
+    cmd: &Cmd,
+) -> Result<(), rusqlite::Error> {
     match cmd {
-        Cmd::Receipt(r, at, _) => {
+        Cmd::Audit(entries, _) => append(tx, head, entries)?,
+        Cmd::Receipt(r, at, _, entries) => {
+            append(tx, head, entries)?;
             let dests = serde_json::to_string(&r.destinations).unwrap_or_else(|_| "[]".into());
             let delivered = (!r.delivered.is_empty())
                 .then(|| serde_json::to_string(&r.delivered).unwrap_or_default());
@@ -466,9 +575,30 @@ fn checkpoint_loop(conn: Connection, stopped: std_mpsc::Receiver<()>) {
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
-fn write_loop(mut conn: Connection, rx: std_mpsc::Receiver<Cmd>) {
+/// Where the chain stands and when it was last signed.
+struct Chain {
+    head: Head,
+    signed_seq: u64,
+    signed_at: std::time::Instant,
+}
+
+fn write_loop(
+    mut conn: Connection,
+    rx: std_mpsc::Receiver<Cmd>,
+    mut chain: Chain,
+    setup: &AuditSetup,
+) {
     const BATCH: usize = 2048;
-    while let Ok(first) = rx.recv() {
+    let period = std::time::Duration::from_secs(setup.checkpoint_secs);
+    loop {
+        let first = match rx.recv_timeout(period) {
+            Ok(c) => c,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                sign_if_due(&conn, &mut chain, setup, period);
+                continue;
+            }
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {
@@ -476,28 +606,384 @@ fn write_loop(mut conn: Connection, rx: std_mpsc::Receiver<Cmd>) {
                 Err(_) => break,
             }
         }
+        // The head moves only if the transaction commits.
+        let mut head = chain.head.clone();
         let result = (|| {
             let tx = conn.transaction()?;
             for cmd in &batch {
-                apply(&tx, cmd)?;
+                apply(&tx, &mut head, cmd)?;
             }
             tx.commit()
         })();
         let outcome = result.map_err(|e| e.to_string());
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, "state store write failed");
+        match &outcome {
+            Ok(()) => chain.head = head,
+            Err(e) => tracing::error!(error = %e, "state store write failed"),
         }
         for cmd in batch {
-            if let Cmd::Receipt(_, _, done) = cmd {
-                let _ = done.send(outcome.clone());
+            match cmd {
+                Cmd::Receipt(_, _, done, _) | Cmd::Audit(_, Some(done)) => {
+                    let _ = done.send(outcome.clone());
+                }
+                _ => {}
             }
         }
+        sign_if_due(&conn, &mut chain, setup, period);
     }
+    // A last signature over the final head, so a clean stop leaves nothing unsigned.
+    sign_if_due(&conn, &mut chain, setup, std::time::Duration::ZERO);
+}
+
+/// Sign the chain head when `checkpoint_every` records or `period` have passed since the last
+/// signature and there is something new to sign.
+fn sign_if_due(
+    conn: &Connection,
+    chain: &mut Chain,
+    setup: &AuditSetup,
+    period: std::time::Duration,
+) {
+    let last = chain.head.next_seq.saturating_sub(1);
+    let pending = last.saturating_sub(chain.signed_seq);
+    if pending == 0 || (pending < setup.checkpoint_every && chain.signed_at.elapsed() < period) {
+        return;
+    }
+    let cp = setup.keys.signing.checkpoint(
+        &chain.head.chain_id,
+        last,
+        &chain.head.last_hash,
+        &crate::audit::now(),
+    );
+    let r = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO audit_checkpoints (chain_id, seq, hash, signed_at, key_id, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                cp.chain_id,
+                i64::try_from(cp.seq).unwrap_or(i64::MAX),
+                cp.hash,
+                cp.signed_at,
+                cp.key_id,
+                cp.signature
+            ])
+        });
+    match r {
+        Ok(_) => {
+            chain.signed_seq = last;
+            chain.signed_at = std::time::Instant::now();
+        }
+        Err(e) => tracing::error!(error = %e, "audit checkpoint could not be written"),
+    }
+}
+
+fn read_record(r: &rusqlite::Row<'_>) -> Result<Record, rusqlite::Error> {
+    let event: String = r.get(2)?;
+    Ok(Record {
+        seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+        chain_id: r.get(1)?,
+        entry: Entry {
+            // An unknown event code cannot match its hash: verification reports it.
+            event: Event::parse(&event).unwrap_or(Event::Recovered),
+            at: r.get(3)?,
+            message_id: r.get(4)?,
+            correlation_id: r.get(5)?,
+            source: r.get(6)?,
+            destination: r.get(7)?,
+            message_type: r.get(8)?,
+            payload_sha256: r.get(9)?,
+            outcome: r.get(10)?,
+            reason: r.get(11)?,
+            actor: r.get(12)?,
+            subject_ref: r.get(13)?,
+        },
+        prev_hash: r.get(14)?,
+        hash: r.get(15)?,
+    })
+}
+
+const RECORD_COLUMNS: &str = "seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash";
+
+/// Every record of a chain, in storage order.
+pub fn read_chain(conn: &Connection, chain_id: &str) -> Result<Vec<Record>, rusqlite::Error> {
+    conn.prepare(&format!(
+        "SELECT {RECORD_COLUMNS} FROM audit WHERE chain_id = ?1 ORDER BY seq"
+    ))?
+    .query_map(params![chain_id], read_record)?
+    .collect()
+}
+
+/// Every checkpoint, in order.
+pub fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, rusqlite::Error> {
+    conn.prepare(
+        "SELECT chain_id, seq, hash, signed_at, key_id, signature FROM audit_checkpoints ORDER BY chain_id, seq",
+    )?
+    .query_map([], |r| {
+        Ok(Checkpoint {
+            chain_id: r.get(0)?,
+            seq: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+            hash: r.get(2)?,
+            signed_at: r.get(3)?,
+            key_id: r.get(4)?,
+            signature: r.get(5)?,
+        })
+    })?
+    .collect()
+}
+
+/// The records of a message and of every reply to it, in chain order.
+pub fn read_trail(conn: &Connection, message_id: &str) -> Result<Vec<Record>, rusqlite::Error> {
+    conn.prepare(&format!(
+        "SELECT {RECORD_COLUMNS} FROM audit WHERE message_id = ?1 OR correlation_id = ?1
+           OR message_id IN (SELECT message_id FROM audit WHERE correlation_id = ?1 AND message_id IS NOT NULL)
+         ORDER BY seq"
+    ))?
+    .query_map(params![message_id], read_record)?
+    .collect()
+}
+
+/// Load the chain head at start. The records since the last checkpoint are verified; a tail
+/// that fails (a torn or damaged last write) is cut back to the last valid record and a
+/// `recovered` record says how many were cut. Anything earlier is left for `audit verify`.
+fn recover_chain(conn: &Connection, setup: &AuditSetup) -> Result<Chain, StoreError> {
+    let last_cp: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, hash FROM audit_checkpoints WHERE chain_id = ?1 ORDER BY seq DESC LIMIT 1",
+            params![setup.chain_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (from, start_prev) = match &last_cp {
+        Some((seq, hash)) => (*seq, hash.clone()),
+        None => (0, GENESIS.to_owned()),
+    };
+    let tail: Vec<Record> = conn
+        .prepare(&format!(
+            "SELECT {RECORD_COLUMNS} FROM audit WHERE chain_id = ?1 AND seq > ?2 ORDER BY seq"
+        ))?
+        .query_map(params![setup.chain_id, from], read_record)?
+        .collect::<Result<_, _>>()?;
+    let report = wingspan_core::audit::verify(&setup.chain_id, &tail, &[], None, &start_prev);
+    let mut head = Head {
+        chain_id: setup.chain_id.clone(),
+        next_seq: u64::try_from(from).unwrap_or(0) + 1,
+        last_hash: start_prev,
+    };
+    let mut cut = None;
+    for r in &tail {
+        let bad_from = match &report.finding {
+            Some(Finding::Modified { seq })
+            | Some(Finding::Deleted { seq })
+            | Some(Finding::Inserted { seq })
+            | Some(Finding::Reordered { seq })
+            | Some(Finding::RewrittenBeforeCheckpoint { seq }) => *seq,
+            None => u64::MAX,
+        };
+        if r.seq >= bad_from {
+            cut = Some(r.seq);
+            break;
+        }
+        head.next_seq = r.seq + 1;
+        head.last_hash = r.hash.clone();
+    }
+    if let Some(from_seq) = cut {
+        let n = conn.execute(
+            "DELETE FROM audit WHERE chain_id = ?1 AND seq >= ?2",
+            params![setup.chain_id, i64::try_from(from_seq).unwrap_or(i64::MAX)],
+        )?;
+        let mut e = Entry::new(Event::Recovered, crate::audit::now());
+        e.actor = Some("gateway".into());
+        e.reason = Some(format!(
+            "cut back {n} record(s) from seq {from_seq} that failed verification at start"
+        ));
+        let r = head.append(e);
+        conn.execute(
+            &format!("INSERT INTO audit ({RECORD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+            params![
+                i64::try_from(r.seq).unwrap_or(i64::MAX),
+                r.chain_id,
+                r.entry.event.as_str(),
+                r.entry.at,
+                r.entry.message_id,
+                r.entry.correlation_id,
+                r.entry.source,
+                r.entry.destination,
+                r.entry.message_type,
+                r.entry.payload_sha256,
+                r.entry.outcome,
+                r.entry.reason,
+                r.entry.actor,
+                r.entry.subject_ref,
+                r.prev_hash,
+                r.hash
+            ],
+        )?;
+        tracing::error!(
+            records = n,
+            from = from_seq,
+            "audit tail failed verification at start; cut back and recorded"
+        );
+    }
+    Ok(Chain {
+        signed_seq: u64::try_from(from).unwrap_or(0),
+        head,
+        signed_at: std::time::Instant::now(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+
+    fn setup() -> AuditSetup {
+        AuditSetup {
+            chain_id: "gw-test".into(),
+            keys: Arc::new(AuditKeys::from_parts(SEED, b"subject-secret").expect("keys")),
+            checkpoint_every: 50,
+            checkpoint_secs: 60,
+        }
+    }
+
+    fn entry(i: usize) -> Entry {
+        let mut e = Entry::new(Event::Accepted, format!("2026-11-29T10:00:00.{i:06}Z"));
+        e.message_id = Some(format!("m-{i}"));
+        e
+    }
+
+    fn verify_db(dir: &Path) -> wingspan_core::audit::Report {
+        let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
+        let records = read_chain(&conn, "gw-test").expect("records");
+        let checkpoints = read_checkpoints(&conn).expect("checkpoints");
+        let key = AuditKeys::from_parts(SEED, b"x")
+            .expect("keys")
+            .signing
+            .public_hex();
+        wingspan_core::audit::verify("gw-test", &records, &checkpoints, Some(&key), GENESIS)
+    }
+
+    /// Appends are chained and signed; every way of tampering with the database directly is
+    /// found and named; a reopened store continues the chain.
+    #[tokio::test]
+    async fn audit_chain_survives_reopen_and_every_tampering_is_found() {
+        let dir = std::env::temp_dir().join(format!("wingspan-audit-{}", uuid::Uuid::new_v4()));
+        {
+            let store = Store::open(&dir, setup()).expect("open");
+            for i in 0..120 {
+                store.audit(vec![entry(i)]).await.expect("append");
+            }
+        }
+        // Give the writer thread its final checkpoint after the handles are gone.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let r = verify_db(&dir);
+        assert!(r.ok(), "{r:?}");
+        assert_eq!(r.records, 120);
+        assert!(r.checkpoints >= 2, "signed every 50 records: {r:?}");
+        {
+            let store = Store::open(&dir, setup()).expect("reopen");
+            store.audit(vec![entry(120)]).await.expect("append");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(verify_db(&dir).ok());
+        assert_eq!(verify_db(&dir).records, 121);
+
+        let copy = |name: &str| {
+            let d = dir.with_extension(name);
+            std::fs::create_dir_all(&d).expect("dir");
+            let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
+            conn.execute_batch(&format!(
+                "VACUUM INTO '{}'",
+                d.join("wingspan-state.db").display()
+            ))
+            .expect("copy");
+            (
+                d.clone(),
+                Connection::open(d.join("wingspan-state.db")).expect("open copy"),
+            )
+        };
+        use wingspan_core::audit::Finding;
+        let (d, c) = copy("modified");
+        c.execute("UPDATE audit SET outcome = 'forged' WHERE seq = 40", [])
+            .expect("tamper");
+        assert_eq!(verify_db(&d).finding, Some(Finding::Modified { seq: 40 }));
+
+        let (d, c) = copy("deleted");
+        c.execute("DELETE FROM audit WHERE seq = 40", [])
+            .expect("tamper");
+        assert_eq!(verify_db(&d).finding, Some(Finding::Deleted { seq: 41 }));
+
+        let (d, c) = copy("reordered");
+        c.execute_batch("UPDATE audit SET seq = -1 WHERE seq = 40; UPDATE audit SET seq = 40 WHERE seq = 41; UPDATE audit SET seq = 41 WHERE seq = -1;").expect("tamper");
+        assert_eq!(verify_db(&d).finding, Some(Finding::Reordered { seq: 40 }));
+
+        let (d, c) = copy("inserted");
+        // A forged record with a valid hash of its own, linked after record 39, and every
+        // later record moved up one place to make room.
+        let prev: String = c
+            .query_row("SELECT hash FROM audit WHERE seq = 39", [], |r| r.get(0))
+            .expect("hash");
+        let mut forged = Entry::new(Event::Delivered, "2026-11-29T10:00:00.000039Z");
+        forged.message_id = Some("m-forged".into());
+        let hash = wingspan_core::audit::record_hash("gw-test", &forged, &prev);
+        c.execute_batch("UPDATE audit SET seq = seq + 100000 WHERE seq >= 40; UPDATE audit SET seq = seq - 100000 + 1 WHERE seq >= 100000;").expect("shift");
+        c.execute(
+            "INSERT INTO audit (seq, chain_id, event, at, message_id, prev_hash, hash) VALUES (40, 'gw-test', 'delivered', ?1, 'm-forged', ?2, ?3)",
+            params![forged.at, prev, hash],
+        )
+        .expect("insert");
+        assert_eq!(verify_db(&d).finding, Some(Finding::Inserted { seq: 40 }));
+
+        let (d, c) = copy("truncated");
+        c.execute("DELETE FROM audit WHERE seq > 60", [])
+            .expect("tamper");
+        assert!(matches!(
+            verify_db(&d).finding,
+            Some(Finding::Deleted { .. })
+        ));
+
+        let (d, c) = copy("resigned");
+        c.execute("UPDATE audit_checkpoints SET signature = replace(signature, substr(signature, 1, 2), 'ff') WHERE seq = 50", []).expect("tamper");
+        assert_eq!(verify_db(&d).bad_signatures, vec![50]);
+    }
+
+    /// A damaged last record is cut back at start, with a record saying so; the chain verifies.
+    #[tokio::test]
+    async fn a_damaged_tail_is_cut_back_with_a_recovery_record() {
+        let dir = std::env::temp_dir().join(format!("wingspan-audit-{}", uuid::Uuid::new_v4()));
+        {
+            let store = Store::open(
+                &dir,
+                AuditSetup {
+                    checkpoint_every: 1000,
+                    ..setup()
+                },
+            )
+            .expect("open");
+            for i in 0..10 {
+                store.audit(vec![entry(i)]).await.expect("append");
+            }
+            drop(store);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        {
+            let c = Connection::open(dir.join("wingspan-state.db")).expect("open");
+            // Drop the final checkpoint and tear the last record, as a crash mid-write would.
+            c.execute_batch("DELETE FROM audit_checkpoints; UPDATE audit SET hash = substr(hash, 1, 10) WHERE seq = 10;").expect("tear");
+        }
+        let store = Store::open(&dir, setup()).expect("reopen");
+        store.audit(vec![entry(11)]).await.expect("append");
+        drop(store);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let c = Connection::open(dir.join("wingspan-state.db")).expect("open");
+        let records = read_chain(&c, "gw-test").expect("records");
+        assert_eq!(
+            records.len(),
+            11,
+            "nine intact, the recovery record, the new one"
+        );
+        assert_eq!(records[9].entry.event, Event::Recovered);
+        assert!(verify_db(&dir).ok());
+    }
 
     fn receipt(id: &str, correlation: Option<&str>, delivered: &[&str]) -> NewReceipt {
         NewReceipt {
@@ -514,10 +1000,10 @@ mod tests {
     #[tokio::test]
     async fn receipts_status_and_replies_survive_a_reopen() {
         let dir = std::env::temp_dir().join(format!("wingspan-store-{}", uuid::Uuid::new_v4()));
-        let store = Store::open(&dir).expect("open");
+        let store = Store::open(&dir, setup()).expect("open");
         assert_eq!(store.receipt("rehab", "m-1").await.expect("lookup"), None);
         store
-            .put_receipt(receipt("m-1", None, &["partner"]))
+            .put_receipt(receipt("m-1", None, &["partner"]), Vec::new())
             .await
             .expect("put");
         store.delivery(
@@ -539,12 +1025,12 @@ mod tests {
             Some("late".into()),
         );
         store
-            .put_receipt(receipt("r-1", Some("m-1"), &[]))
+            .put_receipt(receipt("r-1", Some("m-1"), &[]), Vec::new())
             .await
             .expect("put reply");
         drop(store);
 
-        let store = Store::open(&dir).expect("reopen");
+        let store = Store::open(&dir, setup()).expect("reopen");
         let r = store
             .receipt("rehab", "m-1")
             .await
