@@ -124,3 +124,396 @@ pub fn person_id(env: &Envelope) -> Option<&str> {
         .pointer("/person/person_id")
         .and_then(serde_json::Value::as_str)
 }
+
+// ── Compliance commands ───────────────────────────────────────────────────────────────────
+
+use rusqlite::{Connection, OpenFlags, params_from_iter};
+use serde::{Deserialize, Serialize};
+use wingspan_core::audit::{Checkpoint, GENESIS, Record, Report};
+
+use crate::store::{read_chain, read_checkpoints, read_trail};
+
+/// The audit store of a loaded config, opened read-only.
+pub fn open_store(loaded: &Loaded) -> anyhow::Result<Connection> {
+    let path = loaded.state_dir.join("wingspan-state.db");
+    Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| anyhow::anyhow!("cannot open the audit store {}: {e}", path.display()))
+}
+
+/// The public key verification trusts: given explicitly, or derived from the configured
+/// signing key. Never the key a checkpoint names about itself.
+pub fn trusted_key(loaded: &Loaded, given: Option<&str>) -> anyhow::Result<String> {
+    match given {
+        Some(k) => Ok(k.trim().to_owned()),
+        None => Ok(keys(loaded, false)?.signing.public_hex()),
+    }
+}
+
+fn chains(conn: &Connection) -> anyhow::Result<Vec<String>> {
+    Ok(conn
+        .prepare("SELECT DISTINCT chain_id FROM audit ORDER BY chain_id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
+/// Verify every chain of the store.
+pub fn verify_store(conn: &Connection, key: &str) -> anyhow::Result<Vec<Report>> {
+    let checkpoints = read_checkpoints(conn)?;
+    chains(conn)?
+        .into_iter()
+        .map(|chain| {
+            let records = read_chain(conn, &chain)?;
+            Ok(wingspan_core::audit::verify(
+                &chain,
+                &records,
+                &checkpoints,
+                Some(key),
+                GENESIS,
+            ))
+        })
+        .collect()
+}
+
+/// Search filters; all given ones must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub source: Option<String>,
+    pub destination: Option<String>,
+    pub message_type: Option<String>,
+    pub outcome: Option<String>,
+    pub event: Option<String>,
+    /// Already turned into a subject reference (never the person id itself).
+    pub subject_ref: Option<String>,
+    pub limit: usize,
+    /// Only records with `seq` above this (pagination).
+    pub after_seq: u64,
+}
+
+/// Records matching a filter, in chain order.
+pub fn search(conn: &Connection, f: &Filter) -> anyhow::Result<Vec<Record>> {
+    let mut clauses = vec!["seq > ?".to_owned()];
+    let mut args: Vec<String> = vec![f.after_seq.to_string()];
+    let mut add = |clause: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            clauses.push(clause.to_owned());
+            args.push(v.clone());
+        }
+    };
+    add("at >= ?", &f.since);
+    add("at < ?", &f.until);
+    add("source = ?", &f.source);
+    add("message_type = ?", &f.message_type);
+    add("outcome = ?", &f.outcome);
+    add("event = ?", &f.event);
+    add("subject_ref = ?", &f.subject_ref);
+    if let Some(d) = &f.destination {
+        // A routed record names several destinations, comma-separated.
+        clauses.push("(',' || destination || ',') LIKE ?".into());
+        args.push(format!("%,{d},%"));
+    }
+    let sql = format!(
+        "SELECT seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash
+         FROM audit WHERE {} ORDER BY seq LIMIT {}",
+        clauses.join(" AND "),
+        f.limit.max(1)
+    );
+    let records = conn
+        .prepare(&sql)?
+        .query_map(params_from_iter(args.iter()), crate::store::record_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(records)
+}
+
+/// The whole timeline of a message and its replies.
+pub fn trail(conn: &Connection, message_id: &str) -> anyhow::Result<Vec<Record>> {
+    Ok(read_trail(conn, message_id)?)
+}
+
+/// A table for people: one line per record.
+pub fn table(records: &[Record]) -> String {
+    let mut out = format!(
+        "{:>7}  {:<27}  {:<16}  {:<10}  {:<16}  {:<32}  {}\n",
+        "seq", "at", "event", "source", "destination", "message", "outcome / reason"
+    );
+    for r in records {
+        let e = &r.entry;
+        let detail = match (&e.outcome, &e.reason) {
+            (Some(o), Some(r)) => format!("{o} / {r}"),
+            (Some(o), None) => o.clone(),
+            (None, Some(r)) => r.clone(),
+            (None, None) => String::new(),
+        };
+        out.push_str(&format!(
+            "{:>7}  {:<27}  {:<16}  {:<10}  {:<16}  {:<32}  {}\n",
+            r.seq,
+            e.at,
+            e.event.as_str(),
+            e.source.as_deref().unwrap_or("-"),
+            e.destination.as_deref().unwrap_or("-"),
+            e.message_id.as_deref().unwrap_or("-"),
+            detail
+        ));
+    }
+    out
+}
+
+/// What `audit export` writes beside the records, and `audit verify --export` checks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub file: String,
+    pub file_sha256: String,
+    pub chain_id: String,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    pub count: u64,
+    /// What the first exported record links to.
+    pub start_prev_hash: String,
+    pub final_hash: Option<String>,
+    /// Signed checkpoints that fall inside the range.
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+const CSV_HEADER: &str = "seq,chain_id,event,at,message_id,correlation_id,source,destination,message_type,payload_sha256,outcome,reason,actor,subject_ref,prev_hash,hash";
+
+fn csv_field(out: &mut String, v: Option<&str>) {
+    if let Some(v) = v {
+        out.push('"');
+        out.push_str(&v.replace('"', "\"\""));
+        out.push('"');
+    }
+}
+
+fn csv_line(r: &Record) -> String {
+    let e = &r.entry;
+    let mut out = format!("{},", r.seq);
+    for (i, v) in [
+        Some(r.chain_id.as_str()),
+        Some(e.event.as_str()),
+        Some(e.at.as_str()),
+        e.message_id.as_deref(),
+        e.correlation_id.as_deref(),
+        e.source.as_deref(),
+        e.destination.as_deref(),
+        e.message_type.as_deref(),
+        e.payload_sha256.as_deref(),
+        e.outcome.as_deref(),
+        e.reason.as_deref(),
+        e.actor.as_deref(),
+        e.subject_ref.as_deref(),
+        Some(r.prev_hash.as_str()),
+        Some(r.hash.as_str()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            out.push(',');
+        }
+        csv_field(&mut out, v);
+    }
+    out
+}
+
+/// Parse one CSV line of ours: an empty unquoted field is absent, a quoted one present.
+fn csv_parse(line: &str) -> Option<Vec<Option<String>>> {
+    let mut fields = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            let mut v = String::new();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        v.push('"');
+                    }
+                    '"' => break,
+                    c => v.push(c),
+                }
+            }
+            fields.push(Some(v));
+        } else {
+            let mut v = String::new();
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                v.push(c);
+                chars.next();
+            }
+            fields.push((!v.is_empty()).then_some(v));
+        }
+        match chars.next() {
+            Some(',') => continue,
+            None => return Some(fields),
+            Some(_) => return None,
+        }
+    }
+}
+
+fn record_from_csv(line: &str) -> Option<Record> {
+    let f = csv_parse(line)?;
+    if f.len() != 16 {
+        return None;
+    }
+    let get = |i: usize| f.get(i).cloned().flatten();
+    Some(Record {
+        seq: get(0)?.parse().ok()?,
+        chain_id: get(1)?,
+        entry: wingspan_core::audit::Entry {
+            event: Event::parse(&get(2)?)?,
+            at: get(3)?,
+            message_id: get(4),
+            correlation_id: get(5),
+            source: get(6),
+            destination: get(7),
+            message_type: get(8),
+            payload_sha256: get(9),
+            outcome: get(10),
+            reason: get(11),
+            actor: get(12),
+            subject_ref: get(13),
+        },
+        prev_hash: get(14)?,
+        hash: get(15)?,
+    })
+}
+
+/// Export every chain's records in [since, until) to `dir`: one records file and one
+/// manifest per chain. Returns the manifests.
+pub fn export(
+    conn: &Connection,
+    since: Option<&str>,
+    until: Option<&str>,
+    format: &str,
+    dir: &Path,
+) -> anyhow::Result<Vec<Manifest>> {
+    anyhow::ensure!(
+        format == "jsonl" || format == "csv",
+        "format is jsonl or csv"
+    );
+    std::fs::create_dir_all(dir)?;
+    let checkpoints = read_checkpoints(conn)?;
+    let mut manifests = Vec::new();
+    for chain in chains(conn)? {
+        let all = read_chain(conn, &chain)?;
+        let inside = |r: &&Record| {
+            since.is_none_or(|s| r.entry.at.as_str() >= s)
+                && until.is_none_or(|u| r.entry.at.as_str() < u)
+        };
+        // A contiguous range of the chain: from the first record inside to the last.
+        let first = all.iter().position(|r| inside(&r));
+        let last = all.iter().rposition(|r| inside(&r));
+        let range: &[Record] = match (first, last) {
+            (Some(a), Some(b)) => all.get(a..=b).unwrap_or(&[]),
+            _ => &[],
+        };
+        let start_prev_hash = range
+            .first()
+            .map_or_else(|| GENESIS.to_owned(), |r| r.prev_hash.clone());
+        let mut body = String::new();
+        if format == "csv" {
+            body.push_str(CSV_HEADER);
+            body.push('\n');
+        }
+        for r in range {
+            if format == "csv" {
+                body.push_str(&csv_line(r));
+            } else {
+                body.push_str(&serde_json::to_string(r)?);
+            }
+            body.push('\n');
+        }
+        let file = format!("audit-{chain}.{format}");
+        std::fs::write(dir.join(&file), &body)?;
+        let (lo, hi) = (
+            range.first().map(|r| r.seq),
+            range.last().map(|r| r.seq),
+        );
+        let manifest = Manifest {
+            format: format.into(),
+            file: file.clone(),
+            file_sha256: wingspan_core::audit::sha256_hex(body.as_bytes()),
+            chain_id: chain.clone(),
+            first_seq: lo,
+            last_seq: hi,
+            count: u64::try_from(range.len()).unwrap_or(u64::MAX),
+            start_prev_hash,
+            final_hash: range.last().map(|r| r.hash.clone()),
+            checkpoints: checkpoints
+                .iter()
+                .filter(|c| {
+                    c.chain_id == chain
+                        && lo.is_some_and(|lo| c.seq >= lo)
+                        && hi.is_some_and(|hi| c.seq <= hi)
+                })
+                .cloned()
+                .collect(),
+        };
+        std::fs::write(
+            dir.join(format!("audit-{chain}.manifest.json")),
+            serde_json::to_vec_pretty(&manifest)?,
+        )?;
+        manifests.push(manifest);
+    }
+    Ok(manifests)
+}
+
+/// Verify an export directory offline: each manifest's file hash, the records' chain from
+/// the manifest's start, the count and final hash, and the checkpoints' signatures.
+pub fn verify_export(dir: &Path, key: &str) -> anyhow::Result<Vec<(Manifest, Report, Vec<String>)>> {
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".manifest.json"))
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    anyhow::ensure!(!entries.is_empty(), "no *.manifest.json in {}", dir.display());
+    for e in entries {
+        let manifest: Manifest = serde_json::from_slice(&std::fs::read(e.path())?)?;
+        let body = std::fs::read(dir.join(&manifest.file))?;
+        let mut problems = Vec::new();
+        if wingspan_core::audit::sha256_hex(&body) != manifest.file_sha256 {
+            problems.push(format!("{} does not match the manifest's hash", manifest.file));
+        }
+        let text = String::from_utf8_lossy(&body);
+        let mut records = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            if line.is_empty() || (manifest.format == "csv" && n == 0) {
+                continue;
+            }
+            let parsed = if manifest.format == "csv" {
+                record_from_csv(line)
+            } else {
+                serde_json::from_str::<Record>(line).ok()
+            };
+            match parsed {
+                Some(r) => records.push(r),
+                None => problems.push(format!("line {} is not a record", n + 1)),
+            }
+        }
+        if u64::try_from(records.len()).unwrap_or(u64::MAX) != manifest.count {
+            problems.push(format!(
+                "{} records, the manifest says {}",
+                records.len(),
+                manifest.count
+            ));
+        }
+        if records.last().map(|r| &r.hash) != manifest.final_hash.as_ref() {
+            problems.push("the last record's hash is not the manifest's final hash".into());
+        }
+        let report = wingspan_core::audit::verify(
+            &manifest.chain_id,
+            &records,
+            &manifest.checkpoints,
+            Some(key),
+            &manifest.start_prev_hash,
+        );
+        out.push((manifest, report, problems));
+    }
+    Ok(out)
+}

@@ -1,6 +1,7 @@
 //! `wingspan demo`: the gateway doing its main job on this machine. Starts the partner
 //! simulators on the ports the example config names, starts the gateway with that config (its
-//! own queue prefix and a throw-away state directory), sends a realistic batch of all three
+//! own queue prefix; the config's state directory, so that `wingspan audit … --config config/`
+//! finds the demo's audit trail afterwards), sends a realistic batch of all three
 //! families over HTTP, waits until every copy is delivered or parked and every reply has come
 //! back, prints the summary table, and removes its queues.
 
@@ -17,14 +18,12 @@ use crate::load;
 use crate::stats::Counts;
 
 pub async fn run(config_dir: &Path) -> anyhow::Result<i32> {
-    let state = std::env::temp_dir().join(format!("wingspan-demo-{}", std::process::id()));
     let prefix = format!(
         "wingspan-demo-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let loaded = load::load_with(config_dir, |raw| {
         raw.broker.prefix = prefix.clone();
-        raw.gateway.state_dir = state.display().to_string();
         // Short retry tiers so the demo shows retries within seconds.
         raw.broker.retry_delays_ms = vec![300, 600, 1200];
     })
@@ -167,7 +166,10 @@ pub async fn run(config_dir: &Path) -> anyhow::Result<i32> {
         let _ = topology::delete(&conn, &config, &names, Duration::from_secs(5)).await;
         let _ = conn.close(200, "demo done".into()).await;
     }
-    let _ = std::fs::remove_dir_all(&state);
+    println!(
+        "audit trail: {} — try `wingspan audit verify --config config/` or `wingspan audit trail <message-id> --config config/`",
+        loaded.state_dir.join("wingspan-state.db").display()
+    );
     Ok(0)
 }
 

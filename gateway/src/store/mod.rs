@@ -676,7 +676,8 @@ fn sign_if_due(
     }
 }
 
-fn read_record(r: &rusqlite::Row<'_>) -> Result<Record, rusqlite::Error> {
+/// One audit row (columns in `RECORD_COLUMNS` order) as a record.
+pub fn record_from_row(r: &rusqlite::Row<'_>) -> Result<Record, rusqlite::Error> {
     let event: String = r.get(2)?;
     Ok(Record {
         seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
@@ -708,7 +709,7 @@ pub fn read_chain(conn: &Connection, chain_id: &str) -> Result<Vec<Record>, rusq
     conn.prepare(&format!(
         "SELECT {RECORD_COLUMNS} FROM audit WHERE chain_id = ?1 ORDER BY seq"
     ))?
-    .query_map(params![chain_id], read_record)?
+    .query_map(params![chain_id], record_from_row)?
     .collect()
 }
 
@@ -737,7 +738,7 @@ pub fn read_trail(conn: &Connection, message_id: &str) -> Result<Vec<Record>, ru
            OR message_id IN (SELECT message_id FROM audit WHERE correlation_id = ?1 AND message_id IS NOT NULL)
          ORDER BY seq"
     ))?
-    .query_map(params![message_id], read_record)?
+    .query_map(params![message_id], record_from_row)?
     .collect()
 }
 
@@ -760,7 +761,7 @@ fn recover_chain(conn: &Connection, setup: &AuditSetup) -> Result<Chain, StoreEr
         .prepare(&format!(
             "SELECT {RECORD_COLUMNS} FROM audit WHERE chain_id = ?1 AND seq > ?2 ORDER BY seq"
         ))?
-        .query_map(params![setup.chain_id, from], read_record)?
+        .query_map(params![setup.chain_id, from], record_from_row)?
         .collect::<Result<_, _>>()?;
     let report = wingspan_core::audit::verify(&setup.chain_id, &tail, &[], None, &start_prev);
     let mut head = Head {
