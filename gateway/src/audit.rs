@@ -430,10 +430,7 @@ pub fn export(
         }
         let file = format!("audit-{chain}.{format}");
         std::fs::write(dir.join(&file), &body)?;
-        let (lo, hi) = (
-            range.first().map(|r| r.seq),
-            range.last().map(|r| r.seq),
-        );
+        let (lo, hi) = (range.first().map(|r| r.seq), range.last().map(|r| r.seq));
         let manifest = Manifest {
             format: format.into(),
             file: file.clone(),
@@ -465,20 +462,30 @@ pub fn export(
 
 /// Verify an export directory offline: each manifest's file hash, the records' chain from
 /// the manifest's start, the count and final hash, and the checkpoints' signatures.
-pub fn verify_export(dir: &Path, key: &str) -> anyhow::Result<Vec<(Manifest, Report, Vec<String>)>> {
+pub fn verify_export(
+    dir: &Path,
+    key: &str,
+) -> anyhow::Result<Vec<(Manifest, Report, Vec<String>)>> {
     let mut out = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(dir)?
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().ends_with(".manifest.json"))
         .collect();
     entries.sort_by_key(|e| e.file_name());
-    anyhow::ensure!(!entries.is_empty(), "no *.manifest.json in {}", dir.display());
+    anyhow::ensure!(
+        !entries.is_empty(),
+        "no *.manifest.json in {}",
+        dir.display()
+    );
     for e in entries {
         let manifest: Manifest = serde_json::from_slice(&std::fs::read(e.path())?)?;
         let body = std::fs::read(dir.join(&manifest.file))?;
         let mut problems = Vec::new();
         if wingspan_core::audit::sha256_hex(&body) != manifest.file_sha256 {
-            problems.push(format!("{} does not match the manifest's hash", manifest.file));
+            problems.push(format!(
+                "{} does not match the manifest's hash",
+                manifest.file
+            ));
         }
         let text = String::from_utf8_lossy(&body);
         let mut records = Vec::new();

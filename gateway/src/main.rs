@@ -179,7 +179,11 @@ fn print_records(records: &[wingspan_core::audit::Record], json: bool) -> anyhow
     Ok(())
 }
 
-fn run_audit(loaded: &wingspan::load::Loaded, command: AuditCommand, json: bool) -> anyhow::Result<i32> {
+fn run_audit(
+    loaded: &wingspan::load::Loaded,
+    command: AuditCommand,
+    json: bool,
+) -> anyhow::Result<i32> {
     use wingspan::audit;
     match command {
         AuditCommand::Verify {
@@ -192,7 +196,10 @@ fn run_audit(loaded: &wingspan::load::Loaded, command: AuditCommand, json: bool)
                 for (manifest, report, problems) in &results {
                     ok &= report.ok() && problems.is_empty();
                     if json {
-                        println!("{}", serde_json::json!({"manifest": manifest.file, "report": report, "problems": problems}));
+                        println!(
+                            "{}",
+                            serde_json::json!({"manifest": manifest.file, "report": report, "problems": problems})
+                        );
                     } else {
                         println!("{}: {}", manifest.file, describe(report));
                         for p in problems {
@@ -262,7 +269,8 @@ fn run_audit(loaded: &wingspan::load::Loaded, command: AuditCommand, json: bool)
             ..
         } => {
             let conn = audit::open_store(loaded)?;
-            let manifests = audit::export(&conn, since.as_deref(), until.as_deref(), &format, &out)?;
+            let manifests =
+                audit::export(&conn, since.as_deref(), until.as_deref(), &format, &out)?;
             for m in &manifests {
                 if json {
                     println!("{}", serde_json::to_string(m)?);

@@ -1,0 +1,245 @@
+//! The audit trail over real flows: every step of the core flows leaves its record; a
+//! request's trail includes its police reply; no personal data in the audit store, its
+//! exports or the logs (marker person ids), while a search by person id still finds the
+//! person's records through the keyed subject reference; `audit verify` passes on the live
+//! store and on an export, and fails on a tampered export.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use support::{World, eventually, post, status_of};
+use wingspan::audit;
+use wingspan_core::audit::Event;
+use wingspan_sim::{Behaviour, samples};
+
+const MARKER_ID: &str = "11010119800101777X";
+const MARKER_NAME: &str = "Markername Zhou";
+
+/// Log lines of this test process, captured at debug level.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn marked(mut m: serde_json::Value) -> serde_json::Value {
+    m["payload"]["person"]["person_id"] = json!(MARKER_ID);
+    m["payload"]["person"]["name"] = json!(MARKER_NAME);
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_is_recorded_without_personal_data_and_verifies() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("debug,lapin=off,hyper=off,reqwest=off,h2=off")
+        .with_writer(move || writer.clone())
+        .try_init();
+
+    let world = World::new("audit", true).await;
+    world.partner("hr").set_behaviour(Behaviour::FailFirst(1));
+    world.partner("civil").set_behaviour(Behaviour::Reject);
+    let (gateway, base) = world.start_gateway().await;
+    let client = reqwest::Client::new();
+
+    let material = marked(samples::material_submit(1));
+    let handover = marked(samples::handover(2, "320411", true, true));
+    for m in [&material, &handover] {
+        assert_eq!(post(&client, &base, m).await.0, 202);
+    }
+    assert_eq!(post(&client, &base, &material).await.0, 200, "duplicate");
+    let mut invalid = marked(samples::handover(3, "320411", true, false));
+    invalid["payload"]["release_date"] = json!("not a date");
+    assert_eq!(post(&client, &base, &invalid).await.0, 422);
+
+    // The police decision comes back; hr succeeds on its second attempt; civil parks.
+    let rehab = world.partner("rehab");
+    assert!(eventually(Duration::from_secs(20), || rehab.accepted_count() >= 3).await);
+    let material_id = material["message_id"].as_str().expect("id");
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let hr = world.partner("hr").accepted_count() == 1;
+            hr && world.partner("aftercare").accepted_count() == 1
+        })
+        .await
+    );
+    let handover_id = handover["message_id"].as_str().expect("id");
+    let mut parked = false;
+    for _ in 0..100 {
+        let st = status_of(&client, &base, handover_id).await;
+        if st["destinations"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|x| x["state"] == "dead-lettered"))
+        {
+            parked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(parked, "civil parked the handover");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let loaded = world.load();
+    gateway.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let conn = audit::open_store(&loaded).expect("store");
+    // Every event of the core flows is on record.
+    let all = audit::search(
+        &conn,
+        &audit::Filter {
+            limit: 100_000,
+            ..Default::default()
+        },
+    )
+    .expect("search");
+    let events: BTreeSet<&str> = all.iter().map(|r| r.entry.event.as_str()).collect();
+    for e in [
+        Event::ConfigLoaded,
+        Event::Received,
+        Event::Rejected,
+        Event::Duplicate,
+        Event::Accepted,
+        Event::Routed,
+        Event::DeliveryAttempt,
+        Event::RetryScheduled,
+        Event::Parked,
+        Event::Delivered,
+        Event::ReplyCorrelated,
+    ] {
+        assert!(
+            events.contains(e.as_str()),
+            "no {} record: {events:?}",
+            e.as_str()
+        );
+    }
+
+    // The material's trail: its own steps, then the police reply's, in order.
+    let trail = audit::trail(&conn, material_id).expect("trail");
+    let steps: Vec<(&str, Option<&str>)> = trail
+        .iter()
+        .filter(|r| r.entry.event != Event::Duplicate && r.entry.event != Event::Received)
+        .map(|r| (r.entry.event.as_str(), r.entry.source.as_deref()))
+        .collect();
+    let expected = [
+        ("accepted", Some("rehab")),
+        ("routed", Some("rehab")),
+        ("delivery_attempt", Some("rehab")),
+        ("delivered", Some("rehab")),
+        ("accepted", Some("police")),
+        ("routed", Some("police")),
+        ("reply_correlated", Some("police")),
+        ("delivery_attempt", Some("police")),
+        ("delivered", Some("police")),
+    ];
+    assert_eq!(steps, expected, "{}", audit::table(&trail));
+    let received = trail
+        .iter()
+        .find(|r| r.entry.event == Event::Received)
+        .expect("received");
+    assert_eq!(
+        received.entry.payload_sha256.as_deref(),
+        Some(
+            wingspan_core::audit::sha256_hex(&serde_json::to_vec(&material).expect("json"))
+                .as_str()
+        ),
+        "the hash of the exact bytes posted"
+    );
+
+    // A search by person id goes through the subject reference.
+    let keys = audit::keys(&loaded, false).expect("keys");
+    let by_person = audit::search(
+        &conn,
+        &audit::Filter {
+            subject_ref: Some(keys.subject_ref(MARKER_ID)),
+            limit: 1000,
+            ..Default::default()
+        },
+    )
+    .expect("search");
+    let ids: BTreeSet<&str> = by_person
+        .iter()
+        .filter_map(|r| r.entry.message_id.as_deref())
+        .collect();
+    assert_eq!(ids, BTreeSet::from([material_id, handover_id]));
+
+    // Verify: the live store, an export in each format, and a tampered export.
+    let key = audit::trusted_key(&loaded, None).expect("key");
+    for report in audit::verify_store(&conn, &key).expect("verify") {
+        assert!(report.ok(), "{report:?}");
+    }
+    let export_dir = world.dir.join("export");
+    for format in ["jsonl", "csv"] {
+        let dir = export_dir.join(format);
+        let manifests = audit::export(&conn, None, None, format, &dir).expect("export");
+        assert_eq!(manifests[0].count, u64::try_from(all.len()).expect("n"));
+        for (_, report, problems) in audit::verify_export(&dir, &key).expect("verify export") {
+            assert!(
+                report.ok() && problems.is_empty(),
+                "{report:?} {problems:?}"
+            );
+        }
+    }
+    let file = std::fs::read_dir(export_dir.join("jsonl"))
+        .expect("dir")
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+        .expect("records file")
+        .path();
+    let text = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(&file, text.replacen("\"delivered\"", "\"parked\"", 1)).expect("tamper");
+    let tampered = audit::verify_export(&export_dir.join("jsonl"), &key).expect("verify");
+    assert!(
+        !tampered[0].2.is_empty() || !tampered[0].1.ok(),
+        "a tampered export fails"
+    );
+
+    // No personal data anywhere: the store's files, the exports, the logs.
+    let mut haystacks: Vec<(String, Vec<u8>)> = Vec::new();
+    for dir in [
+        loaded.state_dir.clone(),
+        export_dir.join("jsonl"),
+        export_dir.join("csv"),
+    ] {
+        for e in std::fs::read_dir(&dir).expect("dir").flatten() {
+            if e.path().is_file() {
+                haystacks.push((
+                    e.path().display().to_string(),
+                    std::fs::read(e.path()).expect("read"),
+                ));
+            }
+        }
+    }
+    haystacks.push((
+        "logs".into(),
+        logs.0.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+    ));
+    assert!(
+        haystacks.iter().any(|(n, b)| n == "logs" && !b.is_empty()),
+        "logs were captured"
+    );
+    for (name, bytes) in &haystacks {
+        for marker in [MARKER_ID, MARKER_NAME] {
+            assert!(
+                !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                "{name} holds the marker {marker}"
+            );
+        }
+    }
+    world.cleanup().await;
+}
