@@ -266,13 +266,87 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Append `n` audit records the way intake does — five per message (received, accepted,
+/// routed, attempt, delivered), from 256 concurrent callers each awaiting its commit — into a
+/// fresh SQLite store, and return records per second.
+async fn audit_append(n: usize) -> anyhow::Result<f64> {
+    use wingspan_core::audit::{Entry, Event};
+    let dir = std::env::temp_dir().join(format!("wingspan-bench-audit-{}", uuid::Uuid::new_v4()));
+    let keys = wingspan::audit::AuditKeys::from_parts(&"42".repeat(32), b"bench")
+        .ok_or_else(|| anyhow::anyhow!("keys"))?;
+    let store = wingspan::store::Store::open(
+        &dir,
+        wingspan::store::AuditSetup {
+            chain_id: "bench".into(),
+            keys: Arc::new(keys),
+            checkpoint_every: 1000,
+            checkpoint_secs: 10,
+        },
+    )?;
+    let messages = n / 5;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..256 {
+        let (store, next) = (store.clone(), next.clone());
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= messages {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let entries = [
+                    Event::Received,
+                    Event::Accepted,
+                    Event::Routed,
+                    Event::DeliveryAttempt,
+                    Event::Delivered,
+                ]
+                .into_iter()
+                .map(|event| {
+                    let mut e = Entry::new(event, wingspan::audit::now());
+                    e.message_id = Some(format!("enforcement-{i:012}"));
+                    e.source = Some("rehab".into());
+                    e.message_type = Some("enforcement.material.submit".into());
+                    e.destination = Some("police".into());
+                    e.payload_sha256 = Some(wingspan_core::audit::sha256_hex(e.at.as_bytes()));
+                    e.subject_ref = Some(wingspan_core::audit::sha256_hex(b"subject"));
+                    e.outcome = Some("ok".into());
+                    e
+                })
+                .collect();
+                store.audit(entries).await?;
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let rate = (messages * 5) as f64 / started.elapsed().as_secs_f64();
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(rate)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(50_000);
     let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5).max(1);
     // `gateway` or `raw` runs one side only (for profiling); the ratio needs both.
+    // `audit` measures the audit store's append throughput alone (N records, RUNS runs).
     let only = args.next();
+    if only.as_deref() == Some("audit") {
+        let mut rates = Vec::new();
+        for run in 1..=runs {
+            let rate = audit_append(n).await?;
+            println!("run {run}: audit append {rate:>9.0} records/s");
+            rates.push(rate);
+        }
+        println!("audit_append_median={:.0} records/s", median(rates));
+        return Ok(());
+    }
     if let Some(side) = only.as_deref() {
         let bodies = bodies(n);
         for run in 1..=runs {
