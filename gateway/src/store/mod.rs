@@ -224,7 +224,6 @@ CREATE TABLE IF NOT EXISTS audit (
   payload_sha256 TEXT, outcome TEXT, reason TEXT, actor TEXT, subject_ref TEXT,
   prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_by_message ON audit(message_id) WHERE message_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_by_correlation ON audit(correlation_id) WHERE correlation_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS audit_by_subject ON audit(subject_ref) WHERE subject_ref IS NOT NULL;
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
   chain_id TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, signed_at TEXT NOT NULL,
@@ -489,14 +488,14 @@ fn lookup(
 fn append(
     tx: &rusqlite::Transaction<'_>,
     head: &mut Head,
-    entries: &[Entry],
+    entries: &mut Vec<Entry>,
 ) -> Result<(), rusqlite::Error> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO audit (seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
-    for e in entries {
-        let r = head.append(e.clone());
+    for e in entries.drain(..) {
+        let r = head.append(e);
         let seq = i64::try_from(r.seq).unwrap_or(i64::MAX);
         stmt.execute(params![
             seq,
@@ -520,15 +519,18 @@ fn append(
     Ok(())
 }
 
+/// Apply one command. Audit entries are moved out (a failed batch is not retried: its
+/// callers get the error and the upstream is not acknowledged).
 fn apply(
     tx: &rusqlite::Transaction<'_>,
     head: &mut Head,
-    cmd: &Cmd,
+    cmd: &mut Cmd,
 ) -> Result<(), rusqlite::Error> {
     match cmd {
         Cmd::Audit(entries, _) => append(tx, head, entries)?,
         Cmd::Receipt(r, at, _, entries) => {
             append(tx, head, entries)?;
+            let (r, at) = (&*r, &*at);
             let dests = serde_json::to_string(&r.destinations).unwrap_or_else(|_| "[]".into());
             let delivered = (!r.delivered.is_empty())
                 .then(|| serde_json::to_string(&r.delivered).unwrap_or_default());
@@ -546,6 +548,8 @@ fn apply(
             error,
             at,
         } => {
+            let (source, message_id, destination, error, at) =
+                (&*source, &*message_id, &*destination, &*error, &*at);
             // A late "retrying" must not overwrite a final state reached by another copy.
             tx.prepare_cached(
                 "INSERT INTO deliveries (source, message_id, destination, state, attempts, last_error, updated_at)
@@ -556,7 +560,7 @@ fn apply(
                    last_error = coalesce(excluded.last_error, deliveries.last_error),
                    updated_at = excluded.updated_at",
             )?
-            .execute(params![source, message_id, destination, state.as_str(), attempts, error, at])?;
+            .execute(params![source, message_id, destination, state.as_str(), *attempts, error, at])?;
         }
     }
     Ok(())
@@ -610,7 +614,7 @@ fn write_loop(
         let mut head = chain.head.clone();
         let result = (|| {
             let tx = conn.transaction()?;
-            for cmd in &batch {
+            for cmd in &mut batch {
                 apply(&tx, &mut head, cmd)?;
             }
             tx.commit()
@@ -734,8 +738,8 @@ pub fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, rusqlite::
 /// The records of a message and of every reply to it, in chain order.
 pub fn read_trail(conn: &Connection, message_id: &str) -> Result<Vec<Record>, rusqlite::Error> {
     conn.prepare(&format!(
-        "SELECT {RECORD_COLUMNS} FROM audit WHERE message_id = ?1 OR correlation_id = ?1
-           OR message_id IN (SELECT message_id FROM audit WHERE correlation_id = ?1 AND message_id IS NOT NULL)
+        "SELECT {RECORD_COLUMNS} FROM audit WHERE message_id = ?1
+           OR message_id IN (SELECT message_id FROM receipts WHERE correlation_id = ?1)
          ORDER BY seq"
     ))?
     .query_map(params![message_id], record_from_row)?
