@@ -122,6 +122,8 @@ enum Cmd {
     Receipt(NewReceipt, String, Done, Vec<Entry>),
     /// Audit records; `Some` waits for their commit.
     Audit(Vec<Entry>, Option<Done>),
+    /// Cap the database at this many pages (`None`: SQLite's maximum).
+    MaxPages(Option<u64>),
     Delivery {
         source: String,
         message_id: String,
@@ -282,6 +284,19 @@ impl Store {
             seen: Arc::new(seen),
             audit,
         })
+    }
+
+    /// Cap the store's size in pages (`None` lifts the cap). A full store refuses writes:
+    /// intake answers 503 and deliveries stay unacknowledged until there is room again.
+    pub async fn limit_pages(&self, pages: Option<u64>) -> Result<(), StoreError> {
+        self.send(Cmd::MaxPages(pages)).await
+    }
+
+    /// The store's current size in pages.
+    pub fn pages(&self) -> Result<u64, StoreError> {
+        self.readers
+            .read(|c| c.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0)))
+            .map(|n| u64::try_from(n).unwrap_or(0))
     }
 
     /// The subject reference of a person id under this store's audit key.
@@ -527,6 +542,10 @@ fn apply(
     cmd: &mut Cmd,
 ) -> Result<(), rusqlite::Error> {
     match cmd {
+        Cmd::MaxPages(n) => {
+            let n = n.map_or(4_294_967_294, |n| i64::try_from(n).unwrap_or(i64::MAX));
+            tx.pragma_update(None, "max_page_count", n)?;
+        }
         Cmd::Audit(entries, _) => append(tx, head, entries)?,
         Cmd::Receipt(r, at, _, entries) => {
             append(tx, head, entries)?;
