@@ -223,6 +223,7 @@ async fn handle(
             } => {
                 wire_sha256 = Some(wingspan_core::audit::sha256_hex(&encoded.body));
                 let out = Outgoing {
+                    expiration_ms: None,
                     message_id: &envelope.message_id,
                     message_type: &envelope.message_type,
                     content_type: encoded.content_type,
@@ -404,6 +405,8 @@ async fn park(
     let mut out = Intake::queued_copy(env, attempt);
     out.headers
         .push((REASON_HEADER, HeaderValue::Text(reason.to_owned())));
+    // The parked copy is the only payload the gateway keeps; it expires per message type.
+    out.expiration_ms = Some(ctx.config.retention.parked_ms(&env.message_type));
     publisher
         .publish(&ctx.names.park_exchange(), &dest.id, &delivery.data, &out)
         .await

@@ -25,6 +25,10 @@ pub struct GatewayOptions {
     pub delivery: bool,
     /// Override of the configured HTTP listen address (tests bind port 0).
     pub http_listen: Option<String>,
+    /// The admin listener (compliance: audit queries).
+    pub admin: bool,
+    /// Override of the configured admin listen address.
+    pub admin_listen: Option<String>,
 }
 
 impl Default for GatewayOptions {
@@ -34,6 +38,8 @@ impl Default for GatewayOptions {
             amqp_ingress: true,
             delivery: true,
             http_listen: None,
+            admin: true,
+            admin_listen: None,
         }
     }
 }
@@ -44,6 +50,7 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     pub http_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
     pub stats: Stats,
     pub store: Store,
     pub broker: Broker,
@@ -116,6 +123,29 @@ impl Gateway {
                 }
             });
         }
+        let mut admin_addr = None;
+        if options.admin {
+            let listen = options
+                .admin_listen
+                .clone()
+                .unwrap_or_else(|| config.admin_listen.clone());
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (admin): {e}"))?;
+            admin_addr = Some(listener.local_addr()?);
+            let app = ingress::admin::router(store.clone());
+            let mut stop = shutdown_rx.clone();
+            tasks.spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "admin listener stopped");
+                }
+            });
+        }
         if options.amqp_ingress {
             tasks.spawn(ingress::amqp::run(
                 intake.clone(),
@@ -148,6 +178,7 @@ impl Gateway {
             shutdown,
             tasks,
             http_addr,
+            admin_addr,
             stats,
             store,
             broker,

@@ -167,16 +167,9 @@ impl Intake {
             .iter()
             .map(|&d| self.config.destinations[d].id.clone())
             .collect();
-        // Destinations delivered at intake are recorded with the receipt itself.
-        let delivered = self
-            .publish_copies(publisher, env, bytes, &admitted.destinations)
-            .await?;
-        let correlated = match &env.correlation_id {
-            Some(corr) => Some(self.correlates(corr).await),
-            None => None,
-        };
-        // Received, accepted, routed (and delivered, for copies delivered at intake, and the
-        // correlation of a reply) are committed with the receipt, before the upstream ack.
+        // Received, accepted and routed are queued to the store before any copy goes out, so
+        // they precede every delivery record in the chain (the writer applies commands in
+        // order); their commit is awaited, with the receipt's, before the upstream ack.
         let subject = audit::person_id(env).map(|p| self.store.subject_ref(p));
         let mut received = audit::about(Audit::Received, env);
         received.payload_sha256 = Some(payload_sha256.clone());
@@ -194,26 +187,47 @@ impl Intake {
                 .collect::<Vec<_>>()
                 .join(","),
         );
-        let mut entries = vec![received, accepted, routed];
-        for d in &delivered {
-            let mut e = audit::about(Audit::Delivered, env);
-            e.destination = Some(d.clone());
-            e.outcome = Some("published to the partner exchange".into());
-            entries.push(e);
-        }
+        let correlated = match &env.correlation_id {
+            Some(corr) => Some(self.correlates(corr).await),
+            None => None,
+        };
+        let mut early = vec![received, accepted, routed];
         match correlated {
             Some(true) => {
                 let mut e = audit::about(Audit::ReplyCorrelated, env);
                 e.outcome = Some("matched".into());
-                entries.push(e);
+                early.push(e);
             }
             Some(false) => {
                 let mut e = audit::about(Audit::ReplyCorrelated, env);
                 e.outcome = Some("unknown".into());
                 e.reason = Some("correlation id names no accepted message".into());
-                entries.push(e);
+                early.push(e);
             }
             None => {}
+        }
+        let early = self.store.audit_enqueue(early).await?;
+        // Destinations delivered at intake are recorded with the receipt itself.
+        let delivered = match self
+            .publish_copies(publisher, env, bytes, &admitted.destinations)
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                // The upstream is told 503 and will send again: say so in the trail.
+                let mut failed = audit::about(Audit::Rejected, env);
+                failed.outcome = Some("503".into());
+                failed.reason = Some("unavailable: copies not confirmed by the broker".into());
+                self.store.audit_later(vec![failed]);
+                return Err(e);
+            }
+        };
+        let mut entries = Vec::new();
+        for d in &delivered {
+            let mut e = audit::about(Audit::Delivered, env);
+            e.destination = Some(d.clone());
+            e.outcome = Some("published to the partner exchange".into());
+            entries.push(e);
         }
         self.store
             .put_receipt(
@@ -229,6 +243,12 @@ impl Intake {
                 entries,
             )
             .await?;
+        // The early records' batch committed before (or with) the receipt's; if it failed,
+        // the message must not be acknowledged.
+        early
+            .await
+            .map_err(|_| StoreError::Stopped)?
+            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         match correlated {
             Some(true) => {
                 for d in &destinations {
@@ -252,6 +272,7 @@ impl Intake {
     /// The copy a destination queue holds: the exact bytes received.
     pub fn queued_copy<'a>(env: &'a Envelope, attempt: i64) -> Outgoing<'a> {
         Outgoing {
+            expiration_ms: None,
             message_id: &env.message_id,
             message_type: &env.message_type,
             content_type: "application/json",
@@ -283,6 +304,7 @@ impl Intake {
                     let encoded = render::for_destination(dest, env, Some(bytes));
                     if let Ok(encoded) = encoded {
                         let out = Outgoing {
+                            expiration_ms: None,
                             message_id: &env.message_id,
                             message_type: &env.message_type,
                             content_type: encoded.content_type,

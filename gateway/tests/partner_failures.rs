@@ -107,3 +107,48 @@ async fn a_partner_answering_400_sends_the_message_to_the_parking_lot_with_the_r
     gateway.shutdown().await;
     world.cleanup().await;
 }
+
+/// A parked copy expires after its retention; what it was stays in the audit trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_copy_expires_after_its_retention() {
+    let world = World::new("retention", false).await;
+    let text = std::fs::read_to_string(&world.config_file).expect("config");
+    let short = text.replace("parked_secs = 2592000", "parked_secs = 1");
+    assert_ne!(short, text, "the example config's retention line moved");
+    std::fs::write(&world.config_file, short).expect("config");
+    let (gateway, base) = world.start_gateway().await;
+    let client = reqwest::Client::new();
+    world.partner("hr").set_behaviour(Behaviour::Reject);
+    let m = samples::handover(1, "320411", true, false);
+    assert_eq!(post(&client, &base, &m).await.0, 202);
+    let id = m["message_id"].as_str().expect("id");
+    let mut parked = false;
+    for _ in 0..100 {
+        let st = status_of(&client, &base, id).await;
+        if st["destinations"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|x| x["state"] == "dead-lettered"))
+        {
+            parked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(parked);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let left = drain_until(&gateway.names.parked("hr"), 1, Duration::from_secs(1)).await;
+    assert!(left.is_empty(), "the parked copy outlived its retention");
+    let loaded = world.load();
+    gateway.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let conn = wingspan::audit::open_store(&loaded).expect("store");
+    let trail = wingspan::audit::trail(&conn, id).expect("trail");
+    assert!(
+        trail
+            .iter()
+            .any(|r| r.entry.event == wingspan_core::audit::Event::Parked
+                && r.entry.destination.as_deref() == Some("hr")),
+        "the audit trail keeps what was parked"
+    );
+    world.cleanup().await;
+}

@@ -17,9 +17,12 @@ pub struct CompiledConfig {
     pub schemas_dir: String,
     pub state_dir: String,
     pub http_listen: String,
+    /// The admin listener (audit for compliance; operator endpoints later).
+    pub admin_listen: String,
     pub broker: BrokerSettings,
     pub limits: Limits,
     pub audit: AuditSettings,
+    pub retention: Retention,
     pub sources: HashMap<String, Source>,
     /// In config order; a route table index refers to this list.
     pub destinations: Vec<Destination>,
@@ -43,6 +46,24 @@ pub struct BrokerSettings {
     pub operation_timeout_ms: u64,
     pub retry_delays_ms: Vec<u64>,
     pub delivery_limit: u32,
+}
+
+/// How long parked payload copies are kept, per message type.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub parked_secs: u64,
+    pub parked_secs_by_type: HashMap<String, u64>,
+}
+
+impl Retention {
+    /// Milliseconds a parked copy of this type is kept.
+    pub fn parked_ms(&self, message_type: &str) -> u64 {
+        self.parked_secs_by_type
+            .get(message_type)
+            .copied()
+            .unwrap_or(self.parked_secs)
+            .saturating_mul(1000)
+    }
 }
 
 /// Audit settings as written; the shell resolves the key files.
@@ -307,6 +328,23 @@ pub fn compile(
             "checkpoint_every and checkpoint_secs must be above 0",
         ));
     }
+    for (t, secs) in &raw.retention.parked_secs_by_type {
+        if !schemas.has_type(t) {
+            errors.push(ConfigError::new(
+                format!("retention.parked_secs_by_type.\"{t}\""),
+                format!("no schema for message type {t:?}"),
+            ));
+        }
+        if *secs == 0 {
+            errors.push(ConfigError::new(
+                format!("retention.parked_secs_by_type.\"{t}\""),
+                "must be above 0",
+            ));
+        }
+    }
+    if raw.retention.parked_secs == 0 {
+        errors.push(ConfigError::new("retention.parked_secs", "must be above 0"));
+    }
     if raw.limits.max_body_bytes < 256 {
         errors.push(ConfigError::new(
             "limits.max_body_bytes",
@@ -556,6 +594,7 @@ pub fn compile(
         schemas_dir: raw.gateway.schemas_dir,
         state_dir: raw.gateway.state_dir,
         http_listen: raw.http.listen,
+        admin_listen: raw.admin.listen,
         broker: BrokerSettings {
             url: raw.broker.url,
             prefix: raw.broker.prefix,
@@ -565,6 +604,10 @@ pub fn compile(
             operation_timeout_ms: raw.broker.operation_timeout_ms,
             retry_delays_ms: raw.broker.retry_delays_ms,
             delivery_limit: raw.broker.delivery_limit,
+        },
+        retention: Retention {
+            parked_secs: raw.retention.parked_secs,
+            parked_secs_by_type: raw.retention.parked_secs_by_type.into_iter().collect(),
         },
         audit: AuditSettings {
             signing_key_file: raw.audit.signing_key_file,

@@ -16,6 +16,10 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub audit: RawAudit,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub retention: RawRetention,
     /// Systems allowed to send to the gateway.
     #[serde(default)]
     pub sources: Vec<RawSource>,
@@ -109,6 +113,54 @@ impl Default for RawBroker {
             delivery_limit: default_delivery_limit(),
         }
     }
+}
+
+/// How long payload copies are kept. The audit trail (hashes and metadata) is kept for
+/// years; the only payload copies the gateway holds are parked messages (for inspection and
+/// replay), and they expire much sooner, per message type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// Seconds a parked copy is kept (default 30 days).
+    #[serde(default = "default_parked_secs")]
+    pub parked_secs: u64,
+    /// Per message type, overriding `parked_secs`.
+    #[serde(default)]
+    pub parked_secs_by_type: std::collections::BTreeMap<String, u64>,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        Self {
+            parked_secs: default_parked_secs(),
+            parked_secs_by_type: Default::default(),
+        }
+    }
+}
+
+fn default_parked_secs() -> u64 {
+    30 * 24 * 3600
+}
+
+/// The admin listener (compliance and, later, operator endpoints): separate from ingress and
+/// bound to localhost by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:8081".into()
 }
 
 /// The audit trail: where its keys are and how often the chain head is signed.

@@ -214,6 +214,8 @@ destinations = ["partner"]
         amqp_ingress: false,
         delivery: false,
         http_listen: None,
+        admin: false,
+        admin_listen: None,
     };
     let g = Gateway::start(&loaded, topology_only).await?;
     anyhow::ensure!(
@@ -233,6 +235,7 @@ destinations = ["partner"]
     let started = Instant::now();
     let options = GatewayOptions {
         http: false,
+        admin: false,
         ..GatewayOptions::default()
     };
     let g = Gateway::start(&loaded, options).await?;

@@ -37,6 +37,8 @@ pub struct Outgoing<'a> {
     pub content_type: &'a str,
     pub correlation_id: Option<&'a str>,
     pub headers: Vec<(&'static str, HeaderValue)>,
+    /// Per-message TTL: the broker drops the copy after this many milliseconds.
+    pub expiration_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +68,9 @@ impl Outgoing<'_> {
             .with_headers(headers);
         if let Some(c) = self.correlation_id {
             props = props.with_correlation_id(c.into());
+        }
+        if let Some(ms) = self.expiration_ms {
+            props = props.with_expiration(ms.to_string().into());
         }
         props
     }

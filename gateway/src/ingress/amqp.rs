@@ -118,6 +118,7 @@ async fn handle(
             .clone()
             .unwrap_or_else(|| format!("rejected-{}", uuid::Uuid::new_v4()));
         let out = Outgoing {
+            expiration_ms: None,
             message_id: &message_id,
             message_type: "rejected",
             content_type: "application/octet-stream",

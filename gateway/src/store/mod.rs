@@ -299,6 +299,29 @@ impl Store {
             .map(|n| u64::try_from(n).unwrap_or(0))
     }
 
+    /// Run a read (on a pooled read connection, off the async threads).
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = None;
+            readers.read(|c| {
+                out = Some(f(c));
+                Ok(())
+            })?;
+            out.unwrap_or_else(|| Err(anyhow::anyhow!("read did not run")))
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("read task failed"))?
+    }
+
+    /// The public key of this store's signing key (hex).
+    pub fn public_key(&self) -> String {
+        self.audit.keys.signing.public_hex()
+    }
+
     /// The subject reference of a person id under this store's audit key.
     pub fn subject_ref(&self, person_id: &str) -> String {
         self.audit.keys.subject_ref(person_id)
@@ -318,6 +341,17 @@ impl Store {
             Ok(Err(e)) => Err(StoreError::Io(std::io::Error::other(e))),
             Err(_) => Err(StoreError::Stopped),
         }
+    }
+
+    /// Queue audit records and return the receiver of their commit's outcome, without waiting:
+    /// records queued now precede, in the chain, everything queued after.
+    pub async fn audit_enqueue(
+        &self,
+        entries: Vec<Entry>,
+    ) -> Result<oneshot::Receiver<Result<(), String>>, StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.send(Cmd::Audit(entries, Some(done))).await?;
+        Ok(wait)
     }
 
     /// Append audit records without waiting (refusals: the answer does not depend on them).

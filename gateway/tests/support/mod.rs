@@ -77,6 +77,7 @@ impl World {
                 &format!("state_dir = {:?}", dir.join("state").display().to_string()),
             )
             .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+            .replace("listen = \"127.0.0.1:8081\"", "listen = \"127.0.0.1:0\"")
             .replace("instance = \"gw-1\"", &format!("instance = \"{prefix}\""))
             .replace("guest@127.0.0.1:5672/", &format!("guest@{broker}/"))
             .replace(
