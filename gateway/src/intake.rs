@@ -101,6 +101,21 @@ impl Intake {
         })
     }
 
+    /// Record a refusal made before intake proper (size, media type, a partner document its
+    /// adapter could not read): received and rejected, with what is known.
+    pub fn refused(&self, source: Option<&str>, bytes: Option<&[u8]>, status: u16, slug: &str) {
+        let mut received = Entry::new(Audit::Received, audit::now());
+        received.source = source.map(str::to_owned);
+        received.payload_sha256 = bytes.map(wingspan_core::audit::sha256_hex);
+        received.actor = Some("gateway".into());
+        let mut rejected = received.clone();
+        rejected.event = Audit::Rejected;
+        rejected.payload_sha256 = None;
+        rejected.outcome = Some(status.to_string());
+        rejected.reason = Some(slug.to_owned());
+        self.store.audit_later(vec![received, rejected]);
+    }
+
     /// Whether `corr` names a message this gateway accepted. A partner can answer before the
     /// request's own intake has finished writing its receipt (the copy is out before the
     /// receipt is durable), so a request still in flight here is waited for, briefly.

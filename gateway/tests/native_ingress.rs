@@ -109,6 +109,37 @@ async fn partner_formats_are_decoded_refused_with_types_and_unknown_replies_flag
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rehab.accepted_count(), 1, "nothing refused was delivered");
+    // Every refusal is in the audit trail with its problem type.
+    let reasons: Vec<String> = gateway
+        .store
+        .read(|c| {
+            wingspan::audit::search(
+                c,
+                &wingspan::audit::Filter {
+                    event: Some("rejected".into()),
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+        })
+        .await
+        .expect("search")
+        .into_iter()
+        .filter_map(|r| r.entry.reason)
+        .collect();
+    for slug in [
+        "refused-document",
+        "malformed-document",
+        "unsupported-media-type",
+        "unknown-source",
+        "unmappable-document",
+        "type-not-allowed",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == slug),
+            "no rejected record for {slug}: {reasons:?}"
+        );
+    }
     gateway.shutdown().await;
     world.cleanup().await;
 }

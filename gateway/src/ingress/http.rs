@@ -86,6 +86,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 async fn post_message(State(st): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
     if !is_json(&headers) {
+        st.intake.refused(None, None, 415, "unsupported-media-type");
         return Problem::new(
             415,
             "unsupported-media-type",
@@ -98,6 +99,7 @@ async fn post_message(State(st): State<HttpState>, headers: HeaderMap, body: Bod
     let bytes = match to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
+            st.intake.refused(None, None, 413, "too-large");
             return Problem::new(
                 413,
                 "too-large",
@@ -121,6 +123,7 @@ async fn post_native(
     body: Body,
 ) -> Response {
     let Some(src) = st.intake.config.sources.get(&source) else {
+        st.intake.refused(None, None, 403, "unknown-source");
         return Problem::new(
             403,
             "unknown-source",
@@ -147,6 +150,8 @@ async fn post_native(
         .as_deref()
         .is_none_or(|ct| !adapter.content_types().contains(&ct))
     {
+        st.intake
+            .refused(Some(&source), None, 415, "unsupported-media-type");
         return Problem::new(
             415,
             "unsupported-media-type",
@@ -162,6 +167,7 @@ async fn post_native(
     let bytes = match to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
+            st.intake.refused(Some(&source), None, 413, "too-large");
             return Problem::new(
                 413,
                 "too-large",
@@ -178,6 +184,9 @@ async fn post_native(
     }) {
         Ok(e) => e,
         Err(e) => {
+            let p = Problem::from(e.clone());
+            st.intake
+                .refused(Some(&source), Some(&bytes), p.status, e.slug());
             st.intake.stats.rejected(e.slug());
             tracing::debug!(source = %source, kind = e.slug(), "partner document refused");
             return Problem::from(e).into_response();
