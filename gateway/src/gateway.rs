@@ -17,6 +17,23 @@ use crate::load::Loaded;
 use crate::stats::Stats;
 use crate::store::{AuditSetup, Store};
 
+/// Serve an HTTP router until shutdown.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+    what: &'static str,
+) {
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "{what} stopped");
+    }
+}
+
 /// Which parts to run (all by default).
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
@@ -111,17 +128,7 @@ impl Gateway {
                 publisher: slot_rx,
                 broker: broker.clone(),
             });
-            let mut stop = shutdown_rx.clone();
-            tasks.spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "HTTP ingress stopped");
-                }
-            });
+            tasks.spawn(serve(listener, app, shutdown_rx.clone(), "HTTP ingress"));
         }
         let mut admin_addr = None;
         if options.admin {
@@ -134,17 +141,7 @@ impl Gateway {
                 .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (admin): {e}"))?;
             admin_addr = Some(listener.local_addr()?);
             let app = ingress::admin::router(store.clone());
-            let mut stop = shutdown_rx.clone();
-            tasks.spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "admin listener stopped");
-                }
-            });
+            tasks.spawn(serve(listener, app, shutdown_rx.clone(), "admin listener"));
         }
         if options.amqp_ingress {
             tasks.spawn(ingress::amqp::run(

@@ -534,36 +534,40 @@ fn lookup(
     }))
 }
 
+/// Insert one placed record.
+fn insert_record(conn: &Connection, r: &Record) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO audit ({RECORD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    ))?
+    .execute(params![
+        i64::try_from(r.seq).unwrap_or(i64::MAX),
+        r.chain_id,
+        r.entry.event.as_str(),
+        r.entry.at,
+        r.entry.message_id,
+        r.entry.correlation_id,
+        r.entry.source,
+        r.entry.destination,
+        r.entry.message_type,
+        r.entry.payload_sha256,
+        r.entry.outcome,
+        r.entry.reason,
+        r.entry.actor,
+        r.entry.subject_ref,
+        r.prev_hash,
+        r.hash
+    ])?;
+    Ok(())
+}
+
+/// Place entries at the head of the chain and insert them.
 fn append(
     tx: &rusqlite::Transaction<'_>,
     head: &mut Head,
     entries: &mut Vec<Entry>,
 ) -> Result<(), rusqlite::Error> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO audit (seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    )?;
     for e in entries.drain(..) {
-        let r = head.append(e);
-        let seq = i64::try_from(r.seq).unwrap_or(i64::MAX);
-        stmt.execute(params![
-            seq,
-            r.chain_id,
-            r.entry.event.as_str(),
-            r.entry.at,
-            r.entry.message_id,
-            r.entry.correlation_id,
-            r.entry.source,
-            r.entry.destination,
-            r.entry.message_type,
-            r.entry.payload_sha256,
-            r.entry.outcome,
-            r.entry.reason,
-            r.entry.actor,
-            r.entry.subject_ref,
-            r.prev_hash,
-            r.hash
-        ])?;
+        insert_record(tx, &head.append(e))?;
     }
     Ok(())
 }
@@ -853,28 +857,7 @@ fn recover_chain(conn: &Connection, setup: &AuditSetup) -> Result<Chain, StoreEr
         e.reason = Some(format!(
             "cut back {n} record(s) from seq {from_seq} that failed verification at start"
         ));
-        let r = head.append(e);
-        conn.execute(
-            &format!("INSERT INTO audit ({RECORD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
-            params![
-                i64::try_from(r.seq).unwrap_or(i64::MAX),
-                r.chain_id,
-                r.entry.event.as_str(),
-                r.entry.at,
-                r.entry.message_id,
-                r.entry.correlation_id,
-                r.entry.source,
-                r.entry.destination,
-                r.entry.message_type,
-                r.entry.payload_sha256,
-                r.entry.outcome,
-                r.entry.reason,
-                r.entry.actor,
-                r.entry.subject_ref,
-                r.prev_hash,
-                r.hash
-            ],
-        )?;
+        insert_record(conn, &head.append(e))?;
         tracing::error!(
             records = n,
             from = from_seq,
