@@ -131,13 +131,77 @@ use rusqlite::{Connection, OpenFlags, params_from_iter};
 use serde::{Deserialize, Serialize};
 use wingspan_core::audit::{Checkpoint, GENESIS, Record, Report};
 
+use crate::store::audit_pg::PgAudit;
 use crate::store::{read_chain, read_checkpoints, read_trail};
 
-/// The audit store of a loaded config, opened read-only.
-pub fn open_store(loaded: &Loaded) -> anyhow::Result<Connection> {
-    let path = loaded.state_dir.join("wingspan-state.db");
-    Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| anyhow::anyhow!("cannot open the audit store {}: {e}", path.display()))
+/// An audit store to read: the embedded SQLite database or the shared PostgreSQL one.
+#[derive(Debug)]
+pub enum AuditSource {
+    Sqlite(Connection),
+    Postgres(Box<PgAudit>),
+}
+
+/// Where an audit store is: what `open` needs.
+#[derive(Debug, Clone)]
+pub enum Location {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Location {
+    pub fn of(loaded: &Loaded) -> Self {
+        match &loaded.config.audit.store {
+            Some(url) => Self::Postgres(url.clone()),
+            None => Self::Sqlite(loaded.state_dir.join("wingspan-state.db")),
+        }
+    }
+
+    /// Open for reading (SQLite read-only).
+    pub fn open(&self) -> anyhow::Result<AuditSource> {
+        match self {
+            Self::Sqlite(path) => {
+                Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .map(AuditSource::Sqlite)
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot open the audit store {}: {e}", path.display())
+                    })
+            }
+            Self::Postgres(url) => PgAudit::connect(url)
+                .map(|pg| AuditSource::Postgres(Box::new(pg)))
+                .map_err(|e| anyhow::anyhow!("cannot open the audit store: {e}")),
+        }
+    }
+}
+
+/// The audit store of a loaded config, opened for reading.
+pub fn open_store(loaded: &Loaded) -> anyhow::Result<AuditSource> {
+    Location::of(loaded).open()
+}
+
+impl AuditSource {
+    fn chains(&mut self) -> anyhow::Result<Vec<String>> {
+        Ok(match self {
+            Self::Sqlite(conn) => conn
+                .prepare("SELECT DISTINCT chain_id FROM audit ORDER BY chain_id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?,
+            Self::Postgres(pg) => pg.chains()?,
+        })
+    }
+
+    fn chain(&mut self, chain_id: &str) -> anyhow::Result<Vec<Record>> {
+        Ok(match self {
+            Self::Sqlite(conn) => read_chain(conn, chain_id)?,
+            Self::Postgres(pg) => pg.read_chain(chain_id)?,
+        })
+    }
+
+    fn checkpoints(&mut self) -> anyhow::Result<Vec<Checkpoint>> {
+        Ok(match self {
+            Self::Sqlite(conn) => read_checkpoints(conn)?,
+            Self::Postgres(pg) => pg.read_checkpoints()?,
+        })
+    }
 }
 
 /// The public key verification trusts: given explicitly, or derived from the configured
@@ -149,20 +213,13 @@ pub fn trusted_key(loaded: &Loaded, given: Option<&str>) -> anyhow::Result<Strin
     }
 }
 
-fn chains(conn: &Connection) -> anyhow::Result<Vec<String>> {
-    Ok(conn
-        .prepare("SELECT DISTINCT chain_id FROM audit ORDER BY chain_id")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?)
-}
-
 /// Verify every chain of the store.
-pub fn verify_store(conn: &Connection, key: &str) -> anyhow::Result<Vec<Report>> {
-    let checkpoints = read_checkpoints(conn)?;
-    chains(conn)?
+pub fn verify_store(src: &mut AuditSource, key: &str) -> anyhow::Result<Vec<Report>> {
+    let checkpoints = src.checkpoints()?;
+    src.chains()?
         .into_iter()
         .map(|chain| {
-            let records = read_chain(conn, &chain)?;
+            let records = src.chain(&chain)?;
             Ok(wingspan_core::audit::verify(
                 &chain,
                 &records,
@@ -192,7 +249,11 @@ pub struct Filter {
 }
 
 /// Records matching a filter, in chain order.
-pub fn search(conn: &Connection, f: &Filter) -> anyhow::Result<Vec<Record>> {
+pub fn search(src: &mut AuditSource, f: &Filter) -> anyhow::Result<Vec<Record>> {
+    let conn = match src {
+        AuditSource::Sqlite(conn) => conn,
+        AuditSource::Postgres(pg) => return Ok(pg.search(f)?),
+    };
     let mut clauses = vec!["seq > ?".to_owned()];
     let mut args: Vec<String> = vec![f.after_seq.to_string()];
     let mut add = |clause: &str, v: &Option<String>| {
@@ -227,8 +288,11 @@ pub fn search(conn: &Connection, f: &Filter) -> anyhow::Result<Vec<Record>> {
 }
 
 /// The whole timeline of a message and its replies.
-pub fn trail(conn: &Connection, message_id: &str) -> anyhow::Result<Vec<Record>> {
-    Ok(read_trail(conn, message_id)?)
+pub fn trail(src: &mut AuditSource, message_id: &str) -> anyhow::Result<Vec<Record>> {
+    Ok(match src {
+        AuditSource::Sqlite(conn) => read_trail(conn, message_id)?,
+        AuditSource::Postgres(pg) => pg.trail(message_id)?,
+    })
 }
 
 /// A table for people: one line per record.
@@ -386,7 +450,7 @@ fn record_from_csv(line: &str) -> Option<Record> {
 /// Export every chain's records in [since, until) to `dir`: one records file and one
 /// manifest per chain. Returns the manifests.
 pub fn export(
-    conn: &Connection,
+    src: &mut AuditSource,
     since: Option<&str>,
     until: Option<&str>,
     format: &str,
@@ -397,10 +461,10 @@ pub fn export(
         "format is jsonl or csv"
     );
     std::fs::create_dir_all(dir)?;
-    let checkpoints = read_checkpoints(conn)?;
+    let checkpoints = src.checkpoints()?;
     let mut manifests = Vec::new();
-    for chain in chains(conn)? {
-        let all = read_chain(conn, &chain)?;
+    for chain in src.chains()? {
+        let all = src.chain(&chain)?;
         let inside = |r: &&Record| {
             since.is_none_or(|s| r.entry.at.as_str() >= s)
                 && until.is_none_or(|u| r.entry.at.as_str() < u)

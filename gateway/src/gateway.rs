@@ -84,6 +84,7 @@ impl Gateway {
             &loaded.state_dir,
             AuditSetup {
                 chain_id: config.instance.clone(),
+                postgres: config.audit.store.clone(),
                 keys,
                 checkpoint_every: config.audit.checkpoint_every,
                 checkpoint_secs: config.audit.checkpoint_secs,

@@ -65,6 +65,11 @@ pub fn load_str_with(
     {
         raw.broker.url = url;
     }
+    if let Ok(url) = std::env::var("WINGSPAN_AUDIT_STORE")
+        && !url.is_empty()
+    {
+        raw.audit.store = Some(url);
+    }
     adjust(&mut raw);
     let schemas_dir = base.join(&raw.gateway.schemas_dir);
     let state_dir = base.join(&raw.gateway.state_dir);

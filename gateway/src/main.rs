@@ -208,8 +208,8 @@ fn run_audit(
                     }
                 }
             } else {
-                let conn = audit::open_store(loaded)?;
-                for report in audit::verify_store(&conn, &key)? {
+                let mut src = audit::open_store(loaded)?;
+                for report in audit::verify_store(&mut src, &key)? {
                     ok &= report.ok();
                     if json {
                         println!("{}", serde_json::to_string(&report)?);
@@ -221,8 +221,8 @@ fn run_audit(
             Ok(if ok { 0 } else { 1 })
         }
         AuditCommand::Trail { message_id, .. } => {
-            let conn = audit::open_store(loaded)?;
-            let records = audit::trail(&conn, &message_id)?;
+            let mut src = audit::open_store(loaded)?;
+            let records = audit::trail(&mut src, &message_id)?;
             print_records(&records, json)?;
             Ok(if records.is_empty() { 1 } else { 0 })
         }
@@ -242,9 +242,9 @@ fn run_audit(
                 Some(p) => Some(audit::keys(loaded, false)?.subject_ref(&p)),
                 None => None,
             };
-            let conn = audit::open_store(loaded)?;
+            let mut src = audit::open_store(loaded)?;
             let records = audit::search(
-                &conn,
+                &mut src,
                 &audit::Filter {
                     since,
                     until,
@@ -268,9 +268,9 @@ fn run_audit(
             out,
             ..
         } => {
-            let conn = audit::open_store(loaded)?;
+            let mut src = audit::open_store(loaded)?;
             let manifests =
-                audit::export(&conn, since.as_deref(), until.as_deref(), &format, &out)?;
+                audit::export(&mut src, since.as_deref(), until.as_deref(), &format, &out)?;
             for m in &manifests {
                 if json {
                     println!("{}", serde_json::to_string(m)?);
@@ -466,7 +466,10 @@ fn main() -> ExitCode {
                 config,
                 file,
             } => encode_cmd(&adapter, &destination, config, &file),
-            Command::Audit { command } => audit_cmd(command),
+            // The audit commands may use the synchronous PostgreSQL client: off the runtime.
+            Command::Audit { command } => tokio::task::spawn_blocking(move || audit_cmd(command))
+                .await
+                .unwrap_or(1),
             Command::Demo { config } => {
                 // lapin logs its own view of connection closes at error level; ours are enough here.
                 init_logs(cli.log_json, "error,lapin=off");

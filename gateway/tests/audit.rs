@@ -20,9 +20,26 @@ use wingspan_sim::{Behaviour, samples};
 const MARKER_ID: &str = "11010119800101777X";
 const MARKER_NAME: &str = "Markername Zhou";
 
-/// Log lines of this test process, captured at debug level.
+/// Log lines of this test process (both tests), captured at debug level.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
+
+static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+
+fn capture_logs() -> Captured {
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                "debug,lapin=off,hyper=off,reqwest=off,h2=off,tokio_postgres=off,postgres=off",
+            )
+            .with_writer(move || writer.clone())
+            .try_init();
+        logs
+    })
+    .clone()
+}
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -45,14 +62,27 @@ fn marked(mut m: serde_json::Value) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_step_is_recorded_without_personal_data_and_verifies() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("debug,lapin=off,hyper=off,reqwest=off,h2=off")
-        .with_writer(move || writer.clone())
-        .try_init();
+    flows(None).await;
+}
 
+/// The same, with the audit trail in the PostgreSQL store several instances share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_holds_with_the_postgresql_audit_store() {
+    let url = tokio::task::spawn_blocking(support::pg_schema)
+        .await
+        .expect("schema");
+    flows(Some(url)).await;
+}
+
+async fn flows(postgres: Option<String>) {
+    let logs = capture_logs();
     let world = World::new("audit", true).await;
+    if let Some(url) = &postgres {
+        let text = std::fs::read_to_string(&world.config_file).expect("config");
+        let with = text.replacen("[audit]\n", &format!("[audit]\nstore = {url:?}\n"), 1);
+        assert_ne!(with, text, "the example config has an [audit] section");
+        std::fs::write(&world.config_file, with).expect("config");
+    }
     world.partner("hr").set_behaviour(Behaviour::FailFirst(1));
     world.partner("civil").set_behaviour(Behaviour::Reject);
     let (gateway, base) = world.start_gateway().await;
@@ -162,11 +192,41 @@ async fn every_step_is_recorded_without_personal_data_and_verifies() {
     let loaded = world.load();
     gateway.shutdown().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let export_dir = world.dir.join("export");
+    let (material_id, handover_id) = (material_id.to_owned(), handover_id.to_owned());
+    let material = material.clone();
+    tokio::task::spawn_blocking(move || {
+        check_store(
+            &loaded,
+            &material,
+            &material_id,
+            &handover_id,
+            &export_dir,
+            &logs,
+            postgres.is_some(),
+        )
+    })
+    .await
+    .expect("checks");
+    world.cleanup().await;
+}
 
-    let conn = audit::open_store(&loaded).expect("store");
+/// Everything that reads the store (synchronous: the PostgreSQL client must not run on the
+/// async runtime's threads).
+fn check_store(
+    loaded: &wingspan::load::Loaded,
+    material: &serde_json::Value,
+    material_id: &str,
+    handover_id: &str,
+    export_dir: &std::path::Path,
+    logs: &Captured,
+    postgres: bool,
+) {
+    let loaded = loaded.clone();
+    let mut conn = audit::open_store(&loaded).expect("store");
     // Every event of the core flows is on record.
     let all = audit::search(
-        &conn,
+        &mut conn,
         &audit::Filter {
             limit: 100_000,
             ..Default::default()
@@ -197,7 +257,7 @@ async fn every_step_is_recorded_without_personal_data_and_verifies() {
     // The material's trail: its own steps in order, and the police reply's in order. The two
     // interleave only where the world does: the partner may answer before the gateway has
     // written "delivered", never before the request was routed.
-    let trail = audit::trail(&conn, material_id).expect("trail");
+    let trail = audit::trail(&mut conn, material_id).expect("trail");
     let table = audit::table(&trail);
     let steps_of = |source: &str| -> Vec<&str> {
         trail
@@ -250,7 +310,7 @@ async fn every_step_is_recorded_without_personal_data_and_verifies() {
     // A search by person id goes through the subject reference.
     let keys = audit::keys(&loaded, false).expect("keys");
     let by_person = audit::search(
-        &conn,
+        &mut conn,
         &audit::Filter {
             subject_ref: Some(keys.subject_ref(MARKER_ID)),
             limit: 1000,
@@ -263,16 +323,20 @@ async fn every_step_is_recorded_without_personal_data_and_verifies() {
         .filter_map(|r| r.entry.message_id.as_deref())
         .collect();
     assert_eq!(ids, BTreeSet::from([material_id, handover_id]));
+    assert_eq!(
+        matches!(conn, audit::AuditSource::Postgres(_)),
+        postgres,
+        "the store under test is the one configured"
+    );
 
     // Verify: the live store, an export in each format, and a tampered export.
     let key = audit::trusted_key(&loaded, None).expect("key");
-    for report in audit::verify_store(&conn, &key).expect("verify") {
+    for report in audit::verify_store(&mut conn, &key).expect("verify") {
         assert!(report.ok(), "{report:?}");
     }
-    let export_dir = world.dir.join("export");
     for format in ["jsonl", "csv"] {
         let dir = export_dir.join(format);
-        let manifests = audit::export(&conn, None, None, format, &dir).expect("export");
+        let manifests = audit::export(&mut conn, None, None, format, &dir).expect("export");
         assert_eq!(manifests[0].count, u64::try_from(all.len()).expect("n"));
         for (_, report, problems) in audit::verify_export(&dir, &key).expect("verify export") {
             assert!(
@@ -327,5 +391,4 @@ async fn every_step_is_recorded_without_personal_data_and_verifies() {
             );
         }
     }
-    world.cleanup().await;
 }

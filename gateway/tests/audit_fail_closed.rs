@@ -68,9 +68,9 @@ async fn a_full_audit_store_stops_intake_and_intake_resumes_when_there_is_room()
     let loaded = world.load();
     gateway.shutdown().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let conn = wingspan::audit::open_store(&loaded).expect("store");
+    let mut conn = wingspan::audit::open_store(&loaded).expect("store");
     let key = wingspan::audit::trusted_key(&loaded, None).expect("key");
-    for report in wingspan::audit::verify_store(&conn, &key).expect("verify") {
+    for report in wingspan::audit::verify_store(&mut conn, &key).expect("verify") {
         assert!(report.ok(), "{report:?}");
     }
     world.cleanup().await;

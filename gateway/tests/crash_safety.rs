@@ -130,7 +130,11 @@ async fn sigkill_twice_loses_nothing_and_partners_see_each_message_once() {
         String::from_utf8_lossy(&out.stderr)
     );
     let loaded = world.load();
-    let conn = wingspan::audit::open_store(&loaded).expect("audit store");
+    let wingspan::audit::AuditSource::Sqlite(conn) =
+        wingspan::audit::open_store(&loaded).expect("audit store")
+    else {
+        panic!("the crash test runs on the embedded store");
+    };
     let count = |event: &str| -> usize {
         conn.query_row(
             "SELECT count(DISTINCT message_id) FROM audit WHERE event = ?1",

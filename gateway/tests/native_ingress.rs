@@ -112,7 +112,7 @@ async fn partner_formats_are_decoded_refused_with_types_and_unknown_replies_flag
     // Every refusal is in the audit trail with its problem type.
     let reasons: Vec<String> = gateway
         .store
-        .read(|c| {
+        .audit_read(|c| {
             wingspan::audit::search(
                 c,
                 &wingspan::audit::Filter {

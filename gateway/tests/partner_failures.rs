@@ -141,8 +141,8 @@ async fn a_parked_copy_expires_after_its_retention() {
     let loaded = world.load();
     gateway.shutdown().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let conn = wingspan::audit::open_store(&loaded).expect("store");
-    let trail = wingspan::audit::trail(&conn, id).expect("trail");
+    let mut conn = wingspan::audit::open_store(&loaded).expect("store");
+    let trail = wingspan::audit::trail(&mut conn, id).expect("trail");
     assert!(
         trail
             .iter()

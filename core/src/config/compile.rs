@@ -69,6 +69,8 @@ impl Retention {
 /// Audit settings as written; the shell resolves the key files.
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
+    /// `None`: SQLite in state_dir; `Some(url)`: PostgreSQL.
+    pub store: Option<String>,
     pub signing_key_file: Option<String>,
     pub subject_key_file: Option<String>,
     pub checkpoint_every: u64,
@@ -320,6 +322,14 @@ pub fn compile(
         errors.push(ConfigError::new(
             "broker.operation_timeout_ms",
             "must be above 0",
+        ));
+    }
+    if let Some(url) = &raw.audit.store
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        errors.push(ConfigError::new(
+            "audit.store",
+            "give a postgres:// URL, or leave it out for the embedded store",
         ));
     }
     if raw.audit.checkpoint_every == 0 || raw.audit.checkpoint_secs == 0 {
@@ -610,6 +620,7 @@ pub fn compile(
             parked_secs_by_type: raw.retention.parked_secs_by_type.into_iter().collect(),
         },
         audit: AuditSettings {
+            store: raw.audit.store.clone(),
             signing_key_file: raw.audit.signing_key_file,
             subject_key_file: raw.audit.subject_key_file,
             checkpoint_every: raw.audit.checkpoint_every,

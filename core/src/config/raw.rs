@@ -167,6 +167,9 @@ fn default_admin_listen() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
+    /// Where the audit trail lives: absent for the embedded SQLite store (in state_dir), or a
+    /// `postgres://` URL for a store several instances share. `WINGSPAN_AUDIT_STORE` overrides.
+    pub store: Option<String>,
     /// File holding the Ed25519 signing key's 32-byte seed as hex (relative to the config);
     /// default `<state_dir>/audit-signing.key`, created on first start.
     /// `WINGSPAN_AUDIT_SIGNING_KEY` (hex) overrides it.
@@ -186,6 +189,7 @@ pub struct RawAudit {
 impl Default for RawAudit {
     fn default() -> Self {
         Self {
+            store: None,
             signing_key_file: None,
             subject_key_file: None,
             checkpoint_every: default_checkpoint_every(),

@@ -281,6 +281,9 @@ async fn audit_append(n: usize) -> anyhow::Result<f64> {
         &dir,
         wingspan::store::AuditSetup {
             chain_id: "bench".into(),
+            postgres: std::env::var("WINGSPAN_AUDIT_STORE")
+                .ok()
+                .filter(|u| !u.is_empty()),
             keys: Arc::new(keys),
             checkpoint_every: 1000,
             checkpoint_secs: 10,

@@ -35,7 +35,7 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
 
 async fn trail(State(store): State<Store>, Path(id): Path<String>) -> Response {
     let key = id.clone();
-    match store.read(move |c| audit::trail(c, &key)).await {
+    match store.audit_read(move |c| audit::trail(c, &key)).await {
         Ok(records) if records.is_empty() => Problem::new(
             404,
             "unknown-message",
@@ -79,7 +79,7 @@ async fn search(State(store): State<Store>, Query(q): Query<SearchQuery>) -> Res
         limit,
         after_seq: q.after.unwrap_or(0),
     };
-    match store.read(move |c| audit::search(c, &filter)).await {
+    match store.audit_read(move |c| audit::search(c, &filter)).await {
         Ok(records) => {
             let next_after = (records.len() == limit)
                 .then(|| records.last().map(|r| r.seq))
@@ -93,7 +93,10 @@ async fn search(State(store): State<Store>, Query(q): Query<SearchQuery>) -> Res
 
 async fn verify(State(store): State<Store>) -> Response {
     let key = store.public_key();
-    match store.read(move |c| audit::verify_store(c, &key)).await {
+    match store
+        .audit_read(move |c| audit::verify_store(c, &key))
+        .await
+    {
         Ok(reports) => {
             let ok = reports.iter().all(|r| r.ok());
             axum::Json(serde_json::json!({"ok": ok, "chains": reports})).into_response()

@@ -22,6 +22,7 @@ use wingspan_core::audit::{Checkpoint, Entry, Event, Finding, GENESIS, Head, Rec
 
 use crate::audit::AuditKeys;
 
+pub mod audit_pg;
 mod seen;
 use seen::Seen;
 use serde::Serialize;
@@ -139,6 +140,8 @@ enum Cmd {
 #[derive(Debug, Clone)]
 pub struct AuditSetup {
     pub chain_id: String,
+    /// `Some(url)`: the audit trail goes to PostgreSQL instead of this SQLite database.
+    pub postgres: Option<String>,
     pub keys: Arc<AuditKeys>,
     pub checkpoint_every: u64,
     pub checkpoint_secs: u64,
@@ -261,17 +264,52 @@ impl Store {
                 seen.insert(&source, &message_id);
             }
         }
-        let chain = recover_chain(&writer, &audit)?;
+        let sqlite_chain = match &audit.postgres {
+            None => Some(recover_chain(&writer, &audit)?),
+            Some(_) => None,
+        };
         let (tx, rx) = std_mpsc::sync_channel::<Cmd>(65_536);
         let checkpointer = open(&path)?;
         let (alive, stopped) = std_mpsc::channel::<()>();
         let setup = audit.clone();
+        // The PostgreSQL client is synchronous and must not run on an async runtime's thread:
+        // the writer thread connects, and tells us whether it could.
+        let (ready, started) = std_mpsc::channel::<Result<(), String>>();
         std::thread::Builder::new()
             .name("wingspan-store".into())
             .spawn(move || {
-                write_loop(writer, rx, chain, &setup);
+                let opened = match (&setup.postgres, sqlite_chain) {
+                    (_, Some(chain)) => Ok((chain, None)),
+                    (Some(url), None) => audit_pg::PgAudit::connect(url)
+                        .and_then(|mut pg| {
+                            let (head, signed_seq) = pg.head(&setup.chain_id)?;
+                            Ok((
+                                Chain {
+                                    head,
+                                    signed_seq,
+                                    signed_at: std::time::Instant::now(),
+                                },
+                                Some(pg),
+                            ))
+                        })
+                        .map_err(|e| format!("audit store: {e}")),
+                    (None, None) => Err("no audit chain".to_owned()),
+                };
+                match opened {
+                    Ok((chain, pg)) => {
+                        let _ = ready.send(Ok(()));
+                        write_loop(writer, rx, chain, pg, &setup);
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                }
                 drop(alive);
             })?;
+        started
+            .recv()
+            .map_err(|_| StoreError::Stopped)?
+            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         std::thread::Builder::new()
             .name("wingspan-ckpt".into())
             .spawn(move || checkpoint_loop(checkpointer, stopped))?;
@@ -315,6 +353,21 @@ impl Store {
         })
         .await
         .map_err(|_| anyhow::anyhow!("read task failed"))?
+    }
+
+    /// Read the audit trail (the embedded database, or the shared PostgreSQL store), off the
+    /// async threads.
+    pub async fn audit_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut crate::audit::AuditSource) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let location = match &self.audit.postgres {
+            Some(url) => crate::audit::Location::Postgres(url.clone()),
+            None => crate::audit::Location::Sqlite(self.readers.path.clone()),
+        };
+        tokio::task::spawn_blocking(move || f(&mut location.open()?))
+            .await
+            .map_err(|_| anyhow::anyhow!("read task failed"))?
     }
 
     /// The public key of this store's signing key (hex).
@@ -560,14 +613,20 @@ fn insert_record(conn: &Connection, r: &Record) -> Result<(), rusqlite::Error> {
     Ok(())
 }
 
-/// Place entries at the head of the chain and insert them.
+/// Place entries at the head of the chain and insert them (or set them aside for
+/// PostgreSQL, which commits them before this transaction does).
 fn append(
     tx: &rusqlite::Transaction<'_>,
     head: &mut Head,
     entries: &mut Vec<Entry>,
+    elsewhere: &mut Option<Vec<Record>>,
 ) -> Result<(), rusqlite::Error> {
     for e in entries.drain(..) {
-        insert_record(tx, &head.append(e))?;
+        let r = head.append(e);
+        match elsewhere {
+            Some(v) => v.push(r),
+            None => insert_record(tx, &r)?,
+        }
     }
     Ok(())
 }
@@ -578,15 +637,16 @@ fn apply(
     tx: &rusqlite::Transaction<'_>,
     head: &mut Head,
     cmd: &mut Cmd,
+    elsewhere: &mut Option<Vec<Record>>,
 ) -> Result<(), rusqlite::Error> {
     match cmd {
         Cmd::MaxPages(n) => {
             let n = n.map_or(4_294_967_294, |n| i64::try_from(n).unwrap_or(i64::MAX));
             tx.pragma_update(None, "max_page_count", n)?;
         }
-        Cmd::Audit(entries, _) => append(tx, head, entries)?,
+        Cmd::Audit(entries, _) => append(tx, head, entries, elsewhere)?,
         Cmd::Receipt(r, at, _, entries) => {
-            append(tx, head, entries)?;
+            append(tx, head, entries, elsewhere)?;
             let (r, at) = (&*r, &*at);
             let dests = serde_json::to_string(&r.destinations).unwrap_or_else(|_| "[]".into());
             let delivered = (!r.delivered.is_empty())
@@ -647,6 +707,7 @@ fn write_loop(
     mut conn: Connection,
     rx: std_mpsc::Receiver<Cmd>,
     mut chain: Chain,
+    mut pg: Option<audit_pg::PgAudit>,
     setup: &AuditSetup,
 ) {
     const BATCH: usize = 2048;
@@ -655,7 +716,7 @@ fn write_loop(
         let first = match rx.recv_timeout(period) {
             Ok(c) => c,
             Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                sign_if_due(&conn, &mut chain, setup, period);
+                sign_if_due(&conn, pg.as_mut(), &mut chain, setup, period);
                 continue;
             }
             Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
@@ -669,14 +730,21 @@ fn write_loop(
         }
         // The head moves only if the transaction commits.
         let mut head = chain.head.clone();
+        let mut elsewhere = pg.as_ref().map(|_| Vec::new());
         let result = (|| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction().map_err(|e| e.to_string())?;
             for cmd in &mut batch {
-                apply(&tx, &mut head, cmd)?;
+                apply(&tx, &mut head, cmd, &mut elsewhere).map_err(|e| e.to_string())?;
             }
-            tx.commit()
+            // The audit records commit first: a receipt is never committed without them.
+            if let (Some(pg), Some(records)) = (pg.as_mut(), &elsewhere) {
+                pg.ensure()
+                    .and_then(|()| pg.append(records))
+                    .map_err(|e| format!("audit store: {e}"))?;
+            }
+            tx.commit().map_err(|e| e.to_string())
         })();
-        let outcome = result.map_err(|e| e.to_string());
+        let outcome = result;
         match &outcome {
             Ok(()) => chain.head = head,
             Err(e) => tracing::error!(error = %e, "state store write failed"),
@@ -689,16 +757,23 @@ fn write_loop(
                 _ => {}
             }
         }
-        sign_if_due(&conn, &mut chain, setup, period);
+        sign_if_due(&conn, pg.as_mut(), &mut chain, setup, period);
     }
     // A last signature over the final head, so a clean stop leaves nothing unsigned.
-    sign_if_due(&conn, &mut chain, setup, std::time::Duration::ZERO);
+    sign_if_due(
+        &conn,
+        pg.as_mut(),
+        &mut chain,
+        setup,
+        std::time::Duration::ZERO,
+    );
 }
 
 /// Sign the chain head when `checkpoint_every` records or `period` have passed since the last
 /// signature and there is something new to sign.
 fn sign_if_due(
     conn: &Connection,
+    pg: Option<&mut audit_pg::PgAudit>,
     chain: &mut Chain,
     setup: &AuditSetup,
     period: std::time::Duration,
@@ -714,6 +789,16 @@ fn sign_if_due(
         &chain.head.last_hash,
         &crate::audit::now(),
     );
+    if let Some(pg) = pg {
+        match pg.ensure().and_then(|()| pg.checkpoint(&cp)) {
+            Ok(()) => {
+                chain.signed_seq = last;
+                chain.signed_at = std::time::Instant::now();
+            }
+            Err(e) => tracing::error!(error = %e, "audit checkpoint could not be written"),
+        }
+        return;
+    }
     let r = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO audit_checkpoints (chain_id, seq, hash, signed_at, key_id, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -880,6 +965,7 @@ mod tests {
     fn setup() -> AuditSetup {
         AuditSetup {
             chain_id: "gw-test".into(),
+            postgres: None,
             keys: Arc::new(AuditKeys::from_parts(SEED, b"subject-secret").expect("keys")),
             checkpoint_every: 50,
             checkpoint_secs: 60,
@@ -985,6 +1071,121 @@ mod tests {
         let (d, c) = copy("resigned");
         c.execute("UPDATE audit_checkpoints SET signature = replace(signature, substr(signature, 1, 2), 'ff') WHERE seq = 50", []).expect("tamper");
         assert_eq!(verify_db(&d).bad_signatures, vec![50]);
+    }
+
+    /// PostgreSQL test store: a fresh schema of the local `test` database (trust auth).
+    pub(crate) fn pg_schema() -> (String, postgres::Client) {
+        let schema = format!("t_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let mut admin = postgres::Client::connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test",
+            postgres::NoTls,
+        )
+        .expect("PostgreSQL at 127.0.0.1:5432 (bash .ci/run starts it)");
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .expect("schema");
+        let url =
+            format!("postgres://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}");
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        client.batch_execute("SELECT 1").expect("ping");
+        (url, client)
+    }
+
+    /// The same chain and the same tampering, in the PostgreSQL store several instances share.
+    /// (A plain test: the synchronous PostgreSQL client must not run on a runtime's thread.)
+    #[test]
+    fn postgres_audit_chain_verifies_and_every_tampering_is_found() {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        use wingspan_core::audit::Finding;
+        let (url, mut sql) = pg_schema();
+        let dir = std::env::temp_dir().join(format!("wingspan-audit-{}", uuid::Uuid::new_v4()));
+        let pg_setup = || AuditSetup {
+            postgres: Some(url.clone()),
+            ..setup()
+        };
+        rt.block_on(async {
+            let store = Store::open(&dir, pg_setup()).expect("open");
+            for i in 0..120 {
+                store.audit(vec![entry(i)]).await.expect("append");
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        rt.block_on(async {
+            // A second start continues the chain where it stands.
+            let store = Store::open(&dir, pg_setup()).expect("reopen");
+            store.audit(vec![entry(120)]).await.expect("append");
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let key = AuditKeys::from_parts(SEED, b"x")
+            .expect("keys")
+            .signing
+            .public_hex();
+        let verify = |url: &str| {
+            let mut src = crate::audit::Location::Postgres(url.to_owned())
+                .open()
+                .expect("open");
+            let r = crate::audit::verify_store(&mut src, &key).expect("verify");
+            r.into_iter().next().expect("one chain")
+        };
+        let r = verify(&url);
+        assert!(r.ok(), "{r:?}");
+        assert_eq!(r.records, 121);
+        assert!(r.checkpoints >= 2);
+        // Nothing of it went to the embedded database.
+        let local = Connection::open(dir.join("wingspan-state.db")).expect("open");
+        assert_eq!(read_chain(&local, "gw-test").expect("read").len(), 0);
+
+        let check = |sql: &mut postgres::Client, tamper: &str, undo: &str| {
+            sql.batch_execute(tamper).expect("tamper");
+            let r = verify(&url);
+            sql.batch_execute(undo).expect("undo");
+            r
+        };
+        let r = check(
+            &mut sql,
+            "UPDATE audit SET outcome = 'forged' WHERE seq = 40",
+            "UPDATE audit SET outcome = NULL WHERE seq = 40",
+        );
+        assert_eq!(r.finding, Some(Finding::Modified { seq: 40 }));
+        let r = check(
+            &mut sql,
+            "CREATE TABLE saved AS SELECT * FROM audit WHERE seq = 40; DELETE FROM audit WHERE seq = 40",
+            "INSERT INTO audit SELECT * FROM saved; DROP TABLE saved",
+        );
+        assert_eq!(r.finding, Some(Finding::Deleted { seq: 41 }));
+        let r = check(
+            &mut sql,
+            "UPDATE audit SET seq = -1 WHERE seq = 40; UPDATE audit SET seq = 40 WHERE seq = 41; UPDATE audit SET seq = 41 WHERE seq = -1",
+            "UPDATE audit SET seq = -1 WHERE seq = 40; UPDATE audit SET seq = 40 WHERE seq = 41; UPDATE audit SET seq = 41 WHERE seq = -1",
+        );
+        assert_eq!(r.finding, Some(Finding::Reordered { seq: 40 }));
+        let r = check(
+            &mut sql,
+            "CREATE TABLE saved AS SELECT * FROM audit WHERE seq > 60; DELETE FROM audit WHERE seq > 60",
+            "INSERT INTO audit SELECT * FROM saved; DROP TABLE saved",
+        );
+        assert!(matches!(r.finding, Some(Finding::Deleted { .. })), "{r:?}");
+        let r = check(
+            &mut sql,
+            "UPDATE audit_checkpoints SET signature = 'ff' || substr(signature, 3) WHERE seq = 50",
+            "SELECT 1",
+        );
+        assert_eq!(r.bad_signatures, vec![50]);
+        // Insertion: a forged record with a valid hash of its own after record 39.
+        let mut forged = Entry::new(Event::Delivered, "2026-11-29T10:00:00.000039Z");
+        forged.message_id = Some("m-forged".into());
+        let prev: String = sql
+            .query_one("SELECT hash FROM audit WHERE seq = 39", &[])
+            .expect("hash")
+            .get(0);
+        let hash = wingspan_core::audit::record_hash("gw-test", &forged, &prev);
+        sql.batch_execute("UPDATE audit SET seq = seq + 100000 WHERE seq >= 40; UPDATE audit SET seq = seq - 100000 + 1 WHERE seq >= 100000;").expect("shift");
+        sql.execute(
+            "INSERT INTO audit (seq, chain_id, event, at, message_id, prev_hash, hash) VALUES (40, 'gw-test', 'delivered', $1, 'm-forged', $2, $3)",
+            &[&forged.at, &prev, &hash],
+        )
+        .expect("insert");
+        assert_eq!(verify(&url).finding, Some(Finding::Inserted { seq: 40 }));
     }
 
     /// A damaged last record is cut back at start, with a record saying so; the chain verifies.

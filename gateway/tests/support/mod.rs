@@ -361,3 +361,18 @@ pub fn native(adapter: &str, envelope: &serde_json::Value, content_type: Option<
         .body
         .into_owned()
 }
+
+/// A fresh schema in the local PostgreSQL `test` database (trust auth), as a store URL whose
+/// connections use it. Synchronous: call it off the async runtime.
+pub fn pg_schema() -> String {
+    let schema = format!("t_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let mut admin = postgres::Client::connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test",
+        postgres::NoTls,
+    )
+    .expect("PostgreSQL at 127.0.0.1:5432 (bash .ci/run starts it)");
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .expect("schema");
+    format!("postgres://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}")
+}

@@ -1,0 +1,254 @@
+//! The audit trail in PostgreSQL, for several gateway instances sharing one store: one chain
+//! per instance (the chain id is the instance name, so instance names must be unique; a
+//! second instance with the same name fails on the primary key rather than fork a chain).
+//! The gateway only INSERTs and SELECTs here: the role it runs as needs no UPDATE or DELETE
+//! (docs/OPERATIONS.md will give the GRANTs), which is also why a damaged tail is reported at
+//! start rather than cut back.
+
+use postgres::{Client, NoTls, Row};
+use wingspan_core::audit::{Checkpoint, Entry, Event, Head, Record};
+
+use crate::audit::Filter;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit (
+  chain_id TEXT NOT NULL, seq BIGINT NOT NULL, event TEXT NOT NULL, at TEXT NOT NULL,
+  message_id TEXT, correlation_id TEXT, source TEXT, destination TEXT, message_type TEXT,
+  payload_sha256 TEXT, outcome TEXT, reason TEXT, actor TEXT, subject_ref TEXT,
+  prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
+  PRIMARY KEY (chain_id, seq));
+CREATE INDEX IF NOT EXISTS audit_by_message ON audit (message_id);
+CREATE INDEX IF NOT EXISTS audit_by_correlation ON audit (correlation_id);
+CREATE INDEX IF NOT EXISTS audit_by_subject ON audit (subject_ref);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+  chain_id TEXT NOT NULL, seq BIGINT NOT NULL, hash TEXT NOT NULL, signed_at TEXT NOT NULL,
+  key_id TEXT NOT NULL, signature TEXT NOT NULL, PRIMARY KEY (chain_id, seq));
+";
+
+const COLUMNS: &str = "seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash";
+
+/// A connection to the PostgreSQL audit store.
+pub struct PgAudit {
+    client: Client,
+    url: String,
+}
+
+impl std::fmt::Debug for PgAudit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgAudit").finish_non_exhaustive()
+    }
+}
+
+fn record(r: &Row) -> Result<Record, postgres::Error> {
+    let event: String = r.try_get(2)?;
+    Ok(Record {
+        seq: u64::try_from(r.try_get::<_, i64>(0)?).unwrap_or(0),
+        chain_id: r.try_get(1)?,
+        entry: Entry {
+            event: Event::parse(&event).unwrap_or(Event::Recovered),
+            at: r.try_get(3)?,
+            message_id: r.try_get(4)?,
+            correlation_id: r.try_get(5)?,
+            source: r.try_get(6)?,
+            destination: r.try_get(7)?,
+            message_type: r.try_get(8)?,
+            payload_sha256: r.try_get(9)?,
+            outcome: r.try_get(10)?,
+            reason: r.try_get(11)?,
+            actor: r.try_get(12)?,
+            subject_ref: r.try_get(13)?,
+        },
+        prev_hash: r.try_get(14)?,
+        hash: r.try_get(15)?,
+    })
+}
+
+fn seq(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl PgAudit {
+    /// Connect and create the tables if they are missing.
+    pub fn connect(url: &str) -> Result<Self, postgres::Error> {
+        let mut client = Client::connect(url, NoTls)?;
+        client.batch_execute(SCHEMA)?;
+        Ok(Self {
+            client,
+            url: url.to_owned(),
+        })
+    }
+
+    /// Reconnect if the connection was lost.
+    pub fn ensure(&mut self) -> Result<(), postgres::Error> {
+        if self.client.is_closed() {
+            self.client = Client::connect(&self.url, NoTls)?;
+        }
+        Ok(())
+    }
+
+    /// Where a chain stands: its head and the last signed sequence number.
+    pub fn head(&mut self, chain_id: &str) -> Result<(Head, u64), postgres::Error> {
+        let last = self.client.query_opt(
+            "SELECT seq, hash FROM audit WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1",
+            &[&chain_id],
+        )?;
+        let signed = self.client.query_opt(
+            "SELECT seq FROM audit_checkpoints WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1",
+            &[&chain_id],
+        )?;
+        let head = match last {
+            Some(r) => Head {
+                chain_id: chain_id.to_owned(),
+                next_seq: u64::try_from(r.try_get::<_, i64>(0)?).unwrap_or(0) + 1,
+                last_hash: r.try_get(1)?,
+            },
+            None => Head::new(chain_id),
+        };
+        let signed = match signed {
+            Some(r) => u64::try_from(r.try_get::<_, i64>(0)?).unwrap_or(0),
+            None => 0,
+        };
+        Ok((head, signed))
+    }
+
+    /// Insert placed records in one transaction.
+    pub fn append(&mut self, records: &[Record]) -> Result<(), postgres::Error> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.client.transaction()?;
+        let stmt = tx.prepare(&format!(
+            "INSERT INTO audit ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        ))?;
+        for r in records {
+            let e = &r.entry;
+            tx.execute(
+                &stmt,
+                &[
+                    &seq(r.seq),
+                    &r.chain_id,
+                    &e.event.as_str(),
+                    &e.at,
+                    &e.message_id,
+                    &e.correlation_id,
+                    &e.source,
+                    &e.destination,
+                    &e.message_type,
+                    &e.payload_sha256,
+                    &e.outcome,
+                    &e.reason,
+                    &e.actor,
+                    &e.subject_ref,
+                    &r.prev_hash,
+                    &r.hash,
+                ],
+            )?;
+        }
+        tx.commit()
+    }
+
+    pub fn checkpoint(&mut self, c: &Checkpoint) -> Result<(), postgres::Error> {
+        self.client.execute(
+            "INSERT INTO audit_checkpoints (chain_id, seq, hash, signed_at, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            &[&c.chain_id, &seq(c.seq), &c.hash, &c.signed_at, &c.key_id, &c.signature],
+        )?;
+        Ok(())
+    }
+
+    pub fn chains(&mut self) -> Result<Vec<String>, postgres::Error> {
+        self.client
+            .query("SELECT DISTINCT chain_id FROM audit ORDER BY chain_id", &[])?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect()
+    }
+
+    pub fn read_chain(&mut self, chain_id: &str) -> Result<Vec<Record>, postgres::Error> {
+        self.client
+            .query(
+                &format!("SELECT {COLUMNS} FROM audit WHERE chain_id = $1 ORDER BY seq"),
+                &[&chain_id],
+            )?
+            .iter()
+            .map(record)
+            .collect()
+    }
+
+    pub fn read_checkpoints(&mut self) -> Result<Vec<Checkpoint>, postgres::Error> {
+        self.client
+            .query(
+                "SELECT chain_id, seq, hash, signed_at, key_id, signature FROM audit_checkpoints ORDER BY chain_id, seq",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(Checkpoint {
+                    chain_id: r.try_get(0)?,
+                    seq: u64::try_from(r.try_get::<_, i64>(1)?).unwrap_or(0),
+                    hash: r.try_get(2)?,
+                    signed_at: r.try_get(3)?,
+                    key_id: r.try_get(4)?,
+                    signature: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// A message and its replies, across every instance's chain, in time order.
+    pub fn trail(&mut self, message_id: &str) -> Result<Vec<Record>, postgres::Error> {
+        self.client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM audit WHERE message_id = $1
+                       OR message_id IN (SELECT message_id FROM audit WHERE correlation_id = $1 AND message_id IS NOT NULL)
+                     ORDER BY at, chain_id, seq"
+                ),
+                &[&message_id],
+            )?
+            .iter()
+            .map(record)
+            .collect()
+    }
+
+    pub fn search(&mut self, f: &Filter) -> Result<Vec<Record>, postgres::Error> {
+        let mut clauses = vec!["seq > $1".to_owned()];
+        let mut args: Vec<String> = Vec::new();
+        let mut add = |column: &str, v: &Option<String>, op: &str| {
+            if let Some(v) = v {
+                args.push(v.clone());
+                clauses.push(format!("{column} {op} ${}", args.len() + 1));
+            }
+        };
+        add("at", &f.since, ">=");
+        add("at", &f.until, "<");
+        add("source", &f.source, "=");
+        add("message_type", &f.message_type, "=");
+        add("outcome", &f.outcome, "=");
+        add("event", &f.event, "=");
+        add("subject_ref", &f.subject_ref, "=");
+        if let Some(d) = &f.destination {
+            args.push(format!("%,{d},%"));
+            clauses.push(format!(
+                "(',' || destination || ',') LIKE ${}",
+                args.len() + 1
+            ));
+        }
+        let after = seq(f.after_seq);
+        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&after];
+        for a in &args {
+            params.push(a);
+        }
+        self.client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM audit WHERE {} ORDER BY seq, chain_id LIMIT {}",
+                    clauses.join(" AND "),
+                    f.limit.max(1)
+                ),
+                &params,
+            )?
+            .iter()
+            .map(record)
+            .collect()
+    }
+}
