@@ -117,17 +117,32 @@ impl PgAudit {
             return Ok(());
         }
         let mut tx = self.client.transaction()?;
-        let stmt = tx.prepare(&format!(
-            "INSERT INTO audit ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-        ))?;
-        for r in records {
-            let e = &r.entry;
-            tx.execute(
-                &stmt,
-                &[
-                    &seq(r.seq),
+        // Multi-row INSERTs (16 parameters a row, well under PostgreSQL's 65,535): one round
+        // trip per chunk instead of one per record.
+        for chunk in records.chunks(1000) {
+            let seqs: Vec<i64> = chunk.iter().map(|r| seq(r.seq)).collect();
+            let events: Vec<&str> = chunk.iter().map(|r| r.entry.event.as_str()).collect();
+            let mut sql = format!("INSERT INTO audit ({COLUMNS}) VALUES ");
+            let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                Vec::with_capacity(chunk.len() * 16);
+            for (i, r) in chunk.iter().enumerate() {
+                let e = &r.entry;
+                if i > 0 {
+                    sql.push(',');
+                }
+                let b = i * 16;
+                sql.push('(');
+                for k in 1..=16 {
+                    if k > 1 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("${}", b + k));
+                }
+                sql.push(')');
+                params.extend_from_slice(&[
+                    &seqs[i],
                     &r.chain_id,
-                    &e.event.as_str(),
+                    &events[i],
                     &e.at,
                     &e.message_id,
                     &e.correlation_id,
@@ -141,8 +156,9 @@ impl PgAudit {
                     &e.subject_ref,
                     &r.prev_hash,
                     &r.hash,
-                ],
-            )?;
+                ]);
+            }
+            tx.execute(sql.as_str(), &params)?;
         }
         tx.commit()
     }
