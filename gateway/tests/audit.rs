@@ -71,7 +71,8 @@ async fn the_same_holds_with_the_postgresql_audit_store() {
     let url = tokio::task::spawn_blocking(support::pg_schema)
         .await
         .expect("schema");
-    flows(Some(url)).await;
+    flows(Some(url.clone())).await;
+    let _ = tokio::task::spawn_blocking(move || support::pg_drop(&url)).await;
 }
 
 async fn flows(postgres: Option<String>) {

@@ -1186,6 +1186,9 @@ mod tests {
         )
         .expect("insert");
         assert_eq!(verify(&url).finding, Some(Finding::Inserted { seq: 40 }));
+        if let Some(schema) = url.rsplit("%3D").next() {
+            let _ = sql.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
     }
 
     /// A damaged last record is cut back at start, with a record saying so; the chain verifies.

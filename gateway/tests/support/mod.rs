@@ -376,3 +376,15 @@ pub fn pg_schema() -> String {
         .expect("schema");
     format!("postgres://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}")
 }
+
+/// Drop a schema made by [`pg_schema`]. Synchronous.
+pub fn pg_drop(url: &str) {
+    if let Some(schema) = url.rsplit("%3D").next()
+        && let Ok(mut admin) = postgres::Client::connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test",
+            postgres::NoTls,
+        )
+    {
+        let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+    }
+}
