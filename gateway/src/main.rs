@@ -81,6 +81,10 @@ struct AuditArgs {
     /// Config directory (holding wingspan.toml): finds the store and the keys.
     #[arg(long, default_value = "config")]
     config: PathBuf,
+    /// The audit store, instead of the one the config names: a `postgres://` URL or the path
+    /// of a SQLite state database.
+    #[arg(long)]
+    store: Option<String>,
     /// Machine-readable output (JSON) instead of a table.
     #[arg(long)]
     json: bool,
@@ -161,7 +165,14 @@ fn audit_cmd(command: AuditCommand) -> i32 {
             return 1;
         }
     };
-    match run_audit(&loaded, command, args.json) {
+    let location = match &args.store {
+        Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
+            wingspan::audit::Location::Postgres(s.clone())
+        }
+        Some(path) => wingspan::audit::Location::Sqlite(PathBuf::from(path)),
+        None => wingspan::audit::Location::of(&loaded),
+    };
+    match run_audit(&loaded, &location, command, args.json) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("wingspan audit: {e}");
@@ -181,6 +192,7 @@ fn print_records(records: &[wingspan_core::audit::Record], json: bool) -> anyhow
 
 fn run_audit(
     loaded: &wingspan::load::Loaded,
+    location: &wingspan::audit::Location,
     command: AuditCommand,
     json: bool,
 ) -> anyhow::Result<i32> {
@@ -208,7 +220,7 @@ fn run_audit(
                     }
                 }
             } else {
-                let mut src = audit::open_store(loaded)?;
+                let mut src = location.open()?;
                 for report in audit::verify_store(&mut src, &key)? {
                     ok &= report.ok();
                     if json {
@@ -221,7 +233,7 @@ fn run_audit(
             Ok(if ok { 0 } else { 1 })
         }
         AuditCommand::Trail { message_id, .. } => {
-            let mut src = audit::open_store(loaded)?;
+            let mut src = location.open()?;
             let records = audit::trail(&mut src, &message_id)?;
             print_records(&records, json)?;
             Ok(if records.is_empty() { 1 } else { 0 })
@@ -242,7 +254,7 @@ fn run_audit(
                 Some(p) => Some(audit::keys(loaded, false)?.subject_ref(&p)),
                 None => None,
             };
-            let mut src = audit::open_store(loaded)?;
+            let mut src = location.open()?;
             let records = audit::search(
                 &mut src,
                 &audit::Filter {
@@ -268,7 +280,7 @@ fn run_audit(
             out,
             ..
         } => {
-            let mut src = audit::open_store(loaded)?;
+            let mut src = location.open()?;
             let manifests =
                 audit::export(&mut src, since.as_deref(), until.as_deref(), &format, &out)?;
             for m in &manifests {

@@ -224,6 +224,26 @@ fn check_store(
     postgres: bool,
 ) {
     let loaded = loaded.clone();
+    // The command line, pointed at the store explicitly.
+    let store = loaded.config.audit.store.clone().unwrap_or_else(|| {
+        loaded
+            .state_dir
+            .join("wingspan-state.db")
+            .display()
+            .to_string()
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wingspan"))
+        .args(["audit", "verify", "--config", "config", "--store", &store])
+        .current_dir(support::repo())
+        .env(
+            "WINGSPAN_AUDIT_SIGNING_KEY",
+            std::fs::read_to_string(&loaded.signing_key_file).expect("key"),
+        )
+        .output()
+        .expect("wingspan audit verify");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains(": ok"), "{said}");
     let mut conn = audit::open_store(&loaded).expect("store");
     // Every event of the core flows is on record.
     let all = audit::search(
