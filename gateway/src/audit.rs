@@ -84,20 +84,28 @@ fn key_from_file(path: &Path, what: &str, create: bool) -> anyhow::Result<String
 /// (the gateway's first start), never by the compliance commands.
 pub fn keys(loaded: &Loaded, create: bool) -> anyhow::Result<AuditKeys> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let seed = match env("WINGSPAN_AUDIT_SIGNING_KEY") {
-        Some(k) => k,
-        None => key_from_file(&loaded.signing_key_file, "signing", create)?,
-    };
+    let signing = signing_key(loaded, create)?;
     let subject = match env("WINGSPAN_AUDIT_SUBJECT_KEY") {
         Some(k) => k,
         None => key_from_file(&loaded.subject_key_file, "subject", create)?,
     };
-    let signing = SigningKey::from_seed_hex(&seed)
-        .ok_or_else(|| anyhow::anyhow!("the audit signing key is not 64 hex digits"))?;
     Ok(AuditKeys {
         signing,
         subject: subject.into_bytes(),
     })
+}
+
+/// The signing key alone (verification needs nothing else).
+fn signing_key(loaded: &Loaded, create: bool) -> anyhow::Result<SigningKey> {
+    let seed = match std::env::var("WINGSPAN_AUDIT_SIGNING_KEY")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        Some(k) => k,
+        None => key_from_file(&loaded.signing_key_file, "signing", create)?,
+    };
+    SigningKey::from_seed_hex(&seed)
+        .ok_or_else(|| anyhow::anyhow!("the audit signing key is not 64 hex digits"))
 }
 
 /// Now, RFC 3339 UTC with microseconds: the audit clock.
@@ -209,7 +217,7 @@ impl AuditSource {
 pub fn trusted_key(loaded: &Loaded, given: Option<&str>) -> anyhow::Result<String> {
     match given {
         Some(k) => Ok(k.trim().to_owned()),
-        None => Ok(keys(loaded, false)?.signing.public_hex()),
+        None => Ok(signing_key(loaded, false)?.public_hex()),
     }
 }
 
