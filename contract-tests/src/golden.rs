@@ -83,3 +83,42 @@ pub fn check(relative: &str, actual: &[u8], kind: Kind) {
         );
     }
 }
+
+/// The repository's `schemas/v1` compiled once per test binary, to check that what an adapter
+/// decodes is a valid canonical message.
+pub fn schemas() -> &'static wingspan_core::SchemaCatalog {
+    static SCHEMAS: std::sync::OnceLock<wingspan_core::SchemaCatalog> = std::sync::OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/v1");
+        let mut docs = Vec::new();
+        for entry in std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+        {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let Some(name) = file.strip_suffix(".schema.json") else {
+                continue;
+            };
+            let text =
+                std::fs::read_to_string(entry.path()).unwrap_or_else(|e| panic!("{file}: {e}"));
+            docs.push(wingspan_core::schema::SchemaDoc {
+                major: 1,
+                name: name.to_owned(),
+                origin: file.clone(),
+                schema: serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}")),
+            });
+        }
+        wingspan_core::SchemaCatalog::compile(&docs).unwrap_or_else(|e| panic!("schemas: {e:?}"))
+    })
+}
+
+/// Panic unless the envelope and its payload are valid canonical messages.
+pub fn assert_canonical(env: &wingspan_core::Envelope, what: &str) {
+    let value = serde_json::to_value(env).unwrap_or_else(|e| panic!("{what}: {e}"));
+    if let Err(v) = schemas().validate_envelope(&value) {
+        panic!("{what}: envelope violates the schema: {v:?}\n{value:#}");
+    }
+    if let Err(e) = schemas().validate_payload(1, &env.message_type, &env.payload) {
+        panic!("{what}: payload violates the schema: {e:?}\n{value:#}");
+    }
+}

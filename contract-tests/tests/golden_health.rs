@@ -4,47 +4,15 @@
 //!
 //! `UPDATE_GOLDEN=1 cargo test -p wingspan-sim --test golden_health` rewrites the golden files.
 
-use std::sync::LazyLock;
-
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use wingspan_adapters::health::{FHIR_JSON, FHIR_XML, Health};
 use wingspan_adapters::{Adapter, AdapterError, Canonical, Inbound};
 use wingspan_core::Envelope;
-use wingspan_core::schema::{SchemaCatalog, SchemaDoc};
 use wingspan_sim::golden::{self, Kind};
 
 const REQUEST: &str = "telemedicine.consultation.request";
 const RESULT: &str = "telemedicine.consultation.result";
-
-static SCHEMAS: LazyLock<SchemaCatalog> = LazyLock::new(|| {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/v1");
-    let docs: Vec<SchemaDoc> = ["envelope", REQUEST, RESULT]
-        .iter()
-        .map(|name| {
-            let path = dir.join(format!("{name}.schema.json"));
-            let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            SchemaDoc {
-                major: 1,
-                name: (*name).to_owned(),
-                origin: path.display().to_string(),
-                schema: serde_json::from_slice(&text).expect("schema json"),
-            }
-        })
-        .collect();
-    SchemaCatalog::compile(&docs).unwrap_or_else(|e| panic!("schemas: {e:?}"))
-});
-
-/// The envelope and its payload are valid canonical messages.
-fn assert_canonical(env: &Envelope) {
-    let value = serde_json::to_value(env).expect("envelope json");
-    if let Err(v) = SCHEMAS.validate_envelope(&value) {
-        panic!("envelope violates the schema: {v:?}\n{value:#}");
-    }
-    if let Err(e) = SCHEMAS.validate_payload(1, &env.message_type, &env.payload) {
-        panic!("payload violates the schema: {e:?}\n{value:#}");
-    }
-}
 
 fn encode(env: &Envelope, content_type: &str) -> Result<Vec<u8>, AdapterError> {
     Health
@@ -190,7 +158,7 @@ fn canonical_to_fhir_goldens() {
         ("request", canonical_request()),
         ("result", canonical_result()),
     ] {
-        assert_canonical(&env);
+        golden::assert_canonical(&env, "decoded");
         let json = encode(&env, FHIR_JSON).expect("encode json");
         golden::check(
             &format!("health/{name}.fhir.json"),
@@ -220,7 +188,7 @@ fn hospital_fhir_to_canonical_goldens() {
         let path = golden::path(&format!("health/inbound/{name}"));
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let env = decode(&bytes, Some(ct), "health").unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_canonical(&env);
+        golden::assert_canonical(&env, "decoded");
         let stem = name.split('.').next().unwrap_or(name);
         let out = serde_json::to_vec_pretty(&env).expect("json");
         golden::check(
@@ -416,7 +384,7 @@ proptest! {
 
     #[test]
     fn decode_of_encode_is_identity(env in message()) {
-        assert_canonical(&env);
+        golden::assert_canonical(&env, "decoded");
         for ct in [FHIR_JSON, FHIR_XML] {
             let bytes = encode(&env, ct).expect("encode");
             let back = decode(&bytes, Some(ct), &env.source).expect("decode");

@@ -8,43 +8,13 @@
 //!
 //! `UPDATE_GOLDEN=1` rewrites the golden outputs (never the `.wire.json` inputs).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use wingspan_adapters::json_partners::{AFTERCARE, CIVIL, EMERGENCY, HR, JsonPartner};
 use wingspan_adapters::{Adapter, AdapterError, Canonical, Inbound};
-use wingspan_core::schema::SchemaDoc;
-use wingspan_core::{Envelope, SchemaCatalog};
+use wingspan_core::Envelope;
 use wingspan_sim::golden::{self, Kind};
-
-fn catalog() -> SchemaCatalog {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/v1");
-    let mut docs = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("schemas/v1").flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        let Some(name) = file.strip_suffix(".schema.json") else {
-            continue;
-        };
-        let text = std::fs::read_to_string(entry.path()).expect("schema");
-        docs.push(SchemaDoc {
-            major: 1,
-            name: name.to_owned(),
-            origin: file.clone(),
-            schema: serde_json::from_str(&text).expect("schema JSON"),
-        });
-    }
-    SchemaCatalog::compile(&docs).expect("schemas compile")
-}
-
-fn assert_valid(catalog: &SchemaCatalog, env: &Envelope, what: &str) {
-    let value = serde_json::to_value(env).expect("json");
-    catalog
-        .validate_envelope(&value)
-        .unwrap_or_else(|v| panic!("{what}: envelope {v:?}"));
-    catalog
-        .validate_payload(1, &env.message_type, &env.payload)
-        .unwrap_or_else(|e| panic!("{what}: payload {e:?}"));
-}
 
 fn envelope(message_type: &str, id: &str, correlation: Option<&str>, payload: Value) -> Envelope {
     Envelope {
@@ -297,11 +267,10 @@ fn without(mut env: Envelope, source: &str, paths: &[&str]) -> Envelope {
 
 #[test]
 fn canonical_in_partner_json_out() {
-    let catalog = catalog();
     for p in PARTNERS {
         for (case, env) in encode_cases(p.name) {
             let what = format!("{}/{case}", p.name);
-            assert_valid(&catalog, &env, &what);
+            golden::assert_canonical(&env, &what);
             let wire = encode(p, &env).unwrap_or_else(|e| panic!("{what}: {e}"));
             let text = String::from_utf8(wire.clone()).expect("utf-8");
             for never in [
@@ -320,7 +289,7 @@ fn canonical_in_partner_json_out() {
                 Kind::Json,
             );
             let back = decode(p, &wire).unwrap_or_else(|e| panic!("{what}: {e}"));
-            assert_valid(&catalog, &back, &what);
+            golden::assert_canonical(&back, &what);
             assert_eq!(
                 back,
                 without(env.clone(), p.name, dropped(p, &env.message_type)),
@@ -352,7 +321,6 @@ fn wire_fixtures(partner: &str) -> Vec<(String, PathBuf)> {
 
 #[test]
 fn partner_json_in_canonical_out() {
-    let catalog = catalog();
     for p in PARTNERS {
         let fixtures = wire_fixtures(p.name);
         assert!(fixtures.len() >= 2, "{}: decode fixtures missing", p.name);
@@ -361,7 +329,7 @@ fn partner_json_in_canonical_out() {
             let bytes = std::fs::read(&path).expect("fixture");
             let env = decode(p, &bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(env.source, p.name);
-            assert_valid(&catalog, &env, &what);
+            golden::assert_canonical(&env, &what);
             golden::check(
                 &format!("{}/decode/{case}.canonical.json", p.name),
                 &pretty(&env),

@@ -20,8 +20,6 @@ use serde_json::{Value, json};
 use wingspan_adapters::police::Police;
 use wingspan_adapters::{Adapter, AdapterError, Canonical, Inbound};
 use wingspan_core::Envelope;
-use wingspan_core::SchemaCatalog;
-use wingspan_core::schema::SchemaDoc;
 use wingspan_sim::golden::{self, Kind};
 
 fn root() -> PathBuf {
@@ -30,35 +28,6 @@ fn root() -> PathBuf {
 
 fn xsd() -> PathBuf {
     root().join("schemas/police/exchange-1.xsd")
-}
-
-fn catalog() -> SchemaCatalog {
-    let dir = root().join("schemas/v1");
-    let mut docs = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("schemas/v1").flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        let Some(name) = file.strip_suffix(".schema.json") else {
-            continue;
-        };
-        let text = std::fs::read_to_string(entry.path()).expect("schema");
-        docs.push(SchemaDoc {
-            major: 1,
-            name: name.to_owned(),
-            origin: file.clone(),
-            schema: serde_json::from_str(&text).expect("schema JSON"),
-        });
-    }
-    SchemaCatalog::compile(&docs).expect("schemas compile")
-}
-
-fn assert_valid(catalog: &SchemaCatalog, env: &Envelope, what: &str) {
-    let value = serde_json::to_value(env).expect("json");
-    catalog
-        .validate_envelope(&value)
-        .unwrap_or_else(|v| panic!("{what}: envelope {v:?}"));
-    catalog
-        .validate_payload(1, &env.message_type, &env.payload)
-        .unwrap_or_else(|e| panic!("{what}: payload {e:?}"));
 }
 
 fn submission(material_type: &str) -> Envelope {
@@ -181,14 +150,13 @@ fn pretty(env: &Envelope) -> Vec<u8> {
 
 #[test]
 fn canonical_in_police_xml_out() {
-    let catalog = catalog();
     let mut files = Vec::new();
     for (name, env) in encode_cases() {
-        assert_valid(&catalog, &env, name);
+        golden::assert_canonical(&env, name);
         let xml = encode(&env).unwrap_or_else(|e| panic!("{name}: {e}"));
         golden::check(&format!("police/encode/{name}.xml"), &xml, Kind::Xml);
         let back = decode(&xml).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_valid(&catalog, &back, name);
+        golden::assert_canonical(&back, name);
         assert_eq!(back, round_trip_expectation(&env), "{name}");
         golden::check(
             &format!("police/encode/{name}.decoded.json"),
@@ -220,7 +188,6 @@ fn wire_fixtures() -> Vec<(String, PathBuf)> {
 
 #[test]
 fn police_xml_in_canonical_out() {
-    let catalog = catalog();
     let fixtures = wire_fixtures();
     assert!(fixtures.len() >= 3, "decode fixtures missing");
     let files: Vec<PathBuf> = fixtures.iter().map(|(_, p)| p.clone()).collect();
@@ -231,7 +198,7 @@ fn police_xml_in_canonical_out() {
         let bytes = std::fs::read(&path).expect("fixture");
         let env = decode(&bytes).unwrap_or_else(|e| panic!("{case}: {e}"));
         assert_eq!(env.source, "police");
-        assert_valid(&catalog, &env, &case);
+        golden::assert_canonical(&env, &case);
         golden::check(
             &format!("police/decode/{case}.canonical.json"),
             &pretty(&env),
@@ -402,14 +369,13 @@ fn round_trip_expectation(env: &Envelope) -> Envelope {
 
 #[test]
 fn random_documents_validate_against_the_published_xsd() {
-    let catalog = catalog();
     let tmp = TempDir::new("police-xsd-random");
     let mut runner = TestRunner::deterministic();
     let strategy = variations();
     let mut files = Vec::new();
     for i in 0..64 {
         let env = strategy.new_tree(&mut runner).expect("value").current();
-        assert_valid(&catalog, &env, "variation");
+        golden::assert_canonical(&env, "variation");
         let xml = encode(&env).expect("encode");
         let back = decode(&xml).expect("decode");
         assert_eq!(back, round_trip_expectation(&env));

@@ -64,32 +64,46 @@ impl FieldTree {
         }
     }
 
-    fn apply_object(&self, obj: &Map<String, Value>) -> Map<String, Value> {
+    /// Cut an object to this tree; `cut` is set when anything was left out.
+    fn apply_object(&self, obj: &Map<String, Value>, cut: &mut bool) -> Map<String, Value> {
         let mut out = Map::new();
+        let mut kept = 0;
         for (k, sub) in &self.0 {
             let Some(v) = obj.get(k) else { continue };
+            kept += 1;
             match sub {
                 None => {
                     out.insert(k.clone(), v.clone());
                 }
-                Some(tree) => {
-                    if let Some(cut) = tree.apply_value(v) {
-                        out.insert(k.clone(), cut);
+                Some(tree) => match tree.apply_value(v, cut) {
+                    Some(inner) => {
+                        out.insert(k.clone(), inner);
                     }
-                }
+                    None => *cut = true,
+                },
             }
+        }
+        if kept < obj.len() {
+            *cut = true;
         }
         out
     }
 
     /// Cut a value to this tree: objects keep the selected keys, arrays cut each element.
     /// A scalar where an object was expected is dropped (it cannot hold the selected fields).
-    fn apply_value(&self, v: &Value) -> Option<Value> {
+    fn apply_value(&self, v: &Value, cut: &mut bool) -> Option<Value> {
         match v {
-            Value::Object(o) => Some(Value::Object(self.apply_object(o))),
-            Value::Array(items) => Some(Value::Array(
-                items.iter().filter_map(|i| self.apply_value(i)).collect(),
-            )),
+            Value::Object(o) => Some(Value::Object(self.apply_object(o, cut))),
+            Value::Array(items) => {
+                let kept: Vec<Value> = items
+                    .iter()
+                    .filter_map(|i| self.apply_value(i, cut))
+                    .collect();
+                if kept.len() < items.len() {
+                    *cut = true;
+                }
+                Some(Value::Array(kept))
+            }
             _ => None,
         }
     }
@@ -126,11 +140,15 @@ impl Selection {
         match self {
             Self::All => None,
             Self::Fields(tree) => {
-                let cut = match payload {
-                    Value::Object(o) => Value::Object(tree.apply_object(o)),
-                    _ => Value::Object(Map::new()),
+                let mut cut = false;
+                let kept = match payload {
+                    Value::Object(o) => Value::Object(tree.apply_object(o, &mut cut)),
+                    _ => {
+                        cut = true;
+                        Value::Object(Map::new())
+                    }
                 };
-                if &cut == payload { None } else { Some(cut) }
+                cut.then_some(kept)
             }
         }
     }

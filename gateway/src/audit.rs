@@ -256,32 +256,47 @@ pub struct Filter {
     pub after_seq: u64,
 }
 
+impl Filter {
+    /// The filter's SQL conditions (beyond `seq > after`) and their text arguments, in order;
+    /// `placeholder(n)` writes the n-th argument's placeholder (n from 1), for either store.
+    pub fn conditions(&self, placeholder: impl Fn(usize) -> String) -> (Vec<String>, Vec<String>) {
+        let (mut clauses, mut args) = (Vec::new(), Vec::new());
+        let mut add = |template: &str, v: String| {
+            args.push(v);
+            clauses.push(template.replace('?', &placeholder(args.len())));
+        };
+        for (template, v) in [
+            ("at >= ?", &self.since),
+            ("at < ?", &self.until),
+            ("source = ?", &self.source),
+            ("message_type = ?", &self.message_type),
+            ("outcome = ?", &self.outcome),
+            ("event = ?", &self.event),
+            ("subject_ref = ?", &self.subject_ref),
+        ] {
+            if let Some(v) = v {
+                add(template, v.clone());
+            }
+        }
+        if let Some(d) = &self.destination {
+            // A routed record names several destinations, comma-separated.
+            add("(',' || destination || ',') LIKE ?", format!("%,{d},%"));
+        }
+        (clauses, args)
+    }
+}
+
 /// Records matching a filter, in chain order.
 pub fn search(src: &mut AuditSource, f: &Filter) -> anyhow::Result<Vec<Record>> {
     let conn = match src {
         AuditSource::Sqlite(conn) => conn,
         AuditSource::Postgres(pg) => return Ok(pg.search(f)?),
     };
+    let (conditions, text) = f.conditions(|_| "?".to_owned());
     let mut clauses = vec!["seq > ?".to_owned()];
+    clauses.extend(conditions);
     let mut args: Vec<String> = vec![f.after_seq.to_string()];
-    let mut add = |clause: &str, v: &Option<String>| {
-        if let Some(v) = v {
-            clauses.push(clause.to_owned());
-            args.push(v.clone());
-        }
-    };
-    add("at >= ?", &f.since);
-    add("at < ?", &f.until);
-    add("source = ?", &f.source);
-    add("message_type = ?", &f.message_type);
-    add("outcome = ?", &f.outcome);
-    add("event = ?", &f.event);
-    add("subject_ref = ?", &f.subject_ref);
-    if let Some(d) = &f.destination {
-        // A routed record names several destinations, comma-separated.
-        clauses.push("(',' || destination || ',') LIKE ?".into());
-        args.push(format!("%,{d},%"));
-    }
+    args.extend(text);
     let sql = format!(
         "SELECT seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash
          FROM audit WHERE {} ORDER BY seq LIMIT {}",

@@ -103,9 +103,17 @@ impl Intake {
 
     /// Record a refusal made before intake proper (size, media type, a partner document its
     /// adapter could not read): received and rejected, with what is known.
-    pub fn refused(&self, source: Option<&str>, bytes: Option<&[u8]>, status: u16, slug: &str) {
+    pub fn refused(
+        &self,
+        source: Option<&str>,
+        message_id: Option<&str>,
+        bytes: Option<&[u8]>,
+        status: u16,
+        slug: &str,
+    ) {
         let mut received = Entry::new(Audit::Received, audit::now());
         received.source = source.map(str::to_owned);
+        received.message_id = message_id.map(str::to_owned);
         received.payload_sha256 = bytes.map(wingspan_core::audit::sha256_hex);
         received.actor = Some("gateway".into());
         let mut rejected = received.clone();
@@ -140,20 +148,16 @@ impl Intake {
 
     /// Take one upstream message. `Ok` means the caller may acknowledge upstream.
     pub async fn take(&self, publisher: &Publisher, bytes: &[u8]) -> Result<Outcome, IntakeError> {
-        let payload_sha256 = wingspan_core::audit::sha256_hex(bytes);
         let admitted = match admit(&self.config, bytes) {
             Ok(a) => a,
             Err(r) => {
-                let mut received = Entry::new(Audit::Received, audit::now());
-                received.message_id = r.message_id.clone();
-                received.payload_sha256 = Some(payload_sha256);
-                received.actor = Some("gateway".into());
-                let mut rejected = received.clone();
-                rejected.event = Audit::Rejected;
-                rejected.payload_sha256 = None;
-                rejected.outcome = Some(format!("{}", r.kind.status()));
-                rejected.reason = Some(r.kind.slug().to_owned());
-                self.store.audit_later(vec![received, rejected]);
+                self.refused(
+                    None,
+                    r.message_id.as_deref(),
+                    Some(bytes),
+                    r.kind.status(),
+                    r.kind.slug(),
+                );
                 self.stats.rejected(r.kind.slug());
                 tracing::debug!(
                     kind = r.kind.slug(),
@@ -164,6 +168,7 @@ impl Intake {
             }
         };
         let env = &admitted.envelope;
+        let payload_sha256 = wingspan_core::audit::sha256_hex(bytes);
         let _claim = self
             .claim(&env.source, &env.message_id)
             .ok_or(IntakeError::Busy)?;

@@ -86,7 +86,8 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 async fn post_message(State(st): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
     if !is_json(&headers) {
-        st.intake.refused(None, None, 415, "unsupported-media-type");
+        st.intake
+            .refused(None, None, None, 415, "unsupported-media-type");
         return Problem::new(
             415,
             "unsupported-media-type",
@@ -99,7 +100,7 @@ async fn post_message(State(st): State<HttpState>, headers: HeaderMap, body: Bod
     let bytes = match to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
-            st.intake.refused(None, None, 413, "too-large");
+            st.intake.refused(None, None, None, 413, "too-large");
             return Problem::new(
                 413,
                 "too-large",
@@ -123,7 +124,7 @@ async fn post_native(
     body: Body,
 ) -> Response {
     let Some(src) = st.intake.config.sources.get(&source) else {
-        st.intake.refused(None, None, 403, "unknown-source");
+        st.intake.refused(None, None, None, 403, "unknown-source");
         return Problem::new(
             403,
             "unknown-source",
@@ -151,7 +152,7 @@ async fn post_native(
         .is_none_or(|ct| !adapter.content_types().contains(&ct))
     {
         st.intake
-            .refused(Some(&source), None, 415, "unsupported-media-type");
+            .refused(Some(&source), None, None, 415, "unsupported-media-type");
         return Problem::new(
             415,
             "unsupported-media-type",
@@ -167,7 +168,8 @@ async fn post_native(
     let bytes = match to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
-            st.intake.refused(Some(&source), None, 413, "too-large");
+            st.intake
+                .refused(Some(&source), None, None, 413, "too-large");
             return Problem::new(
                 413,
                 "too-large",
@@ -186,7 +188,7 @@ async fn post_native(
         Err(e) => {
             let p = Problem::from(e.clone());
             st.intake
-                .refused(Some(&source), Some(&bytes), p.status, e.slug());
+                .refused(Some(&source), None, Some(&bytes), p.status, e.slug());
             st.intake.stats.rejected(e.slug());
             tracing::debug!(source = %source, kind = e.slug(), "partner document refused");
             return Problem::from(e).into_response();

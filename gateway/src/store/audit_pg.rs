@@ -227,28 +227,10 @@ impl PgAudit {
     }
 
     pub fn search(&mut self, f: &Filter) -> Result<Vec<Record>, postgres::Error> {
+        // $1 is the page's `after`; the filter's arguments follow.
+        let (conditions, args) = f.conditions(|n| format!("${}", n + 1));
         let mut clauses = vec!["seq > $1".to_owned()];
-        let mut args: Vec<String> = Vec::new();
-        let mut add = |column: &str, v: &Option<String>, op: &str| {
-            if let Some(v) = v {
-                args.push(v.clone());
-                clauses.push(format!("{column} {op} ${}", args.len() + 1));
-            }
-        };
-        add("at", &f.since, ">=");
-        add("at", &f.until, "<");
-        add("source", &f.source, "=");
-        add("message_type", &f.message_type, "=");
-        add("outcome", &f.outcome, "=");
-        add("event", &f.event, "=");
-        add("subject_ref", &f.subject_ref, "=");
-        if let Some(d) = &f.destination {
-            args.push(format!("%,{d},%"));
-            clauses.push(format!(
-                "(',' || destination || ',') LIKE ${}",
-                args.len() + 1
-            ));
-        }
+        clauses.extend(conditions);
         let after = seq(f.after_seq);
         let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&after];
         for a in &args {

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 use wingspan_core::audit::{Checkpoint, Entry, Event, Finding, GENESIS, Head, Record};
 
-use crate::audit::AuditKeys;
+use crate::audit::{AuditKeys, now};
 
 pub mod audit_pg;
 mod seen;
@@ -187,12 +187,6 @@ impl std::fmt::Debug for Cmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Cmd")
     }
-}
-
-fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 fn open(path: &Path) -> Result<Connection, StoreError> {
