@@ -1,4 +1,5 @@
-//! Strict JSON for partner documents, shared by every JSON adapter.
+//! Strict JSON for partner documents, shared by every JSON adapter: the core's strict reader
+//! ([`wingspan_core::json`]) with the adapters' error type.
 //!
 //! `serde_json` on its own keeps the last of two equal keys and nests up to 128 levels. A
 //! partner document is refused ([`AdapterError::Refused`]) when it
@@ -10,146 +11,27 @@
 //! Anything else that is not JSON is [`AdapterError::Malformed`], described by category only
 //! (the parser's position text could quote the input).
 
-use std::cell::Cell;
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
+use serde_json::Value;
+use wingspan_core::json::{JsonError, JsonLimits};
 
 use crate::AdapterError;
-use crate::rehab::json_error_kind;
 
 /// Arrays and objects nested deeper than this are refused (the top-level value is depth 1).
 pub const MAX_DEPTH: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
-    DuplicateKey,
-    TooDeep,
-}
-
 /// Parse one partner JSON document strictly (see the module documentation).
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, AdapterError> {
-    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
-        return Err(AdapterError::Refused("byte-order mark".into()));
-    }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| AdapterError::Refused("encoding other than UTF-8".into()))?;
-    let refusal = Cell::new(None);
-    let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = Strict {
-        depth: 0,
-        refusal: &refusal,
-    }
-    .deserialize(&mut de)
-    .and_then(|v| de.end().map(|()| v));
-    parsed.map_err(|e| match refusal.get() {
-        Some(Refusal::DuplicateKey) => {
-            AdapterError::Refused("duplicate key in a JSON object".into())
-        }
-        Some(Refusal::TooDeep) => {
-            AdapterError::Refused(format!("JSON nested deeper than {MAX_DEPTH}"))
-        }
-        None => AdapterError::Malformed {
+    let limits = JsonLimits {
+        max_depth: MAX_DEPTH,
+        ..JsonLimits::default()
+    };
+    wingspan_core::json::parse_strict(bytes, limits).map_err(|e| match e {
+        JsonError::Malformed { kind, .. } => AdapterError::Malformed {
             format: "JSON",
-            detail: json_error_kind(&e).into(),
+            detail: kind.into(),
         },
+        refused => AdapterError::Refused(refused.to_string()),
     })
-}
-
-/// Builds a [`Value`] like serde_json's own, counting depth and refusing repeated keys.
-/// A refusal is recorded in `refusal` (serde errors are strings; the cell keeps it typed).
-#[derive(Clone, Copy)]
-struct Strict<'r> {
-    depth: usize,
-    refusal: &'r Cell<Option<Refusal>>,
-}
-
-impl Strict<'_> {
-    fn nested<E: de::Error>(&self) -> Result<Self, E> {
-        let depth = self.depth + 1;
-        if depth > MAX_DEPTH {
-            self.refusal.set(Some(Refusal::TooDeep));
-            return Err(E::custom("too deep"));
-        }
-        Ok(Strict {
-            depth,
-            refusal: self.refusal,
-        })
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for Strict<'_> {
-    type Value = Value;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Strict<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("not a finite number"))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let inner = self.nested()?;
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(v) = seq.next_element_seed(inner)? {
-            items.push(v);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let inner = self.nested()?;
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                self.refusal.set(Some(Refusal::DuplicateKey));
-                return Err(de::Error::custom("duplicate key"));
-            }
-            let v = map.next_value_seed(inner)?;
-            out.insert(key, v);
-        }
-        Ok(Value::Object(out))
-    }
 }
 
 #[cfg(test)]

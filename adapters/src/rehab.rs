@@ -38,8 +38,9 @@ impl Adapter for Rehab {
 
     fn decode(&self, input: Inbound<'_>) -> Result<Envelope, AdapterError> {
         crate::check_content_type(self, input.content_type)?;
+        let value = crate::json::parse_strict(input.bytes)?;
         let mut env: Envelope =
-            serde_json::from_slice(input.bytes).map_err(|e| AdapterError::Malformed {
+            serde_json::from_value(value).map_err(|e| AdapterError::Malformed {
                 format: "JSON",
                 detail: json_error_kind(&e).into(),
             })?;
@@ -68,12 +69,7 @@ impl Adapter for Rehab {
 
 /// A serde_json error's category, without the position text (which can quote input).
 pub fn json_error_kind(e: &serde_json::Error) -> &'static str {
-    match e.classify() {
-        serde_json::error::Category::Io => "i/o",
-        serde_json::error::Category::Syntax => "syntax error",
-        serde_json::error::Category::Data => "wrong shape",
-        serde_json::error::Category::Eof => "truncated",
-    }
+    wingspan_core::json::error_kind(e)
 }
 
 #[cfg(test)]

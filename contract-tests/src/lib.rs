@@ -13,6 +13,13 @@ pub mod samples;
 
 pub use partner::{Behaviour, Partner, PartnerOptions};
 
+/// The bearer token a source presents to the example config's gateway
+/// (`config/wingspan.toml` holds its SHA-256). For local development and tests only: a real
+/// deployment issues its own tokens, or client certificates.
+pub fn dev_token(source: &str) -> String {
+    format!("dev-{source}-token")
+}
+
 /// One partner of the example config (`config/wingspan.toml`).
 #[derive(Debug, Clone, Copy)]
 pub struct ExamplePartner {

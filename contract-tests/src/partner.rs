@@ -368,10 +368,17 @@ fn native_reply(
 
 /// Post a reply to the gateway, retrying while it answers 503 or 409.
 async fn send_reply(shared: Arc<Shared>, url: String, content_type: &'static str, body: Vec<u8>) {
+    let token = shared
+        .options
+        .reply_as
+        .as_deref()
+        .map(crate::dev_token)
+        .unwrap_or_default();
     for attempt in 0..30u32 {
         let sent = shared
             .http
             .post(&url)
+            .bearer_auth(&token)
             .header("content-type", content_type)
             .body(body.clone())
             .send()

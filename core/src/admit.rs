@@ -1,5 +1,6 @@
 //! The ingress pipeline as one pure function: bytes → admitted message or typed rejection.
-//! Order: size → encoding → JSON → envelope shape → source and type authorization →
+//! Order: size → encoding → strict JSON (no duplicate keys, bounded depth and strings) →
+//! envelope shape → sender is the envelope's source → source and type authorization →
 //! payload schema → route decision.
 
 use serde::Serialize;
@@ -7,6 +8,7 @@ use serde_json::Value;
 
 use crate::config::CompiledConfig;
 use crate::envelope::Envelope;
+use crate::json::JsonError;
 use crate::route::Decision;
 use crate::schema::{PayloadError, Violation};
 
@@ -26,8 +28,18 @@ pub struct Admitted {
 pub enum RejectionKind {
     TooLarge,
     Malformed,
+    /// Not UTF-8, or a byte-order mark before the JSON.
+    InvalidEncoding,
+    /// One object names the same key twice: two readers could disagree on its value.
+    DuplicateKey,
+    TooDeep,
+    StringTooLong,
     InvalidEnvelope,
+    /// The transport did not say who sent it (an AMQP message without `user_id`).
+    Unauthenticated,
     UnknownSource,
+    /// The envelope's source is not the authenticated sender: no source speaks for another.
+    SourceMismatch,
     TypeNotAllowed,
     UnknownMessageType,
     UnsupportedSchemaVersion,
@@ -41,8 +53,14 @@ impl RejectionKind {
         match self {
             Self::TooLarge => "too-large",
             Self::Malformed => "malformed",
+            Self::InvalidEncoding => "invalid-encoding",
+            Self::DuplicateKey => "duplicate-key",
+            Self::TooDeep => "too-deep",
+            Self::StringTooLong => "string-too-long",
             Self::InvalidEnvelope => "invalid-envelope",
+            Self::Unauthenticated => "unauthenticated",
             Self::UnknownSource => "unknown-source",
+            Self::SourceMismatch => "source-mismatch",
             Self::TypeNotAllowed => "type-not-allowed",
             Self::UnknownMessageType => "unknown-message-type",
             Self::UnsupportedSchemaVersion => "unsupported-schema-version",
@@ -54,8 +72,13 @@ impl RejectionKind {
     pub fn status(self) -> u16 {
         match self {
             Self::TooLarge => 413,
-            Self::Malformed => 400,
-            Self::UnknownSource | Self::TypeNotAllowed => 403,
+            Self::Malformed
+            | Self::InvalidEncoding
+            | Self::DuplicateKey
+            | Self::TooDeep
+            | Self::StringTooLong => 400,
+            Self::Unauthenticated => 401,
+            Self::UnknownSource | Self::SourceMismatch | Self::TypeNotAllowed => 403,
             Self::InvalidEnvelope
             | Self::UnknownMessageType
             | Self::UnsupportedSchemaVersion
@@ -68,8 +91,14 @@ impl RejectionKind {
         match self {
             Self::TooLarge => "Message too large",
             Self::Malformed => "Malformed JSON",
+            Self::InvalidEncoding => "Not UTF-8 JSON",
+            Self::DuplicateKey => "Duplicate key in a JSON object",
+            Self::TooDeep => "JSON nested too deeply",
+            Self::StringTooLong => "JSON string too long",
             Self::InvalidEnvelope => "Invalid envelope",
+            Self::Unauthenticated => "Sender not authenticated",
             Self::UnknownSource => "Unknown source",
+            Self::SourceMismatch => "Source does not match the authenticated sender",
             Self::TypeNotAllowed => "Message type not allowed for this source",
             Self::UnknownMessageType => "Unknown message type",
             Self::UnsupportedSchemaVersion => "Unsupported schema version",
@@ -100,30 +129,58 @@ impl Rejection {
     }
 }
 
-/// Decide whether `bytes` is an acceptable canonical message and where it goes.
+/// Who the transport says sent a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender<'a> {
+    /// Not known: anonymous local development, benches, tests of the pipeline itself. The
+    /// envelope's source is taken at its word.
+    Unchecked,
+    /// A source authenticated by client certificate or bearer token: the envelope's source
+    /// must be this one.
+    Source(&'a str),
+    /// A broker user (AMQP `user_id`, which the broker checks against the connection's
+    /// login): the envelope's source must list this user in its `amqp_users`.
+    BrokerUser(&'a str),
+}
+
+impl Sender<'_> {
+    /// The source this sender authenticated as, when it names one.
+    pub fn source(&self) -> Option<&str> {
+        match self {
+            Self::Source(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Decide whether `bytes` is an acceptable canonical message and where it goes, the sender
+/// unchecked (see [`Sender::Unchecked`]).
 pub fn admit(config: &CompiledConfig, bytes: &[u8]) -> Result<Admitted, Rejection> {
+    admit_as(config, bytes, Sender::Unchecked)
+}
+
+/// Decide whether `bytes` is an acceptable canonical message from `sender` and where it goes.
+/// No source can speak for another: the envelope's source must be the sender's.
+pub fn admit_as(
+    config: &CompiledConfig,
+    bytes: &[u8],
+    sender: Sender<'_>,
+) -> Result<Admitted, Rejection> {
     if bytes.len() > config.limits.max_body_bytes {
         return Err(Rejection::new(
             RejectionKind::TooLarge,
             format!("body exceeds {} bytes", config.limits.max_body_bytes),
         ));
     }
-    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
-        return Err(Rejection::new(
-            RejectionKind::Malformed,
-            "byte order mark before JSON",
-        ));
-    }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        Rejection::new(
-            RejectionKind::Malformed,
-            format!(
-                "not valid JSON at line {} column {} ({:?})",
-                e.line(),
-                e.column(),
-                e.classify()
-            ),
-        )
+    let value = crate::json::parse_strict(bytes, config.limits.json).map_err(|e| {
+        let kind = match e {
+            JsonError::Bom | JsonError::NotUtf8 => RejectionKind::InvalidEncoding,
+            JsonError::DuplicateKey => RejectionKind::DuplicateKey,
+            JsonError::TooDeep(_) => RejectionKind::TooDeep,
+            JsonError::StringTooLong(_) => RejectionKind::StringTooLong,
+            JsonError::Malformed { .. } => RejectionKind::Malformed,
+        };
+        Rejection::new(kind, e.to_string())
     })?;
     if !value.is_object() {
         return Err(Rejection::new(
@@ -164,6 +221,20 @@ pub fn admit(config: &CompiledConfig, bytes: &[u8]) -> Result<Admitted, Rejectio
             }],
             message_id: None,
         }));
+    }
+    let speaks_for = match sender {
+        Sender::Unchecked => true,
+        Sender::Source(s) => s == envelope.source,
+        Sender::BrokerUser(u) => config
+            .sources
+            .get(&envelope.source)
+            .is_some_and(|s| s.amqp_users.iter().any(|a| a == u)),
+    };
+    if !speaks_for {
+        return Err(with_id(Rejection::new(
+            RejectionKind::SourceMismatch,
+            "the envelope names another source than the authenticated sender",
+        )));
     }
     let Some(source) = config.sources.get(&envelope.source) else {
         return Err(with_id(Rejection::new(

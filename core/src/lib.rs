@@ -3,6 +3,7 @@
 //! Map of the crate:
 //! - [`audit`]: audit records, the hash chain, signed checkpoints, verification.
 //! - [`envelope`]: the canonical envelope every message travels in.
+//! - [`json`]: the strict JSON reader for everything from outside (duplicate keys, depth, string length).
 //! - [`schema`]: the JSON Schema catalogue, compiled once; payload validation with JSON pointers.
 //! - [`config`]: gateway config, raw (serde, unknown keys are errors) → checked (every problem at once)
 //!   → compiled (ready-to-use route table, source rules, destinations).
@@ -16,11 +17,12 @@ pub mod admit;
 pub mod audit;
 pub mod config;
 pub mod envelope;
+pub mod json;
 pub mod policy;
 pub mod route;
 pub mod schema;
 
-pub use admit::{Admitted, Rejection, RejectionKind, admit};
+pub use admit::{Admitted, Rejection, RejectionKind, Sender, admit, admit_as};
 pub use config::{CompiledConfig, ConfigError};
 pub use envelope::Envelope;
 pub use route::{Decision, RouteTable};

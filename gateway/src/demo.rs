@@ -107,6 +107,9 @@ pub async fn run(config_dir: &Path) -> anyhow::Result<i32> {
     let post = |body: &Value| {
         client
             .post(format!("{gateway_url}/v1/messages"))
+            .bearer_auth(wingspan_sim::dev_token(
+                body["source"].as_str().unwrap_or_default(),
+            ))
             .json(body)
             .send()
     };

@@ -42,6 +42,8 @@ pub struct GatewayOptions {
     pub delivery: bool,
     /// Override of the configured HTTP listen address (tests bind port 0).
     pub http_listen: Option<String>,
+    /// Override of the configured HTTPS listen address.
+    pub tls_listen: Option<String>,
     /// The admin listener (compliance: audit queries).
     pub admin: bool,
     /// Override of the configured admin listen address.
@@ -55,6 +57,7 @@ impl Default for GatewayOptions {
             amqp_ingress: true,
             delivery: true,
             http_listen: None,
+            tls_listen: None,
             admin: true,
             admin_listen: None,
         }
@@ -66,7 +69,10 @@ impl Default for GatewayOptions {
 pub struct Gateway {
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// The plain-HTTP listener (local development only).
     pub http_addr: Option<SocketAddr>,
+    /// The HTTPS listener (mutual TLS or bearer tokens).
+    pub tls_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     pub stats: Stats,
     pub store: Store,
@@ -108,16 +114,12 @@ impl Gateway {
         });
         let intake = Arc::new(Intake::new(config.clone(), store.clone(), stats.clone()));
 
-        let mut http_addr = None;
-        if options.http {
-            let listen = options
-                .http_listen
-                .clone()
-                .unwrap_or_else(|| config.http_listen.clone());
-            let listener = tokio::net::TcpListener::bind(&listen)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-            http_addr = Some(listener.local_addr()?);
+        let (mut http_addr, mut tls_addr) = (None, None);
+        let tls = match (&config.tls, options.http) {
+            (Some(t), true) => Some(ingress::tls::load(&loaded.config_dir, t)?),
+            _ => None,
+        };
+        if options.http && (config.http_plaintext || tls.is_some()) {
             let (slot_tx, slot_rx) = watch::channel(None);
             tasks.spawn(ingress::http::keep_publisher(
                 broker.clone(),
@@ -128,8 +130,49 @@ impl Gateway {
                 intake: intake.clone(),
                 publisher: slot_rx,
                 broker: broker.clone(),
+                limiters: Arc::new(ingress::auth::Limiters::new(&config)),
             });
-            tasks.spawn(serve(listener, app, shutdown_rx.clone(), "HTTP ingress"));
+            if config.http_anonymous {
+                tracing::warn!(
+                    "http.anonymous is on: requests without credentials speak for any source; for local development only"
+                );
+            }
+            if config.http_plaintext {
+                let listen = options
+                    .http_listen
+                    .clone()
+                    .unwrap_or_else(|| config.http_listen.clone());
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+                http_addr = Some(listener.local_addr()?);
+                tracing::warn!(
+                    listen = %listen,
+                    "plain HTTP ingress is on (http.plaintext): for local development only"
+                );
+                tasks.spawn(serve(
+                    listener,
+                    app.clone(),
+                    shutdown_rx.clone(),
+                    "HTTP ingress",
+                ));
+            }
+            if let (Some(server), Some(t)) = (tls, &config.tls) {
+                let listen = options
+                    .tls_listen
+                    .clone()
+                    .unwrap_or_else(|| t.listen.clone());
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (HTTPS): {e}"))?;
+                tls_addr = Some(listener.local_addr()?);
+                tasks.spawn(ingress::tls::serve(
+                    listener,
+                    server,
+                    app,
+                    shutdown_rx.clone(),
+                ));
+            }
         }
         let mut admin_addr = None;
         if options.admin {
@@ -141,7 +184,7 @@ impl Gateway {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (admin): {e}"))?;
             admin_addr = Some(listener.local_addr()?);
-            let app = ingress::admin::router(store.clone());
+            let app = ingress::admin::router(store.clone(), config.clone());
             tasks.spawn(serve(listener, app, shutdown_rx.clone(), "admin listener"));
         }
         if options.amqp_ingress {
@@ -176,6 +219,7 @@ impl Gateway {
             shutdown,
             tasks,
             http_addr,
+            tls_addr,
             admin_addr,
             stats,
             store,

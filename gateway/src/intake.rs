@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use wingspan_adapters::render;
 use wingspan_core::config::Transport;
-use wingspan_core::{CompiledConfig, Envelope, Rejection, admit};
+use wingspan_core::{CompiledConfig, Envelope, Rejection, Sender, admit_as};
 
 use crate::audit;
 use crate::broker::publish::{HeaderValue, Outgoing};
@@ -146,13 +146,19 @@ impl Intake {
         }
     }
 
-    /// Take one upstream message. `Ok` means the caller may acknowledge upstream.
-    pub async fn take(&self, publisher: &Publisher, bytes: &[u8]) -> Result<Outcome, IntakeError> {
-        let admitted = match admit(&self.config, bytes) {
+    /// Take one upstream message from `sender`, as its transport authenticated it. `Ok` means the caller may acknowledge
+    /// upstream.
+    pub async fn take(
+        &self,
+        publisher: &Publisher,
+        bytes: &[u8],
+        sender: Sender<'_>,
+    ) -> Result<Outcome, IntakeError> {
+        let admitted = match admit_as(&self.config, bytes, sender) {
             Ok(a) => a,
             Err(r) => {
                 self.refused(
-                    None,
+                    sender.source(),
                     r.message_id.as_deref(),
                     Some(bytes),
                     r.kind.status(),

@@ -12,6 +12,8 @@ use wingspan_core::schema::{SchemaCatalog, SchemaDoc};
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Arc<CompiledConfig>,
+    /// The directory the config file is in: relative paths in it start here.
+    pub config_dir: PathBuf,
     pub state_dir: PathBuf,
     pub schemas_dir: PathBuf,
     /// SHA-256 of the config text, as audited when it is loaded.
@@ -88,6 +90,7 @@ pub fn load_str_with(
     let compiled = config::compile(raw, catalog, &AdapterKind::infos())?;
     Ok(Loaded {
         config: Arc::new(compiled),
+        config_dir: base.to_path_buf(),
         state_dir,
         schemas_dir,
         config_sha256: wingspan_core::audit::sha256_hex(text.as_bytes()),

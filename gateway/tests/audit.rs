@@ -18,6 +18,8 @@ use wingspan_core::audit::Event;
 use wingspan_sim::{Behaviour, samples};
 
 const MARKER_ID: &str = "11010119800101777X";
+/// The example config's development token of its compliance user.
+const COMPLIANCE: &str = "dev-compliance-token";
 const MARKER_NAME: &str = "Markername Zhou";
 
 /// Log lines of this test process (both tests), captured at debug level.
@@ -130,6 +132,7 @@ async fn flows(postgres: Option<String>) {
     let admin = format!("http://{}", gateway.admin_addr.expect("admin listener"));
     let got: serde_json::Value = client
         .get(format!("{admin}/v1/audit/messages/{material_id}"))
+        .bearer_auth(COMPLIANCE)
         .send()
         .await
         .expect("trail")
@@ -147,6 +150,7 @@ async fn flows(postgres: Option<String>) {
         .get(format!(
             "{admin}/v1/audit/search?subject={MARKER_ID}&limit=2"
         ))
+        .bearer_auth(COMPLIANCE)
         .send()
         .await
         .expect("search")
@@ -159,6 +163,7 @@ async fn flows(postgres: Option<String>) {
         .get(format!(
             "{admin}/v1/audit/search?subject={MARKER_ID}&limit=1000&after={after}"
         ))
+        .bearer_auth(COMPLIANCE)
         .send()
         .await
         .expect("search")
@@ -173,6 +178,7 @@ async fn flows(postgres: Option<String>) {
     );
     let verified: serde_json::Value = client
         .get(format!("{admin}/v1/audit/verify"))
+        .bearer_auth(COMPLIANCE)
         .send()
         .await
         .expect("verify")
@@ -183,11 +189,42 @@ async fn flows(postgres: Option<String>) {
     assert_eq!(
         client
             .get(format!("{admin}/v1/audit/messages/nope"))
+            .bearer_auth(COMPLIANCE)
             .send()
             .await
             .expect("get")
             .status(),
         404
+    );
+    // Only the compliance role reads the audit trail: no token → 401, a wrong token → 401,
+    // the operator's → 403.
+    let trail_url = format!("{admin}/v1/audit/messages/{material_id}");
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        status(client.get(&trail_url).send().await.expect("get")),
+        401
+    );
+    assert_eq!(
+        status(
+            client
+                .get(&trail_url)
+                .bearer_auth("dev-compliance-token-x")
+                .send()
+                .await
+                .expect("get")
+        ),
+        401
+    );
+    assert_eq!(
+        status(
+            client
+                .get(&trail_url)
+                .bearer_auth("dev-operator-token")
+                .send()
+                .await
+                .expect("get")
+        ),
+        403
     );
 
     let loaded = world.load();

@@ -39,6 +39,7 @@ async fn a_full_audit_store_stops_intake_and_intake_resumes_when_there_is_room()
     );
     let r = client
         .post(format!("{base}/v1/messages"))
+        .bearer_auth(wingspan_sim::dev_token("rehab"))
         .json(&samples::material_submit(500))
         .send()
         .await

@@ -59,6 +59,7 @@ async fn broker_cut_fails_closed_then_resumes_and_delivers_everything_once() {
         let m = samples::material_submit(round * 100 + 99);
         let r = client
             .post(format!("{base}/v1/messages"))
+            .bearer_auth(wingspan_sim::dev_token("rehab"))
             .json(&m)
             .send()
             .await

@@ -194,6 +194,7 @@ async fn http_errors_are_typed_problems_and_duplicates_get_the_original_receipt(
     // 415
     let r = client
         .post(&url)
+        .bearer_auth(wingspan_sim::dev_token("rehab"))
         .header("content-type", "text/plain")
         .body("{}")
         .send()
@@ -204,6 +205,7 @@ async fn http_errors_are_typed_problems_and_duplicates_get_the_original_receipt(
     // 400
     let r = client
         .post(&url)
+        .bearer_auth(wingspan_sim::dev_token("rehab"))
         .header("content-type", "application/json")
         .body("{\"message_id\": ")
         .send()
@@ -218,6 +220,7 @@ async fn http_errors_are_typed_problems_and_duplicates_get_the_original_receipt(
     let big = vec![b' '; 2 * 1024 * 1024];
     let r = reqwest::Client::new()
         .post(&url)
+        .bearer_auth(wingspan_sim::dev_token("rehab"))
         .header("content-type", "application/json")
         .body(big)
         .send()
@@ -261,10 +264,25 @@ async fn http_errors_are_typed_problems_and_duplicates_get_the_original_receipt(
         (status, problem["type"].as_str()),
         (403, Some("/problems/type-not-allowed"))
     );
-    // 403 unknown source
+    // 401 unknown source: no credentials of its own
     let mut stranger = samples::material_submit(4);
     stranger["source"] = json!("stranger");
-    assert_eq!(post(&client, &base, &stranger).await.0, 403);
+    assert_eq!(post(&client, &base, &stranger).await.0, 401);
+    // 403 a source speaking for another: rehab's credentials, police's name
+    let mut spoofed = samples::material_submit(4);
+    spoofed["source"] = json!("police");
+    let r = client
+        .post(&url)
+        .bearer_auth(wingspan_sim::dev_token("rehab"))
+        .json(&spoofed)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["type"],
+        "/problems/source-mismatch"
+    );
     // 422 no route: a handover outside the province, with no placement or allowance
     let nowhere = samples::handover(5, "110105", false, false);
     let (status, problem) = post(&client, &base, &nowhere).await;

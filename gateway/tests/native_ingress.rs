@@ -75,7 +75,21 @@ async fn partner_formats_are_decoded_refused_with_types_and_unknown_replies_flag
     .await;
     assert_eq!(
         (status, p["type"].as_str()),
-        (403, Some("/problems/unknown-source"))
+        (401, Some("/problems/unauthenticated"))
+    );
+    // A source posting to another's path: refused before anything is decoded.
+    let r = client
+        .post(format!("{base}/v1/sources/police/messages"))
+        .bearer_auth(wingspan_sim::dev_token("rehab"))
+        .header("content-type", "application/xml")
+        .body(b"<x/>".to_vec())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.expect("json")["type"],
+        "/problems/source-mismatch"
     );
     // A valid FHIR resource the hospital adapter has no canonical meaning for.
     let patient =
@@ -131,7 +145,8 @@ async fn partner_formats_are_decoded_refused_with_types_and_unknown_replies_flag
         "refused-document",
         "malformed-document",
         "unsupported-media-type",
-        "unknown-source",
+        "unauthenticated",
+        "source-mismatch",
         "unmappable-document",
         "type-not-allowed",
     ] {

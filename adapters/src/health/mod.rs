@@ -127,9 +127,20 @@ fn xml_error(e: XmlError) -> AdapterError {
 /// Parse inbound bytes into the FHIR JSON value shape.
 fn parse(repr: Repr, bytes: &[u8]) -> Result<serde_json::Value, AdapterError> {
     match repr {
-        Repr::Json => serde_json::from_slice(bytes).map_err(|e| AdapterError::Malformed {
-            format: "FHIR JSON",
-            detail: crate::rehab::json_error_kind(&e).into(),
+        // Attachments carry base64 text: strings may be as long as the body.
+        Repr::Json => wingspan_core::json::parse_strict(
+            bytes,
+            wingspan_core::json::JsonLimits {
+                max_depth: crate::json::MAX_DEPTH,
+                max_string_bytes: bytes.len(),
+            },
+        )
+        .map_err(|e| match e {
+            wingspan_core::json::JsonError::Malformed { kind, .. } => AdapterError::Malformed {
+                format: "FHIR JSON",
+                detail: kind.into(),
+            },
+            refused => AdapterError::Refused(refused.to_string()),
         }),
         Repr::Xml => {
             let root = xml::parse(bytes, &xml::Limits::default()).map_err(xml_error)?;

@@ -547,11 +547,11 @@ fn malformed_and_refused_documents() {
         decode(b"{\"a\":1}", None),
         Err(AdapterError::Unmappable(_))
     ));
-    // Deep JSON nesting stops at serde_json's recursion limit.
+    // Deep JSON nesting is refused at the strict reader's depth limit.
     let deep = "{\"a\":".repeat(10_000);
     assert!(matches!(
         decode(deep.as_bytes(), None),
-        Err(AdapterError::Malformed { .. })
+        Err(AdapterError::Refused(_))
     ));
 }
 

@@ -17,8 +17,15 @@ pub struct CompiledConfig {
     pub schemas_dir: String,
     pub state_dir: String,
     pub http_listen: String,
-    /// The admin listener (audit for compliance; operator endpoints later).
+    /// Serve plain HTTP on `http_listen` (local development only).
+    pub http_plaintext: bool,
+    /// Requests without credentials speak for the envelope's source (local development only).
+    pub http_anonymous: bool,
+    /// HTTPS ingress with mutual TLS, when configured.
+    pub tls: Option<TlsSettings>,
+    /// The admin listener (audit for compliance; operator endpoints).
     pub admin_listen: String,
+    pub admin_users: Vec<AdminUser>,
     pub broker: BrokerSettings,
     pub limits: Limits,
     pub audit: AuditSettings,
@@ -80,6 +87,41 @@ pub struct AuditSettings {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    pub json: crate::json::JsonLimits,
+}
+
+/// Paths as written (relative to the config file); the shell resolves and reads them.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub listen: String,
+    pub cert_file: String,
+    pub key_file: String,
+    pub client_ca_file: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Routes, destinations, dead letters, reload.
+    Operator,
+    /// The audit trail.
+    Compliance,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Operator => "operator",
+            Self::Compliance => "compliance",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminUser {
+    pub name: String,
+    pub role: Role,
+    pub token_sha256: [u8; 32],
+    pub payloads: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +130,73 @@ pub struct Source {
     pub allowed: HashSet<String>,
     /// Decodes the source's own format on `/v1/sources/{id}/messages`.
     pub adapter: String,
+    /// Client-certificate identities that authenticate as this source.
+    pub identities: Vec<String>,
+    /// SHA-256 of the bearer tokens that authenticate as this source.
+    pub tokens_sha256: Vec<[u8; 32]>,
+    /// Broker users that may speak for this source on the AMQP ingress.
+    pub amqp_users: Vec<String>,
+    pub rate_per_sec: u32,
+    pub burst: u32,
+    pub max_body_bytes: usize,
+}
+
+impl CompiledConfig {
+    /// The source a client-certificate identity names.
+    pub fn source_for_identity<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Option<&Source> {
+        let names: Vec<&str> = names.into_iter().collect();
+        let mut ids: Vec<&String> = self.sources.keys().collect();
+        ids.sort();
+        ids.into_iter()
+            .map(|id| &self.sources[id])
+            .find(|s| s.identities.iter().any(|i| names.contains(&i.as_str())))
+    }
+
+    /// The source whose token has this SHA-256, compared in constant time against every
+    /// configured hash (no early exit that would tell how much of a hash matched).
+    pub fn source_for_token(&self, token_sha256: &[u8; 32]) -> Option<&Source> {
+        let mut found = None;
+        for s in self.sources.values() {
+            for h in &s.tokens_sha256 {
+                if constant_time_eq(h, token_sha256) {
+                    found = Some(s);
+                }
+            }
+        }
+        found
+    }
+
+    /// The admin user whose token has this SHA-256 (constant-time comparisons).
+    pub fn admin_for_token(&self, token_sha256: &[u8; 32]) -> Option<&AdminUser> {
+        let mut found = None;
+        for u in &self.admin_users {
+            if constant_time_eq(&u.token_sha256, token_sha256) {
+                found = Some(u);
+            }
+        }
+        found
+    }
+}
+
+/// Equal without a data-dependent early exit.
+pub fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Parse a 64-digit hex SHA-256.
+fn sha256_hex(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 /// What the config checker needs to know of an adapter (the registry lives in the adapters
@@ -361,6 +470,57 @@ pub fn compile(
             "must be at least 256",
         ));
     }
+    if !(2..=1024).contains(&raw.limits.max_json_depth) {
+        errors.push(ConfigError::new(
+            "limits.max_json_depth",
+            "must be between 2 and 1024",
+        ));
+    }
+    if raw.limits.max_string_bytes < 64 {
+        errors.push(ConfigError::new(
+            "limits.max_string_bytes",
+            "must be at least 64",
+        ));
+    }
+    if raw.limits.rate_per_sec == 0 || raw.limits.burst == 0 {
+        errors.push(ConfigError::new(
+            "limits",
+            "rate_per_sec and burst must be above 0",
+        ));
+    }
+
+    // Admin users.
+    check_unique(
+        "admin.users",
+        raw.admin.users.iter().map(|u| u.name.as_str()),
+        &mut errors,
+    );
+    let mut admin_users = Vec::new();
+    for (i, u) in raw.admin.users.iter().enumerate() {
+        let role = match u.role.as_str() {
+            "operator" => Role::Operator,
+            "compliance" => Role::Compliance,
+            other => {
+                errors.push(ConfigError::new(
+                    format!("admin.users[{i}].role"),
+                    format!("{other:?} is not one of operator, compliance"),
+                ));
+                Role::Operator
+            }
+        };
+        match sha256_hex(&u.token_sha256) {
+            Some(token_sha256) => admin_users.push(AdminUser {
+                name: u.name.clone(),
+                role,
+                token_sha256,
+                payloads: u.payloads,
+            }),
+            None => errors.push(ConfigError::new(
+                format!("admin.users[{i}].token_sha256"),
+                "must be a SHA-256 in hex (64 digits)",
+            )),
+        }
+    }
 
     // Sources.
     check_unique(
@@ -402,14 +562,76 @@ pub fn compile(
                 ));
             }
         }
+        let mut tokens_sha256 = Vec::new();
+        for (j, t) in s.tokens_sha256.iter().enumerate() {
+            match sha256_hex(t) {
+                Some(h) => tokens_sha256.push(h),
+                None => errors.push(ConfigError::new(
+                    format!("sources[{i}].tokens_sha256[{j}]"),
+                    "must be a SHA-256 in hex (64 digits)",
+                )),
+            }
+        }
+        let (rate_per_sec, burst) = (
+            s.rate_per_sec.unwrap_or(raw.limits.rate_per_sec),
+            s.burst.unwrap_or(raw.limits.burst),
+        );
+        if rate_per_sec == 0 || burst == 0 {
+            errors.push(ConfigError::new(
+                format!("sources[{i}]"),
+                "rate_per_sec and burst must be above 0",
+            ));
+        }
+        let or_id = |v: &Vec<String>| {
+            if v.is_empty() {
+                vec![s.id.clone()]
+            } else {
+                v.clone()
+            }
+        };
         sources.insert(
             s.id.clone(),
             Source {
                 id: s.id.clone(),
                 allowed: s.message_types.iter().cloned().collect(),
                 adapter: s.adapter.clone(),
+                identities: or_id(&s.identities),
+                tokens_sha256,
+                amqp_users: or_id(&s.amqp_users),
+                rate_per_sec,
+                burst,
+                max_body_bytes: s.max_body_bytes.unwrap_or(raw.limits.max_body_bytes),
             },
         );
+    }
+
+    // No identity or token may name two sources.
+    let mut claimed: HashMap<&str, &str> = HashMap::new();
+    let mut tokens: HashMap<[u8; 32], &str> = HashMap::new();
+    for (i, s) in raw.sources.iter().enumerate() {
+        let Some(compiled) = sources.get(&s.id) else {
+            continue;
+        };
+        for name in &compiled.identities {
+            if let Some(other) = claimed.insert(name.as_str(), s.id.as_str())
+                && other != s.id
+            {
+                errors.push(ConfigError::new(
+                    format!("sources[{i}].identities"),
+                    format!("identity {name:?} already authenticates source {other:?}"),
+                ));
+            }
+        }
+        for h in &compiled.tokens_sha256 {
+            if let Some(other) = tokens.insert(*h, s.id.as_str())
+                && other != s.id
+            {
+                errors.push(ConfigError::new(
+                    format!("sources[{i}].tokens_sha256"),
+                    format!("a token already authenticates source {other:?}"),
+                ));
+            }
+        }
     }
 
     // Destinations.
@@ -604,7 +826,16 @@ pub fn compile(
         schemas_dir: raw.gateway.schemas_dir,
         state_dir: raw.gateway.state_dir,
         http_listen: raw.http.listen,
+        http_plaintext: raw.http.plaintext,
+        http_anonymous: raw.http.anonymous,
+        tls: raw.tls.map(|t| TlsSettings {
+            listen: t.listen,
+            cert_file: t.cert_file,
+            key_file: t.key_file,
+            client_ca_file: t.client_ca_file,
+        }),
         admin_listen: raw.admin.listen,
+        admin_users,
         broker: BrokerSettings {
             url: raw.broker.url,
             prefix: raw.broker.prefix,
@@ -628,6 +859,10 @@ pub fn compile(
         },
         limits: Limits {
             max_body_bytes: raw.limits.max_body_bytes,
+            json: crate::json::JsonLimits {
+                max_depth: raw.limits.max_json_depth,
+                max_string_bytes: raw.limits.max_string_bytes,
+            },
         },
         sources,
         destinations,

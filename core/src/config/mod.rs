@@ -6,8 +6,8 @@ pub mod compile;
 pub mod raw;
 
 pub use compile::{
-    AdapterInfo, AuditSettings, BrokerSettings, CompiledConfig, Destination, Limits, QueueType,
-    Source, Transport, compile,
+    AdapterInfo, AdminUser, AuditSettings, BrokerSettings, CompiledConfig, Destination, Limits,
+    QueueType, Role, Source, TlsSettings, Transport, compile, constant_time_eq,
 };
 pub use raw::RawConfig;
 

@@ -10,6 +10,8 @@ pub struct RawConfig {
     pub gateway: RawGateway,
     #[serde(default)]
     pub http: RawHttp,
+    /// HTTPS ingress (mutual TLS); absent: no HTTPS listener.
+    pub tls: Option<RawTls>,
     #[serde(default)]
     pub broker: RawBroker,
     #[serde(default)]
@@ -58,17 +60,45 @@ impl Default for RawGateway {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
-    /// Address of the HTTP ingress listener.
+    /// Address of the plain-HTTP ingress listener.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Serve plain HTTP at all: for local development only (a warning at start).
+    #[serde(default)]
+    pub plaintext: bool,
+    /// Requests without credentials speak for the envelope's source: for local development
+    /// only (a warning at start). Credentials, when given, are still checked.
+    #[serde(default)]
+    pub anonymous: bool,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            plaintext: false,
+            anonymous: false,
         }
     }
+}
+
+/// HTTPS ingress with rustls. Sources present client certificates issued by `client_ca_file`;
+/// partners that cannot do mutual TLS may connect without one and send a bearer token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    #[serde(default = "default_tls_listen")]
+    pub listen: String,
+    /// The server's certificate chain (PEM), relative to the config file.
+    pub cert_file: String,
+    /// The server's private key (PEM, PKCS#8, SEC1 or PKCS#1).
+    pub key_file: String,
+    /// The CA (PEM) that issues the sources' client certificates.
+    pub client_ca_file: String,
+}
+
+fn default_tls_listen() -> String {
+    "127.0.0.1:8443".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,14 +179,33 @@ fn default_parked_secs() -> u64 {
 pub struct RawAdmin {
     #[serde(default = "default_admin_listen")]
     pub listen: String,
+    /// Who may use the admin listener; nobody when empty.
+    #[serde(default)]
+    pub users: Vec<RawAdminUser>,
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
         Self {
             listen: default_admin_listen(),
+            users: Vec::new(),
         }
     }
+}
+
+/// One admin credential: a bearer token (stored as its SHA-256) with one role.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminUser {
+    /// Recorded as the actor of what this user does.
+    pub name: String,
+    /// `operator` (routes, destinations, dead letters, reload) or `compliance` (audit).
+    pub role: String,
+    /// SHA-256 of the bearer token, hex.
+    pub token_sha256: String,
+    /// May see message payloads (dead letters); default no.
+    #[serde(default)]
+    pub payloads: bool,
 }
 
 fn default_admin_listen() -> String {
@@ -209,17 +258,46 @@ fn default_checkpoint_secs() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
-    /// Largest accepted message body in bytes.
+    /// Largest accepted message body in bytes (a source may lower or raise its own).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Deepest accepted nesting of JSON arrays and objects.
+    #[serde(default = "default_max_json_depth")]
+    pub max_json_depth: usize,
+    /// Longest accepted JSON string or key, in bytes.
+    #[serde(default = "default_max_string_bytes")]
+    pub max_string_bytes: usize,
+    /// Messages per second a source may post over HTTP (a source may set its own).
+    #[serde(default = "default_rate")]
+    pub rate_per_sec: u32,
+    /// Messages a source may post at once above its rate.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
 }
 
 impl Default for RawLimits {
     fn default() -> Self {
         Self {
             max_body_bytes: default_max_body(),
+            max_json_depth: default_max_json_depth(),
+            max_string_bytes: default_max_string_bytes(),
+            rate_per_sec: default_rate(),
+            burst: default_burst(),
         }
     }
+}
+
+fn default_max_json_depth() -> usize {
+    64
+}
+fn default_max_string_bytes() -> usize {
+    65_536
+}
+fn default_rate() -> u32 {
+    500
+}
+fn default_burst() -> u32 {
+    1_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -233,6 +311,24 @@ pub struct RawSource {
     /// `/v1/sources/{id}/messages` (canonical JSON on `/v1/messages` needs none).
     #[serde(default = "default_adapter")]
     pub adapter: String,
+    /// Client-certificate identities (a SAN DNS name or URI, or the subject CN) that
+    /// authenticate as this source; default: the source id.
+    #[serde(default)]
+    pub identities: Vec<String>,
+    /// SHA-256 (hex) of bearer tokens that authenticate as this source, for partners that
+    /// cannot do mutual TLS.
+    #[serde(default)]
+    pub tokens_sha256: Vec<String>,
+    /// Broker users whose messages (AMQP `user_id`, checked by the broker) may speak for this
+    /// source on the AMQP ingress; default: the source id.
+    #[serde(default)]
+    pub amqp_users: Vec<String>,
+    /// Overrides `limits.rate_per_sec` for this source.
+    pub rate_per_sec: Option<u32>,
+    /// Overrides `limits.burst` for this source.
+    pub burst: Option<u32>,
+    /// Overrides `limits.max_body_bytes` for this source.
+    pub max_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -47,6 +47,13 @@ fn adapter() -> String {
     std::env::var("WINGSPAN_BENCH_ADAPTER").unwrap_or_else(|_| "police".into())
 }
 
+/// The broker login in the URL: the `user_id` the upstream's messages carry.
+fn amqp_user() -> String {
+    let url = url();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    rest.split_once(':').map_or("guest", |(u, _)| u).to_owned()
+}
+
 fn url() -> String {
     std::env::var("WINGSPAN_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
@@ -120,7 +127,8 @@ async fn raw(n: usize, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
         )
         .await?;
     declare_sink(&setup, &exchange, &sink).await?;
-    wingspan::broker::publish::fill_queue(&conn, &input, bodies, Duration::from_secs(30)).await?;
+    wingspan::broker::publish::fill_queue(&conn, &input, bodies, None, Duration::from_secs(30))
+        .await?;
 
     let consume = conn.create_channel().await?;
     consume
@@ -191,6 +199,7 @@ prefetch = {prefetch}
 [[sources]]
 id = "rehab"
 message_types = ["enforcement.material.submit"]
+amqp_users = [{user:?}]
 [[destinations]]
 id = "partner"
 adapter = "{adapter}"
@@ -206,6 +215,7 @@ destinations = ["partner"]
         url = url(),
         prefetch = prefetch(),
         adapter = adapter(),
+        user = amqp_user(),
     );
     let loaded = wingspan::load::load_str("bench.toml", &text, &dir)
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -214,6 +224,7 @@ destinations = ["partner"]
         amqp_ingress: false,
         delivery: false,
         http_listen: None,
+        tls_listen: None,
         admin: false,
         admin_listen: None,
     };
@@ -229,8 +240,14 @@ destinations = ["partner"]
     let sink = format!("{prefix}.partner.queue");
     declare_sink(&setup, &format!("{prefix}.partner"), &sink).await?;
     let names = wingspan::broker::Names::new(&prefix);
-    wingspan::broker::publish::fill_queue(&conn, &names.ingress(), bodies, Duration::from_secs(30))
-        .await?;
+    wingspan::broker::publish::fill_queue(
+        &conn,
+        &names.ingress(),
+        bodies,
+        Some(&amqp_user()),
+        Duration::from_secs(30),
+    )
+    .await?;
 
     let started = Instant::now();
     let options = GatewayOptions {

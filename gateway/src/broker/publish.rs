@@ -136,11 +136,13 @@ impl Publisher {
 
 /// Publish `bodies` to `queue` through the default exchange, persistent and confirmed, in
 /// pipelined chunks — as an upstream system would. Used to pre-fill queues in tests and
-/// benchmarks; the gateway itself publishes through [`Publisher`].
+/// benchmarks; the gateway itself publishes through [`Publisher`]. `user_id`, when given,
+/// must be the connection's login (the broker checks it): the AMQP ingress's sender.
 pub async fn fill_queue(
     connection: &lapin::Connection,
     queue: &str,
     bodies: &[Vec<u8>],
+    user_id: Option<&str>,
     limit: Duration,
 ) -> Result<(), PublishError> {
     let channel = bounded(limit, connection.create_channel()).await?;
@@ -157,7 +159,10 @@ pub async fn fill_queue(
     for chunk in bodies.chunks(1000) {
         let mut pending = Vec::with_capacity(chunk.len());
         for body in chunk {
-            let props = BasicProperties::default().with_delivery_mode(2);
+            let mut props = BasicProperties::default().with_delivery_mode(2);
+            if let Some(user) = user_id {
+                props = props.with_user_id(user.into());
+            }
             pending.push(
                 bounded(
                     limit,

@@ -1,4 +1,6 @@
-//! AMQP ingress: consume the durable ingress queue with manual acks. A message is acked only
+//! AMQP ingress: consume the durable ingress queue with manual acks. The sender is the
+//! message's `user_id` property, which RabbitMQ checks against the connection's login; the
+//! envelope's source must list that user in its `amqp_users`. A message is acked only
 //! after its copies are confirmed and its receipt committed; a refused message is published,
 //! confirmed, to the rejects queue with the reason in its headers, then acked — never dropped.
 
@@ -16,6 +18,7 @@ use crate::broker::publish::{HeaderValue, Outgoing};
 use crate::broker::{Broker, BrokerError, PublishError, Publisher, Session, bounded};
 use crate::intake::{Intake, IntakeError, Outcome, PROBLEM_HEADER, REASON_HEADER};
 use crate::problem::problem_type;
+use wingspan_core::{Rejection, RejectionKind, Sender};
 
 pub async fn run(intake: Arc<Intake>, broker: Broker, mut shutdown: watch::Receiver<bool>) {
     let mut generation = 0;
@@ -91,9 +94,29 @@ async fn handle(
     delivery: Delivery,
     limit: Duration,
 ) -> Result<(), BrokerError> {
+    // The broker refuses a user_id that is not the connection's login, so this is the
+    // sender's authenticated name; a message without one is refused.
+    let user = delivery
+        .properties
+        .user_id()
+        .as_ref()
+        .map(|u| u.as_str().to_owned());
     let mut busy_waits = 0;
     let outcome = loop {
-        match intake.take(publisher, &delivery.data).await {
+        let Some(user) = user.as_deref() else {
+            intake.refused(None, None, Some(&delivery.data), 401, "unauthenticated");
+            intake.stats.rejected("unauthenticated");
+            break Outcome::Rejected(Rejection {
+                kind: RejectionKind::Unauthenticated,
+                detail: "the message has no user_id property naming its sender".into(),
+                errors: Vec::new(),
+                message_id: None,
+            });
+        };
+        match intake
+            .take(publisher, &delivery.data, Sender::BrokerUser(user))
+            .await
+        {
             Ok(o) => break o,
             Err(IntakeError::Busy) if busy_waits < 100 => {
                 // The same message is being taken by another delivery: wait for its verdict.

@@ -1,22 +1,27 @@
-//! HTTP ingress (axum): `POST /v1/messages` with the canonical envelope, `GET /v1/messages/{id}`,
-//! `GET /healthz`, `GET /readyz`. 202 only after every copy is confirmed and the receipt is
+//! HTTP ingress (axum), served on the HTTPS listener (mutual TLS) and, for local development,
+//! plain HTTP: `POST /v1/messages` with the canonical envelope,
+//! `POST /v1/sources/{source}/messages` in the source's own format, `GET /v1/messages/{id}`,
+//! `GET /healthz`, `GET /readyz`. Every post is authenticated and rate-limited first
+//! ([`auth`]). 202 only after every copy is confirmed and the receipt is
 //! committed; while the broker is away, 503 with `Retry-After` instead of accepting what
 //! cannot be made durable.
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::body::{Body, to_bytes};
+use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use tokio::sync::watch;
 
 use crate::broker::{Broker, PublishError, Publisher, Session};
+use crate::ingress::auth::{self, Caller, Limiters, Peer};
 use crate::intake::{Intake, IntakeError, Outcome};
 use crate::problem::Problem;
 use wingspan_adapters::{AdapterKind, Inbound};
+use wingspan_core::Sender;
 
 /// The confirm-mode publisher of the current broker session, kept fresh by [`keep_publisher`].
 pub type PublisherSlot = watch::Receiver<Option<(Publisher, Session)>>;
@@ -26,6 +31,75 @@ pub struct HttpState {
     pub intake: Arc<Intake>,
     pub publisher: PublisherSlot,
     pub broker: Broker,
+    pub limiters: Arc<Limiters>,
+}
+
+impl HttpState {
+    /// Authenticate and rate-limit one request; the refusal, already audited, otherwise.
+    // The refusal is the response itself, built once on a cold path.
+    #[allow(clippy::result_large_err)]
+    fn caller(&self, peer: Option<&Peer>, headers: &HeaderMap) -> Result<Caller, Response> {
+        let intake = &self.intake;
+        let caller = match auth::authenticate(&intake.config, peer, headers) {
+            Ok(c) => c,
+            Err(denied) => {
+                if let Err(limited) = self.limiters.check_failure() {
+                    if limited.first {
+                        intake.refused(None, None, None, 429, "rate-limited");
+                    }
+                    return Err(limited.problem());
+                }
+                intake.refused(None, None, None, denied.status(), denied.slug());
+                intake.stats.rejected(denied.slug());
+                return Err(denied.problem());
+            }
+        };
+        if let Err(limited) = self.limiters.check(&caller) {
+            if limited.first {
+                intake.refused(caller.source(), None, None, 429, "rate-limited");
+            }
+            intake.stats.rejected("rate-limited");
+            return Err(limited.problem());
+        }
+        Ok(caller)
+    }
+
+    /// Read a body of at most the caller's limit; a declared length over it is refused
+    /// before anything is read.
+    #[allow(clippy::result_large_err)]
+    async fn body(
+        &self,
+        caller: &Caller,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Bytes, Response> {
+        let config = &self.intake.config;
+        let limit = caller
+            .source()
+            .and_then(|s| config.sources.get(s))
+            .map_or(config.limits.max_body_bytes, |s| s.max_body_bytes);
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let fits = declared.is_none_or(|n| n <= limit as u64);
+        match fits {
+            true => to_bytes(body, limit).await.ok(),
+            false => None,
+        }
+        .ok_or_else(|| {
+            self.intake
+                .refused(caller.source(), None, None, 413, "too-large");
+            self.intake.stats.rejected("too-large");
+            Problem::new(
+                413,
+                "too-large",
+                "Message too large",
+                format!("body exceeds {limit} bytes"),
+            )
+            .into_response()
+        })
+    }
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -84,10 +158,19 @@ fn is_json(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-async fn post_message(State(st): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+async fn post_message(
+    State(st): State<HttpState>,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let caller = match st.caller(peer.as_deref(), &headers) {
+        Ok(c) => c,
+        Err(refused) => return refused,
+    };
     if !is_json(&headers) {
         st.intake
-            .refused(None, None, None, 415, "unsupported-media-type");
+            .refused(caller.source(), None, None, 415, "unsupported-media-type");
         return Problem::new(
             415,
             "unsupported-media-type",
@@ -96,21 +179,11 @@ async fn post_message(State(st): State<HttpState>, headers: HeaderMap, body: Bod
         )
         .into_response();
     }
-    let limit = st.intake.config.limits.max_body_bytes;
-    let bytes = match to_bytes(body, limit).await {
+    let bytes = match st.body(&caller, &headers, body).await {
         Ok(b) => b,
-        Err(_) => {
-            st.intake.refused(None, None, None, 413, "too-large");
-            return Problem::new(
-                413,
-                "too-large",
-                "Message too large",
-                format!("body exceeds {limit} bytes"),
-            )
-            .into_response();
-        }
+        Err(refused) => return refused,
     };
-    submit(&st, bytes.to_vec()).await
+    submit(&st, bytes.to_vec(), caller.source().map(str::to_owned)).await
 }
 
 /// A partner posts its own format; the source's adapter decodes it into the canonical
@@ -120,9 +193,26 @@ async fn post_message(State(st): State<HttpState>, headers: HeaderMap, body: Bod
 async fn post_native(
     State(st): State<HttpState>,
     Path(source): Path<String>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let caller = match st.caller(peer.as_deref(), &headers) {
+        Ok(c) => c,
+        Err(refused) => return refused,
+    };
+    if caller.source().is_some_and(|s| s != source) {
+        st.intake
+            .refused(caller.source(), None, None, 403, "source-mismatch");
+        st.intake.stats.rejected("source-mismatch");
+        return Problem::new(
+            403,
+            "source-mismatch",
+            "Source does not match the authenticated sender",
+            "a source may post only to its own path",
+        )
+        .into_response();
+    }
     let Some(src) = st.intake.config.sources.get(&source) else {
         st.intake.refused(None, None, None, 403, "unknown-source");
         return Problem::new(
@@ -164,20 +254,9 @@ async fn post_native(
         )
         .into_response();
     }
-    let limit = st.intake.config.limits.max_body_bytes;
-    let bytes = match to_bytes(body, limit).await {
+    let bytes = match st.body(&caller, &headers, body).await {
         Ok(b) => b,
-        Err(_) => {
-            st.intake
-                .refused(Some(&source), None, None, 413, "too-large");
-            return Problem::new(
-                413,
-                "too-large",
-                "Message too large",
-                format!("body exceeds {limit} bytes"),
-            )
-            .into_response();
-        }
+        Err(refused) => return refused,
     };
     let envelope = match adapter.decode(Inbound {
         source: &source,
@@ -206,17 +285,21 @@ async fn post_native(
             .into_response();
         }
     };
-    submit(&st, canonical).await
+    submit(&st, canonical, Some(source)).await
 }
 
-/// Take canonical bytes through intake and answer: 202 accepted, 200 duplicate, problem.
-async fn submit(st: &HttpState, bytes: Vec<u8>) -> Response {
+/// Take canonical bytes from `sender` (`None`: anonymous, local development) through intake
+/// and answer: 202 accepted, 200 duplicate, problem.
+async fn submit(st: &HttpState, bytes: Vec<u8>, sender: Option<String>) -> Response {
     let Some((publisher, session)) = st.publisher.borrow().clone() else {
         return Problem::unavailable("the broker is not connected; retry later").into_response();
     };
     // Finish the intake even if the client goes away, so that no copy is left half-accounted.
     let intake = st.intake.clone();
-    let task = tokio::spawn(async move { intake.take(&publisher, &bytes).await });
+    let task = tokio::spawn(async move {
+        let sender = sender.as_deref().map_or(Sender::Unchecked, Sender::Source);
+        intake.take(&publisher, &bytes, sender).await
+    });
     let result = match task.await {
         Ok(r) => r,
         Err(_) => {

@@ -175,9 +175,15 @@ pub async fn publish_to_queue(queue: &str, bodies: &[Vec<u8>]) {
     let conn = Connection::connect(AMQP, ConnectionProperties::default())
         .await
         .expect("amqp");
-    wingspan::broker::publish::fill_queue(&conn, queue, bodies, Duration::from_secs(30))
-        .await
-        .expect("fill queue");
+    wingspan::broker::publish::fill_queue(
+        &conn,
+        queue,
+        bodies,
+        Some("guest"),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("fill queue");
     let _ = conn.close(200, "done".into()).await;
 }
 
@@ -220,8 +226,10 @@ pub async fn post(
     base: &str,
     body: &serde_json::Value,
 ) -> (u16, serde_json::Value) {
+    let source = body["source"].as_str().unwrap_or_default();
     let r = client
         .post(format!("{base}/v1/messages"))
+        .bearer_auth(wingspan_sim::dev_token(source))
         .json(body)
         .send()
         .await
@@ -334,6 +342,7 @@ pub async fn post_native(
 ) -> (u16, serde_json::Value) {
     let r = client
         .post(format!("{base}/v1/sources/{source}/messages"))
+        .bearer_auth(wingspan_sim::dev_token(source))
         .header("content-type", content_type)
         .body(body)
         .send()
