@@ -2,6 +2,8 @@
 //! example config with this test's own queue prefix and state directory, and broker helpers.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -144,6 +146,12 @@ impl World {
         for p in self.partners.values() {
             p.set_gateway(base);
         }
+    }
+
+    /// Change this world's config text (before the gateway starts).
+    pub fn rewrite(&self, f: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config_file).expect("config");
+        std::fs::write(&self.config_file, f(text)).expect("write config");
     }
 
     /// Remove this test's queues and exchanges and its state directory.
