@@ -290,6 +290,16 @@ pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Element<'a>, XmlErr
         return Err(XmlError::Encoding);
     }
     let text = std::str::from_utf8(bytes).map_err(|_| XmlError::Encoding)?;
+    // XML 1.0 allows no control characters but tab, line feed and carriage return, not even
+    // as character references' results; NUL in particular ends strings in other readers.
+    if bytes
+        .iter()
+        .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+    {
+        return Err(XmlError::Malformed(
+            "a control character is not allowed in XML".into(),
+        ));
+    }
     let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(false);
     let mut stack: Vec<Element<'a>> = Vec::new();
