@@ -23,6 +23,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 use wingspan_adapters::render;
 use wingspan_core::config::{Destination, Transport};
 use wingspan_core::{CompiledConfig, Envelope};
@@ -134,7 +135,20 @@ async fn consume(
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     let (ctx, publisher) = (ctx.clone(), publisher.clone());
-                    tasks.spawn(async move { handle(&ctx, index, &publisher, delivery, limit).await });
+                    // Every line logged for this delivery names the message it is about.
+                    let prop = |p: &Option<lapin::types::ShortString>| {
+                        p.as_ref().map(|v| v.as_str().to_owned()).unwrap_or_default()
+                    };
+                    let span = tracing::info_span!(
+                        "delivery",
+                        message_id = %prop(delivery.properties.message_id()),
+                        correlation_id = %prop(delivery.properties.correlation_id()),
+                        destination = %ctx.config.destinations[index].id,
+                    );
+                    tasks.spawn(
+                        async move { handle(&ctx, index, &publisher, delivery, limit).await }
+                            .instrument(span),
+                    );
                 }
                 Some(Err(e)) => break Err(e.into()),
                 None => break Err(BrokerError::Disconnected),

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use wingspan_adapters::render;
 use wingspan_core::config::Transport;
-use wingspan_core::{CompiledConfig, Envelope, Rejection, Sender, admit_as};
+use tracing::Instrument;
+use wingspan_core::{Admitted, CompiledConfig, Envelope, Rejection, Sender, admit_as};
 
 use crate::audit;
 use crate::broker::publish::{HeaderValue, Outgoing};
@@ -173,6 +174,27 @@ impl Intake {
                 return Ok(Outcome::Rejected(r));
             }
         };
+        // Every line logged for this message's intake names it (never its payload).
+        let env = &admitted.envelope;
+        let span = tracing::info_span!(
+            "intake",
+            message_id = %env.message_id,
+            correlation_id = env.correlation_id.as_deref().unwrap_or_default(),
+            source = %env.source,
+            message_type = %env.message_type,
+        );
+        self.accept(publisher, &admitted, bytes)
+            .instrument(span)
+            .await
+    }
+
+    /// Intake of an admitted message: duplicate check, copies, receipt.
+    async fn accept(
+        &self,
+        publisher: &Publisher,
+        admitted: &Admitted,
+        bytes: &[u8],
+    ) -> Result<Outcome, IntakeError> {
         let env = &admitted.envelope;
         let payload_sha256 = wingspan_core::audit::sha256_hex(bytes);
         let _claim = self
