@@ -13,9 +13,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tracing::Instrument;
 use wingspan_adapters::render;
 use wingspan_core::config::Transport;
-use tracing::Instrument;
 use wingspan_core::{Admitted, CompiledConfig, Envelope, Rejection, Sender, admit_as};
 
 use crate::audit;

@@ -97,8 +97,7 @@ async fn hostile_input_gets_its_problem_and_disturbs_nothing_else() {
             let (mut ok, mut other) = (0u32, Vec::new());
             let mut i = 10_000;
             while !stop.load(Ordering::Relaxed) {
-                let (status, _) =
-                    support::post(&client, &base, &samples::material_submit(i)).await;
+                let (status, _) = support::post(&client, &base, &samples::material_submit(i)).await;
                 if status == 202 {
                     ok += 1;
                 } else {
@@ -147,7 +146,9 @@ async fn hostile_input_gets_its_problem_and_disturbs_nothing_else() {
             .is_some_and(|v| v == "application/problem+json");
         let problem: Value = r.json().await.unwrap_or(Value::Null);
         let got_type = problem["type"].as_str().unwrap_or_default().to_owned();
-        if got_status.to_string() != status || got_type != format!("/problems/{slug}") || !is_problem
+        if got_status.to_string() != status
+            || got_type != format!("/problems/{slug}")
+            || !is_problem
         {
             wrong.push(format!(
                 "{file}: expected {status} {slug}, got {got_status} {got_type}"
@@ -198,7 +199,11 @@ async fn hostile_input_gets_its_problem_and_disturbs_nothing_else() {
         "{count} corpus entries and two 100 MiB bodies; steady source: {ok} accepted; peak RSS {} MiB",
         peak / 1024
     );
-    assert!(peak < 256 * 1024, "peak resident memory {} MiB", peak / 1024);
+    assert!(
+        peak < 256 * 1024,
+        "peak resident memory {} MiB",
+        peak / 1024
+    );
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "something panicked");
     gateway.shutdown().await;
     world.cleanup().await;

@@ -158,7 +158,10 @@ async fn logs_name_messages_and_never_secrets_or_personal_data() {
         .unwrap_or_default()
         .trim()
         .to_owned();
-    assert!(!signing_key.is_empty() && !subject_key.is_empty(), "audit keys");
+    assert!(
+        !signing_key.is_empty() && !subject_key.is_empty(),
+        "audit keys"
+    );
     let server_key = std::fs::read_to_string(world.dir.join("server.key")).expect("key");
     let secrets = [
         ("person id", MARKER_ID.to_owned()),
@@ -175,12 +178,18 @@ async fn logs_name_messages_and_never_secrets_or_personal_data() {
             .unwrap_or_else(|e| panic!("log line {n} is not JSON ({e}): {line}"));
         assert!(parsed["level"].is_string(), "line {n}: {line}");
         for (what, secret) in &secrets {
-            assert!(!line.contains(secret.as_str()), "{what} in log line {n}: {line}");
+            assert!(
+                !line.contains(secret.as_str()),
+                "{what} in log line {n}: {line}"
+            );
         }
     }
     for answer in &answers {
         for (what, secret) in &secrets {
-            assert!(!answer.contains(secret.as_str()), "{what} in a response: {answer}");
+            assert!(
+                !answer.contains(secret.as_str()),
+                "{what} in a response: {answer}"
+            );
         }
     }
     // A message's intake and delivery lines name it.
@@ -194,7 +203,13 @@ async fn logs_name_messages_and_never_secrets_or_personal_data() {
             })
         })
     };
-    assert!(about("intake", &handover_id), "no intake line names the handover");
-    assert!(about("delivery", &handover_id), "no delivery line names the handover");
+    assert!(
+        about("intake", &handover_id),
+        "no intake line names the handover"
+    );
+    assert!(
+        about("delivery", &handover_id),
+        "no delivery line names the handover"
+    );
     world.cleanup().await;
 }
