@@ -62,6 +62,22 @@ pub fn load_str_with(
     adjust: impl FnOnce(&mut RawConfig),
 ) -> Result<Loaded, Vec<ConfigError>> {
     let mut raw = config::parse(origin, text).map_err(|e| vec![e])?;
+    let read = |key: &str, file: &Path| {
+        std::fs::read_to_string(file).map_err(|e| {
+            vec![ConfigError::new(
+                key,
+                format!("cannot read {}: {e}", file.display()),
+            )]
+        })
+    };
+    let url_file = std::env::var("WINGSPAN_AMQP_URL_FILE")
+        .ok()
+        .filter(|f| !f.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| raw.broker.url_file.as_ref().map(|f| base.join(f)));
+    if let Some(file) = url_file {
+        raw.broker.url = read("broker.url_file", &file)?.trim().to_owned();
+    }
     if let Ok(url) = std::env::var("WINGSPAN_AMQP_URL")
         && !url.is_empty()
     {
@@ -87,7 +103,12 @@ pub fn load_str_with(
     };
     let signing_key_file = key_file(&raw.audit.signing_key_file, "audit-signing.key");
     let subject_key_file = key_file(&raw.audit.subject_key_file, "audit-subject.key");
-    let compiled = config::compile(raw, catalog, &AdapterKind::infos())?;
+    let ca_pem = match &raw.broker.ca_file {
+        Some(f) => Some(read("broker.ca_file", &base.join(f))?),
+        None => None,
+    };
+    let mut compiled = config::compile(raw, catalog, &AdapterKind::infos())?;
+    compiled.broker.ca_pem = ca_pem;
     Ok(Loaded {
         config: Arc::new(compiled),
         config_dir: base.to_path_buf(),

@@ -46,6 +46,8 @@ pub enum QueueType {
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
     pub url: String,
+    /// The broker's CA certificate (PEM) for `amqps://`, read by the shell from `ca_file`.
+    pub ca_pem: Option<String>,
     pub prefix: String,
     pub queue_type: QueueType,
     pub prefetch: u16,
@@ -838,6 +840,7 @@ pub fn compile(
         admin_users,
         broker: BrokerSettings {
             url: raw.broker.url,
+            ca_pem: None,
             prefix: raw.broker.prefix,
             queue_type,
             prefetch: raw.broker.prefetch,

@@ -104,9 +104,16 @@ fn default_tls_listen() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBroker {
-    /// AMQP URL; the environment variable `WINGSPAN_AMQP_URL` overrides it.
+    /// AMQP URL (`amqps://` for TLS); the environment variable `WINGSPAN_AMQP_URL` overrides
+    /// it, and so does the content of `url_file`.
     #[serde(default = "default_amqp_url")]
     pub url: String,
+    /// A file holding the URL, credentials and all (relative to the config file), so that
+    /// they stay out of the config; `WINGSPAN_AMQP_URL_FILE` names one too.
+    pub url_file: Option<String>,
+    /// The CA (PEM) that issued the broker's certificate, for `amqps://` (relative to the
+    /// config file); default: the public web PKI roots.
+    pub ca_file: Option<String>,
     /// Prefix of every queue and exchange the gateway declares.
     #[serde(default = "default_prefix")]
     pub prefix: String,
@@ -134,6 +141,8 @@ impl Default for RawBroker {
     fn default() -> Self {
         Self {
             url: default_amqp_url(),
+            url_file: None,
+            ca_file: None,
             prefix: default_prefix(),
             queue_type: default_queue_type(),
             prefetch: default_prefetch(),

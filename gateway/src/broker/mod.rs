@@ -130,13 +130,33 @@ pub fn redacted(url: &str) -> String {
     host.split(['/', '?']).next().unwrap_or(host).to_owned()
 }
 
+/// Open a connection; over TLS (`amqps://`) the broker's certificate is verified against
+/// `broker.ca_file` when one is configured, else against the public web PKI roots.
+pub async fn connect(
+    url: &str,
+    props: ConnectionProperties,
+    settings: &wingspan_core::config::BrokerSettings,
+) -> lapin::Result<Connection> {
+    match &settings.ca_pem {
+        Some(ca) if url.starts_with("amqps://") => {
+            let tls = lapin::tcp::OwnedTLSConfig {
+                identity: None,
+                cert_chain: Some(ca.clone()),
+            };
+            Connection::connect_with_config(url, props, tls, lapin::runtime::default_runtime()?)
+                .await
+        }
+        _ => Connection::connect(url, props).await,
+    }
+}
+
 /// Try one connection right now (used by the CLI to fail fast with a clear line).
 pub async fn probe(config: &CompiledConfig) -> Result<(), BrokerError> {
     let limit = Duration::from_millis(config.broker.operation_timeout_ms);
     let url = with_heartbeat(&config.broker.url, config.broker.heartbeat_secs);
     let conn = bounded(
         limit,
-        Connection::connect(&url, ConnectionProperties::default()),
+        connect(&url, ConnectionProperties::default(), &config.broker),
     )
     .await?;
     let _ = bounded(limit, conn.close(200, "probe".into())).await;
@@ -165,7 +185,7 @@ pub fn supervise(
             let props = ConnectionProperties::default()
                 .with_connection_name(format!("wingspan {}", config.instance).into());
             let attempt = async {
-                let conn = bounded(limit, Connection::connect(&url, props)).await?;
+                let conn = bounded(limit, connect(&url, props, &config.broker)).await?;
                 if let Err(e) = topology::declare(&conn, &config, &names, limit).await {
                     let _ = bounded(limit, conn.close(200, "topology failed".into())).await;
                     return Err(e);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pki;
+pub mod private_broker;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
