@@ -3,7 +3,7 @@
 //! A request authenticates as one source, in this order:
 //! 1. a client certificate presented on the HTTPS listener (verified against the configured CA
 //!    during the handshake; an unknown CA or an expired certificate never gets this far) whose
-//!    SAN DNS name or URI is one of the source's `identities`;
+//!    SAN DNS name or URI, or subject common name, is one of the source's `identities`;
 //! 2. `Authorization: Bearer <token>` whose SHA-256 is one of the source's `tokens_sha256`
 //!    (compared in constant time; the token itself is never stored or logged);
 //! 3. nothing, only where `[http] anonymous = true` (local development): the envelope's source
@@ -27,17 +27,18 @@ use wingspan_core::config::AdminUser;
 
 use crate::problem::Problem;
 
-/// The identities a verified client certificate carries (SAN DNS names and URIs); empty for
-/// a TLS client that presented none. Absent on the plain-HTTP listener.
+/// The identities a verified client certificate carries (SAN DNS names and URIs, and the
+/// subject's common name); empty for a TLS client that presented none. Absent on the plain-HTTP listener.
 #[derive(Debug, Clone, Default)]
 pub struct Peer {
     pub names: Arc<[String]>,
 }
 
 impl Peer {
-    /// The SAN DNS names and URIs of a DER end-entity certificate.
+    /// The SAN DNS names and URIs of a DER end-entity certificate, and its subject's common
+    /// name.
     pub fn from_certificate(der: &rustls::pki_types::CertificateDer<'_>) -> Self {
-        let names: Vec<String> = match webpki::EndEntityCert::try_from(der) {
+        let mut names: Vec<String> = match webpki::EndEntityCert::try_from(der) {
             Ok(cert) => cert
                 .valid_dns_names()
                 .chain(cert.valid_uri_names())
@@ -45,10 +46,65 @@ impl Peer {
                 .collect(),
             Err(_) => Vec::new(),
         };
+        if let Some(cn) = subject_common_name(der.as_ref())
+            && !names.contains(&cn)
+        {
+            names.push(cn);
+        }
         Self {
             names: names.into(),
         }
     }
+}
+
+/// One DER element: (tag, content, rest).
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The subject's common name (OID 2.5.4.3) of a DER certificate, if it has one. The chain
+/// was verified by rustls before this runs; this only reads the name.
+fn subject_common_name(cert: &[u8]) -> Option<String> {
+    const SEQUENCE: u8 = 0x30;
+    let (_, certificate, _) = der(cert).filter(|(t, ..)| *t == SEQUENCE)?;
+    let (_, tbs, _) = der(certificate).filter(|(t, ..)| *t == SEQUENCE)?;
+    // version [0] (optional), serial, signature, issuer, validity, subject
+    let mut rest = tbs;
+    let (tag, _, after) = der(rest)?;
+    if tag == 0xA0 {
+        rest = after;
+    }
+    for _ in 0..4 {
+        rest = der(rest)?.2;
+    }
+    let (_, mut subject, _) = der(rest).filter(|(t, ..)| *t == SEQUENCE)?;
+    while let Some((_, set, next)) = der(subject) {
+        let mut attributes = set;
+        while let Some((_, attribute, after)) = der(attributes) {
+            let (oid_tag, oid, value) = der(attribute)?;
+            if oid_tag == 0x06 && oid == [0x55, 0x04, 0x03] {
+                let (_, text, _) = der(value)?;
+                return std::str::from_utf8(text).ok().map(str::to_owned);
+            }
+            attributes = after;
+        }
+        subject = next;
+    }
+    None
 }
 
 /// The authenticated caller of an ingress request.
@@ -270,5 +326,38 @@ impl Limiters {
     /// Count one failed authentication.
     pub fn check_failure(&self) -> Result<(), Limited> {
         self.failures.check()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_names_its_sans_and_its_subject_common_name() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["police.example".to_owned()]).expect("params");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Public Security Bureau");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "police");
+        let cert = params.self_signed(&key).expect("cert");
+        let peer = Peer::from_certificate(cert.der());
+        assert_eq!(&*peer.names, ["police.example", "police"]);
+
+        let bare = rcgen::CertificateParams::new(Vec::<String>::new())
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        assert_eq!(
+            subject_common_name(bare.der()).as_deref(),
+            Some("rcgen self signed cert")
+        );
+        assert_eq!(subject_common_name(b"\x30\x03\x02\x01"), None);
+        assert_eq!(subject_common_name(&[]), None);
     }
 }
