@@ -25,6 +25,18 @@ pub struct Predicate {
 }
 
 impl Predicate {
+    /// The predicate in words, as written in the config (`/payload/x prefix "32"`).
+    pub fn describe(&self) -> String {
+        let f = &self.field;
+        match &self.op {
+            Op::Equals(x) => format!("{f} equals {x:?}"),
+            Op::Prefix(p) => format!("{f} prefix {p:?}"),
+            Op::OneOf(xs) => format!("{f} one of {xs:?}"),
+            Op::Exists(true) => format!("{f} exists"),
+            Op::Exists(false) => format!("{f} absent"),
+        }
+    }
+
     pub fn holds(&self, envelope: &Envelope) -> bool {
         let value = envelope.field_text(&self.field);
         match (&self.op, value) {
@@ -52,6 +64,18 @@ pub struct RouteTable {
     routes: Vec<Route>,
     by_type: HashMap<String, Vec<usize>>,
     destination_names: Vec<String>,
+}
+
+/// Why one route did or did not take a message (never quotes the message's values).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RouteVerdict {
+    pub route: String,
+    /// The route is for this message type at all.
+    pub for_type: bool,
+    /// Each predicate in words and whether it holds (empty when not for this type).
+    pub predicates: Vec<(String, bool)>,
+    pub matched: bool,
+    pub destinations: Vec<String>,
 }
 
 /// The outcome of routing one message.
@@ -115,6 +139,35 @@ impl RouteTable {
             routes,
             destinations,
         }
+    }
+
+    /// Every route's verdict on one message, in config order: the decision, explained.
+    pub fn explain(&self, envelope: &Envelope) -> Vec<RouteVerdict> {
+        self.routes
+            .iter()
+            .map(|r| {
+                let for_type = r.message_types.contains(&envelope.message_type);
+                let predicates: Vec<(String, bool)> = if for_type {
+                    r.when
+                        .iter()
+                        .map(|p| (p.describe(), p.holds(envelope)))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                RouteVerdict {
+                    route: r.name.clone(),
+                    for_type,
+                    matched: for_type && predicates.iter().all(|(_, h)| *h),
+                    predicates,
+                    destinations: r
+                        .destinations
+                        .iter()
+                        .map(|&d| self.destination_names[d].clone())
+                        .collect(),
+                }
+            })
+            .collect()
     }
 
     /// The decision as destination names (for receipts, logs and tests).

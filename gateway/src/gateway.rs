@@ -104,6 +104,9 @@ impl Gateway {
         loaded_entry.reason = Some(format!("config sha256 {}", loaded.config_sha256));
         loaded_entry.actor = Some("gateway".into());
         store.audit(vec![loaded_entry]).await?;
+        for problem in crate::load::lint(loaded) {
+            tracing::warn!(%problem, "config problem (wingspan check reports it too)");
+        }
         let stats = Stats::default();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();

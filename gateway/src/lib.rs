@@ -7,11 +7,14 @@
 //! - [`load`]: read the config file and the schema directory, compile them.
 //! - [`broker`]: the connection supervisor, topology, confirmed publishing.
 //! - [`intake`]: admit → deduplicate → publish one confirmed copy per destination → receipt.
-//! - [`ingress`]: HTTP (axum) and AMQP front doors, both feeding [`intake`].
+//! - [`ingress`]: HTTPS (mutual TLS), HTTP, AMQP and admin front doors; authentication and
+//!   rate limits; all feeding [`intake`].
 //! - [`delivery`]: one worker per destination: encode, deliver, retry, park.
 //! - [`store`]: receipts and delivery status in SQLite (WAL, group commit).
 //! - [`stats`]: in-process counters (summary table, later metrics).
 //! - [`tools`]: `wingspan decode` / `wingspan encode`: an adapter by hand, no broker.
+//! - [`preview`]: `wingspan explain` / `wingspan test`: route decisions explained, route test
+//!   cases run, before a config goes live.
 //! - [`gateway`]: starts and stops all of the above.
 //! - [`demo`]: the self-contained demonstration with partner simulators.
 
@@ -23,6 +26,7 @@ pub mod gateway;
 pub mod ingress;
 pub mod intake;
 pub mod load;
+pub mod preview;
 pub mod problem;
 pub mod stats;
 pub mod store;

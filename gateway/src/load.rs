@@ -18,6 +18,9 @@ pub struct Loaded {
     pub schemas_dir: PathBuf,
     /// SHA-256 of the config text, as audited when it is loaded.
     pub config_sha256: String,
+    /// Where the config came from (a file path) and its text, for locating problems.
+    pub config_origin: String,
+    pub config_text: String,
     /// The audit signing key file (resolved; may not exist yet).
     pub signing_key_file: PathBuf,
     /// The audit subject-reference secret file (resolved; may not exist yet).
@@ -107,7 +110,8 @@ pub fn load_str_with(
         Some(f) => Some(read("broker.ca_file", &base.join(f))?),
         None => None,
     };
-    let mut compiled = config::compile(raw, catalog, &AdapterKind::infos())?;
+    let mut compiled = config::compile(raw, catalog, &AdapterKind::infos())
+        .map_err(|errors| located(origin, text, errors))?;
     compiled.broker.ca_pem = ca_pem;
     Ok(Loaded {
         config: Arc::new(compiled),
@@ -115,9 +119,24 @@ pub fn load_str_with(
         state_dir,
         schemas_dir,
         config_sha256: wingspan_core::audit::sha256_hex(text.as_bytes()),
+        config_origin: origin.to_owned(),
+        config_text: text.to_owned(),
         signing_key_file,
         subject_key_file,
     })
+}
+
+/// Prefix each problem's path with `file:line` where the config text shows it.
+pub fn located(origin: &str, text: &str, errors: Vec<ConfigError>) -> Vec<ConfigError> {
+    errors
+        .into_iter()
+        .map(|mut e| {
+            if let Some(line) = config::locate(text, &e.path) {
+                e.path = format!("{origin}:{line}: {}", e.path);
+            }
+            e
+        })
+        .collect()
 }
 
 /// Read `dir/v<major>/<name>.schema.json` files.
@@ -157,4 +176,13 @@ pub fn read_schemas(dir: &Path) -> Result<Vec<SchemaDoc>, Vec<ConfigError>> {
         ));
     }
     Ok(docs)
+}
+
+/// The problems `wingspan check` reports beyond compiling ([`config::lint`]), located.
+pub fn lint(loaded: &Loaded) -> Vec<ConfigError> {
+    located(
+        &loaded.config_origin,
+        &loaded.config_text,
+        config::lint(&loaded.config),
+    )
 }

@@ -1,4 +1,5 @@
-//! The `wingspan` command: `run`, `demo`, `check`, `decode`, `encode`.
+//! The `wingspan` command: `run`, `demo`, `check`, `test`, `explain`, `decode`, `encode`,
+//! `audit`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,20 @@ enum Command {
     Check {
         #[arg(long, default_value = "config")]
         config: PathBuf,
+    },
+    /// Run the route test cases beside the config (`<config>/tests/*.toml`): pass/fail per
+    /// case, a diff on failure, exit code 1 on any failure.
+    Test {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+    },
+    /// Which routes take a message and why, which destinations, and what each would receive
+    /// after its field policy. Sends nothing.
+    Explain {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        /// A canonical envelope (JSON).
+        file: PathBuf,
     },
     /// Decode a partner document with an adapter and print the canonical envelope.
     Decode {
@@ -446,6 +461,14 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async move {
         match cli.command {
             Command::Check { config } => match wingspan::load::load(&resolve(config)) {
+                Ok(l) if !wingspan::load::lint(&l).is_empty() => {
+                    let problems = wingspan::load::lint(&l);
+                    for e in &problems {
+                        eprintln!("{e}");
+                    }
+                    eprintln!("{} problem(s)", problems.len());
+                    1
+                }
                 Ok(l) => {
                     let c = &l.config;
                     println!(
@@ -465,6 +488,8 @@ fn main() -> ExitCode {
                     1
                 }
             },
+            Command::Test { config } => test_cmd(&resolve(config)),
+            Command::Explain { config, file } => explain_cmd(&resolve(config), &file),
             Command::Decode {
                 adapter,
                 source,
@@ -500,6 +525,65 @@ fn main() -> ExitCode {
         }
     });
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn load_or_report(config: &std::path::Path) -> Option<wingspan::load::Loaded> {
+    match wingspan::load::load(config) {
+        Ok(l) => Some(l),
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!("{} problem(s) in the config", errors.len());
+            None
+        }
+    }
+}
+
+fn test_cmd(config: &std::path::Path) -> i32 {
+    let Some(loaded) = load_or_report(config) else {
+        return 1;
+    };
+    let results = match wingspan::preview::run_tests(&loaded.config, &loaded.config_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("wingspan test: {e}");
+            return 1;
+        }
+    };
+    let failed = results.iter().filter(|r| !r.problems.is_empty()).count();
+    for r in &results {
+        if r.problems.is_empty() {
+            println!("pass  {}", r.name);
+        } else {
+            println!("FAIL  {}  ({})", r.name, r.file.display());
+            for p in &r.problems {
+                println!("      {p}");
+            }
+        }
+    }
+    println!("{} passed, {failed} failed", results.len() - failed);
+    if results.is_empty() {
+        eprintln!("no test cases in {}/tests", loaded.config_dir.display());
+        return 1;
+    }
+    i32::from(failed > 0)
+}
+
+fn explain_cmd(config: &std::path::Path, file: &std::path::Path) -> i32 {
+    let Some(loaded) = load_or_report(config) else {
+        return 1;
+    };
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("wingspan explain: {}: {e}", file.display());
+            return 1;
+        }
+    };
+    let x = wingspan::preview::explain(&loaded.config, &bytes);
+    print!("{}", wingspan::preview::describe(&x));
+    i32::from(x.refused.is_some())
 }
 
 async fn run(config: PathBuf) -> i32 {

@@ -163,3 +163,183 @@ fn errors_are_typed_with_exit_code_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).starts_with("error[invalid-canonical]"));
 }
+
+/// Copy the example config (and its tests and examples) to a temporary directory.
+fn config_copy(tag: &str) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::temp_dir().join(format!("wingspan-cli-{tag}-{}", std::process::id()));
+    for sub in ["tests", "examples"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("dir");
+        for entry in std::fs::read_dir(repo.join("config").join(sub)).expect("read") {
+            let p = entry.expect("entry").path();
+            std::fs::copy(&p, dir.join(sub).join(p.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let text = std::fs::read_to_string(repo.join("config/wingspan.toml"))
+        .expect("config")
+        .replace(
+            "schemas_dir = \"../schemas\"",
+            &format!(
+                "schemas_dir = {:?}",
+                repo.join("schemas").display().to_string()
+            ),
+        );
+    std::fs::write(dir.join("wingspan.toml"), text).expect("write");
+    dir
+}
+
+#[test]
+fn the_example_route_tests_pass_and_a_wrong_expectation_fails_with_a_diff() {
+    let out = wingspan(&["test", "--config", "config"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("8 passed, 0 failed"), "{stdout}");
+
+    // The Changzhou handover expected at Suzhou's station and with its drug history at HR.
+    let dir = config_copy("test");
+    let cases = dir.join("tests/routes.toml");
+    let broken = std::fs::read_to_string(&cases)
+        .expect("cases")
+        .replace(
+            "destinations = [\"aftercare-3204\", \"hr\"]",
+            "destinations = [\"aftercare-3205\", \"hr\"]",
+        )
+        .replace(
+            "hr = [\"person.name\", \"skills\"]",
+            "hr = [\"person.name\", \"substance_history\"]",
+        );
+    std::fs::write(&cases, broken).expect("write");
+    let out = wingspan(&["test", "--config", dir.to_str().expect("path")]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("7 passed, 1 failed"), "{stdout}");
+    assert!(
+        stdout.contains("- aftercare-3205 (expected, not reached)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("+ aftercare-3204 (reached, not expected)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("hr: - substance_history (must be present, is absent)"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn explain_shows_each_route_verdict_and_what_each_destination_receives() {
+    let out = wingspan(&[
+        "explain",
+        "--config",
+        "config",
+        "config/examples/referral.handover.json",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let line = |route: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(route))
+            .unwrap_or_else(|| panic!("no line for {route}: {stdout}"))
+            .to_owned()
+    };
+    assert!(line("handover-aftercare-changzhou").contains("match"));
+    assert!(line("handover-aftercare-changzhou").contains("prefix \"3204\": holds"));
+    assert!(line("handover-aftercare-suzhou").contains("does not hold"));
+    assert!(line("handover-subsistence").contains("does not hold"));
+    assert!(line("materials-to-police").contains("not for this message type"));
+    // What hr would receive is shown, cut to its policy.
+    let hr = stdout
+        .split("── ")
+        .find(|s| s.starts_with("hr "))
+        .expect("hr section");
+    assert!(hr.contains("Sun Haoran"));
+    assert!(!hr.contains("heroin") && !hr.contains("methadone"), "{hr}");
+    assert!(
+        !stdout.contains("── civil"),
+        "civil is not a destination here"
+    );
+
+    // A message no route takes: refused, every route's verdict shown, exit code 1.
+    let out = wingspan(&[
+        "explain",
+        "--config",
+        "config",
+        "config/examples/referral.handover.nanjing.json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("refused: no-route"), "{stdout}");
+    assert!(stdout.contains("handover-aftercare-changzhou"), "{stdout}");
+}
+
+#[test]
+fn check_reports_every_problem_with_file_and_line() {
+    let out = wingspan(&["check", "--config", "config"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("config ok:"));
+
+    // A config that compiles but would misbehave: no route for transfers any more, a route
+    // whose predicates contradict, and a second route to the police for the same messages.
+    let dir = config_copy("check");
+    let file = dir.join("wingspan.toml");
+    let config = std::fs::read_to_string(&file)
+        .expect("config")
+        .replace(
+            "[[routes]]\nname = \"transfers-to-120\"\nmessage_types = [\"emergency.transfer.request\"]\ndestinations = [\"emergency\"]\n",
+            "",
+        )
+        + "\n[[routes]]\nname = \"contradiction\"\nmessage_types = [\"referral.handover\"]\nwhen = [{ field = \"/payload/residence/division_code\", prefix = \"3204\" }, { field = \"/payload/residence/division_code\", prefix = \"3205\" }]\ndestinations = [\"civil\"]\n"
+        + "\n[[routes]]\nname = \"police-again\"\nmessage_types = [\"enforcement.material.submit\"]\ndestinations = [\"police\"]\n";
+    std::fs::write(&file, &config).expect("write");
+    let line_of = |needle: &str| {
+        config
+            .lines()
+            .position(|l| l.contains(needle))
+            .map(|n| n + 1)
+            .expect("needle")
+    };
+    let out = wingspan(&["check", "--config", dir.to_str().expect("path")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let f = file.display().to_string();
+    let rehab_types = config
+        .lines()
+        .enumerate()
+        .skip_while(|(_, l)| !l.contains("id = \"rehab\""))
+        .find(|(_, l)| l.starts_with("message_types"))
+        .map(|(n, _)| n + 1)
+        .expect("rehab's types");
+    for expected in [
+        format!("{f}:{rehab_types}: sources.rehab.message_types: no route takes \"emergency.transfer.request\""),
+        format!("{f}:{}: routes[", line_of("{ field = \"/payload/residence/division_code\", prefix = \"3204\" }, {")),
+        "route \"contradiction\" can never match: its predicates contradict each other".to_owned(),
+        "routes \"materials-to-police\" and \"police-again\" can both take one enforcement.material.submit message to \"police\"".to_owned(),
+    ] {
+        assert!(stderr.contains(&expected), "missing {expected:?} in:\n{stderr}");
+    }
+    assert!(stderr.contains("3 problem(s)"), "{stderr}");
+
+    // A compile error is located too.
+    std::fs::write(
+        &file,
+        config.replace(
+            "destinations = [\"police\"]\n",
+            "destinations = [\"polize\"]\n",
+        ),
+    )
+    .expect("write");
+    let out = wingspan(&["check", "--config", dir.to_str().expect("path")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(&format!(
+            "{f}:{}: routes[0].destinations",
+            line_of("destinations = [\"police\"]")
+        )),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -208,7 +208,11 @@ async fn a_flooding_source_is_limited_while_another_keeps_its_pace() {
         flood.spawn(async move {
             let client = reqwest::Client::new();
             let started = Instant::now();
+            // 4 × 100 requests a second: 80 times hr's limit, paced so that the flood's own
+            // client (this process, on the same two cores) does not starve rehab's.
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
             while started.elapsed() < window + Duration::from_millis(500) {
+                tick.tick().await;
                 let r = client
                     .post(&url)
                     .bearer_auth(dev_token("hr"))
@@ -242,7 +246,7 @@ async fn a_flooding_source_is_limited_while_another_keeps_its_pace() {
     eprintln!(
         "rehab alone {alone}, during the flood {during}; hr: {limited} limited, {let_through} let through"
     );
-    assert!(limited >= 50, "the flood was barely limited: {limited}");
+    assert!(limited >= 500, "the flood was barely limited: {limited}");
     // 5 at once and 5 a second, over about 3.7 s.
     assert!(
         let_through <= 30,
@@ -355,69 +359,5 @@ async fn amqp_senders_are_the_broker_checked_user() {
     );
     let _ = conn.close(200, "done".into()).await;
     gateway.shutdown().await;
-    world.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn amqps_to_a_broker_whose_certificate_the_configured_ca_issued() {
-    let world = World::new("amqps", false).await;
-    let ca = Ca::new("broker CA");
-    let broker_dir = world.dir.join("broker");
-    std::fs::create_dir_all(&broker_dir).expect("dir");
-    let server = ca.server();
-    std::fs::write(broker_dir.join("server.pem"), &server.cert).expect("write");
-    std::fs::write(broker_dir.join("server.key"), &server.key).expect("write");
-    let broker = support::private_broker::PrivateBroker::start_tls(&broker_dir);
-    // The URL, credentials and all, from a file; the broker's CA from config.
-    let url_file = world.dir.join("amqp-url");
-    std::fs::write(
-        &url_file,
-        format!("amqps://guest:guest@127.0.0.1:{}/%2f\n", broker.tls_port),
-    )
-    .expect("write");
-    let ca_file = world.dir.join("broker-ca.pem");
-    std::fs::write(&ca_file, ca.pem()).expect("write");
-    world.rewrite(|t| {
-        t.replace(
-            "url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"",
-            &format!(
-                "url_file = {:?}\nca_file = {:?}",
-                url_file.display().to_string(),
-                ca_file.display().to_string()
-            ),
-        )
-    });
-    assert!(
-        std::fs::read_to_string(&world.config_file)
-            .expect("config")
-            .contains("url_file"),
-        "the broker URL was not replaced"
-    );
-    let (gateway, base) = world.start_gateway().await;
-    let (status, _) =
-        support::post(&reqwest::Client::new(), &base, &samples::material_submit(1)).await;
-    assert_eq!(status, 202);
-    assert!(
-        support::eventually(Duration::from_secs(20), || world
-            .partner("police")
-            .accepted_count()
-            == 1)
-        .await,
-        "not delivered through the AMQPS broker"
-    );
-    gateway.shutdown().await;
-
-    // A broker certificate from a CA the config does not name: no session, nothing accepted.
-    let stranger = Ca::new("another CA");
-    std::fs::write(&ca_file, stranger.pem()).expect("write");
-    let gateway = wingspan::Gateway::start(&world.load(), wingspan::GatewayOptions::default())
-        .await
-        .expect("start");
-    assert!(
-        !gateway.wait_ready(Duration::from_secs(3)).await,
-        "connected to a broker whose certificate no configured CA issued"
-    );
-    gateway.shutdown().await;
-    drop(broker);
     world.cleanup().await;
 }

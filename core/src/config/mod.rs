@@ -3,12 +3,14 @@
 //! [`CompiledConfig`] the gateway runs with.
 
 pub mod compile;
+pub mod lint;
 pub mod raw;
 
 pub use compile::{
     AdapterInfo, AdminUser, AuditSettings, BrokerSettings, CompiledConfig, Destination, Limits,
     QueueType, Role, Source, TlsSettings, Transport, compile, constant_time_eq,
 };
+pub use lint::{lint, locate};
 pub use raw::RawConfig;
 
 /// One configuration problem, located by its path in the config (`routes[2].destinations[0]`).
@@ -30,6 +32,14 @@ impl ConfigError {
 
 /// Parse TOML text into the raw config; the error carries the line and column.
 pub fn parse(origin: &str, text: &str) -> Result<RawConfig, ConfigError> {
+    parse_as(origin, text)
+}
+
+/// Parse TOML text into any config-like type; the error names `origin` and the line.
+pub fn parse_as<T: serde::de::DeserializeOwned>(
+    origin: &str,
+    text: &str,
+) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|e| {
         let location = e
             .span()
