@@ -31,7 +31,7 @@ use wingspan_core::{CompiledConfig, Envelope};
 use crate::audit;
 use crate::broker::publish::{HeaderValue, Outgoing};
 use crate::broker::{Broker, BrokerError, Names, PublishError, Publisher, Session, bounded};
-use crate::intake::{ATTEMPT_HEADER, Intake, REASON_HEADER, SOURCE_HEADER};
+use crate::intake::{ACCEPTED_HEADER, ATTEMPT_HEADER, Intake, REASON_HEADER, SOURCE_HEADER};
 use crate::stats::{Event, Stats};
 use crate::store::{DeliveryState, Store};
 use wingspan_core::audit::Event as Audit;
@@ -75,6 +75,11 @@ fn header_int(d: &Delivery, name: &str) -> Option<i64> {
         AMQPValue::ShortInt(i) => Some(i64::from(*i)),
         _ => None,
     }
+}
+
+/// When the message was accepted (the header, or now for copies from before it existed).
+fn accepted_ms(d: &Delivery) -> i64 {
+    header_int(d, ACCEPTED_HEADER).unwrap_or_else(crate::intake::now_ms)
 }
 
 fn header_text(d: &Delivery, name: &str) -> Option<String> {
@@ -286,6 +291,11 @@ async fn handle(
             bounded(limit, delivery.acker.ack(BasicAckOptions::default())).await?;
             ctx.stats
                 .record(&envelope.message_type, &dest.id, Event::Delivered);
+            if let Some(at) = header_int(&delivery, ACCEPTED_HEADER) {
+                let ms = u64::try_from(crate::intake::now_ms() - at).unwrap_or(0);
+                ctx.stats
+                    .delivered_after(&dest.id, Duration::from_millis(ms));
+            }
             ctx.store.delivery(
                 &envelope.source,
                 &envelope.message_id,
@@ -300,7 +310,7 @@ async fn handle(
         Attempt::Transient(reason) if attempt < i64::from(dest.max_attempts) => {
             let tiers = ctx.config.broker.retry_delays_ms.len();
             let tier = usize::try_from(attempt - 1).unwrap_or(0).min(tiers - 1);
-            let mut out = Intake::queued_copy(&envelope, attempt + 1);
+            let mut out = Intake::queued_copy(&envelope, attempt + 1, accepted_ms(&delivery));
             out.headers
                 .push((REASON_HEADER, HeaderValue::Text(reason.clone())));
             publisher
@@ -326,6 +336,7 @@ async fn handle(
             bounded(limit, delivery.acker.ack(BasicAckOptions::default())).await?;
             ctx.stats
                 .record(&envelope.message_type, &dest.id, Event::Retried);
+            ctx.stats.destination_error(&dest.id, &reason, audit::now());
             ctx.store.delivery(
                 &envelope.source,
                 &envelope.message_id,
@@ -416,7 +427,7 @@ async fn park(
     limit: Duration,
     tried: Option<wingspan_core::audit::Entry>,
 ) -> Result<(), BrokerError> {
-    let mut out = Intake::queued_copy(env, attempt);
+    let mut out = Intake::queued_copy(env, attempt, accepted_ms(delivery));
     out.headers
         .push((REASON_HEADER, HeaderValue::Text(reason.to_owned())));
     // The parked copy is the only payload the gateway keeps; it expires per message type.
@@ -436,6 +447,7 @@ async fn park(
     bounded(limit, delivery.acker.ack(BasicAckOptions::default())).await?;
     ctx.stats
         .record(&env.message_type, &dest.id, Event::DeadLettered);
+    ctx.stats.destination_error(&dest.id, reason, audit::now());
     let attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
     ctx.store.delivery(
         &env.source,

@@ -187,7 +187,13 @@ impl Gateway {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (admin): {e}"))?;
             admin_addr = Some(listener.local_addr()?);
-            let app = ingress::admin::router(store.clone(), config.clone());
+            let app = ingress::admin::router(ingress::admin::AdminState {
+                store: store.clone(),
+                config: config.clone(),
+                stats: stats.clone(),
+                broker: broker.clone(),
+                names: Names::new(&config.broker.prefix),
+            });
             tasks.spawn(serve(listener, app, shutdown_rx.clone(), "admin listener"));
         }
         if options.amqp_ingress {

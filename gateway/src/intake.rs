@@ -29,6 +29,9 @@ use wingspan_core::audit::{Entry, Event as Audit};
 pub const ATTEMPT_HEADER: &str = "x-wingspan-attempt";
 /// Header carrying the sending source on internal copies.
 pub const SOURCE_HEADER: &str = "x-wingspan-source";
+/// Header carrying when the message was accepted (milliseconds since the epoch) on internal
+/// copies, for the end-to-end delivery latency.
+pub const ACCEPTED_HEADER: &str = "x-wingspan-accepted-ms";
 /// Header carrying the reason on parked and rejected messages.
 pub const REASON_HEADER: &str = "x-wingspan-reason";
 /// Header carrying the problem type on rejected messages.
@@ -61,6 +64,13 @@ pub struct Intake {
     pub store: Store,
     pub stats: Stats,
     in_flight: Mutex<HashSet<(String, String)>>,
+}
+
+/// Now, in milliseconds since the epoch (for the accepted-at header).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Releases a claimed (source, message_id) when dropped.
@@ -155,6 +165,7 @@ impl Intake {
         bytes: &[u8],
         sender: Sender<'_>,
     ) -> Result<Outcome, IntakeError> {
+        let started = std::time::Instant::now();
         let admitted = match admit_as(&self.config, bytes, sender) {
             Ok(a) => a,
             Err(r) => {
@@ -183,9 +194,15 @@ impl Intake {
             source = %env.source,
             message_type = %env.message_type,
         );
-        self.accept(publisher, &admitted, bytes)
+        let outcome = self
+            .accept(publisher, &admitted, bytes)
             .instrument(span)
-            .await
+            .await;
+        if let Ok(Outcome::Accepted(_)) = &outcome {
+            self.stats
+                .accepted(&env.source, &env.message_type, started.elapsed());
+        }
+        outcome
     }
 
     /// Intake of an admitted message: duplicate check, copies, receipt.
@@ -318,7 +335,7 @@ impl Intake {
     }
 
     /// The copy a destination queue holds: the exact bytes received.
-    pub fn queued_copy<'a>(env: &'a Envelope, attempt: i64) -> Outgoing<'a> {
+    pub fn queued_copy<'a>(env: &'a Envelope, attempt: i64, accepted_ms: i64) -> Outgoing<'a> {
         Outgoing {
             expiration_ms: None,
             message_id: &env.message_id,
@@ -328,6 +345,7 @@ impl Intake {
             headers: vec![
                 (ATTEMPT_HEADER, HeaderValue::Int(attempt)),
                 (SOURCE_HEADER, HeaderValue::Text(env.source.clone())),
+                (ACCEPTED_HEADER, HeaderValue::Int(accepted_ms)),
             ],
         }
     }
@@ -367,13 +385,23 @@ impl Intake {
                     }
                     // An encoding failure is handled (and parked) by the delivery worker.
                     let p = publisher
-                        .send(&deliver, &dest.id, bytes, &Self::queued_copy(env, 1))
+                        .send(
+                            &deliver,
+                            &dest.id,
+                            bytes,
+                            &Self::queued_copy(env, 1, now_ms()),
+                        )
                         .await?;
                     pending.push((d, false, p));
                 }
                 Transport::Http { .. } => {
                     let p = publisher
-                        .send(&deliver, &dest.id, bytes, &Self::queued_copy(env, 1))
+                        .send(
+                            &deliver,
+                            &dest.id,
+                            bytes,
+                            &Self::queued_copy(env, 1, now_ms()),
+                        )
                         .await?;
                     pending.push((d, false, p));
                 }
@@ -396,7 +424,12 @@ impl Intake {
                     // queue, whose worker retries with backoff.
                     tracing::warn!(destination = %dest.id, "partner exchange refused a direct delivery; queued for retry");
                     publisher
-                        .publish(&deliver, &dest.id, bytes, &Self::queued_copy(env, 1))
+                        .publish(
+                            &deliver,
+                            &dest.id,
+                            bytes,
+                            &Self::queued_copy(env, 1, now_ms()),
+                        )
                         .await?;
                     self.stats
                         .record(&env.message_type, &dest.id, Event::Routed);

@@ -1,8 +1,67 @@
-//! In-process counters per (message type, destination): the demo's summary table and, later,
-//! the metrics endpoint. Labels are bounded: configured types and destinations only.
+//! In-process counters and latency histograms: the demo's summary table and the Prometheus
+//! `GET /metrics` of the admin listener ([`render_prometheus`]). Labels are bounded:
+//! configured sources, types and destinations, and the fixed problem slugs.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of every latency histogram's buckets.
+pub const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// A Prometheus-style histogram: cumulative counts per bucket, sum and count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    /// Observations ≤ each bound of [`BUCKETS`] (not cumulative here; summed when rendered).
+    buckets: [u64; BUCKETS.len()],
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
+            self.buckets[i] += 1;
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (bound, n) in BUCKETS.iter().zip(self.buckets) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+/// The last delivery error of a destination and when it happened.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LastError {
+    pub error: String,
+    pub at: String,
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -30,6 +89,17 @@ pub struct Stats {
     /// message type → destination → counts; nested so that counting allocates only the first time.
     inner: Arc<Mutex<BTreeMap<String, BTreeMap<String, Counts>>>>,
     rejected: Arc<Mutex<BTreeMap<&'static str, u64>>>,
+    /// (source, message type) → messages accepted.
+    accepted: Arc<Mutex<BTreeMap<(String, String), u64>>>,
+    /// From the upstream's request to its acceptance (every copy confirmed, receipt durable).
+    accept_latency: Arc<Mutex<Histogram>>,
+    /// Destination → from acceptance to the partner's confirmation.
+    delivery_latency: Arc<Mutex<BTreeMap<String, Histogram>>>,
+    last_error: Arc<Mutex<BTreeMap<String, LastError>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Stats {
@@ -56,6 +126,41 @@ impl Stats {
             Event::DeadLettered => c.dead_lettered += 1,
             Event::ReplyCorrelated => c.replies_correlated += 1,
         }
+    }
+
+    /// One message accepted from `source`, `elapsed` after its intake began.
+    pub fn accepted(&self, source: &str, message_type: &str, elapsed: Duration) {
+        *lock(&self.accepted)
+            .entry((source.to_owned(), message_type.to_owned()))
+            .or_default() += 1;
+        lock(&self.accept_latency).observe(elapsed);
+    }
+
+    /// One copy delivered to `destination`, `elapsed` after the message was accepted.
+    pub fn delivered_after(&self, destination: &str, elapsed: Duration) {
+        let mut map = lock(&self.delivery_latency);
+        if let Some(h) = map.get_mut(destination) {
+            h.observe(elapsed);
+        } else {
+            let mut h = Histogram::default();
+            h.observe(elapsed);
+            map.insert(destination.to_owned(), h);
+        }
+    }
+
+    /// A delivery to `destination` failed (retried or parked); `error` names no payload value.
+    pub fn destination_error(&self, destination: &str, error: &str, at: String) {
+        lock(&self.last_error).insert(
+            destination.to_owned(),
+            LastError {
+                error: error.to_owned(),
+                at,
+            },
+        );
+    }
+
+    pub fn last_error(&self, destination: &str) -> Option<LastError> {
+        lock(&self.last_error).get(destination).cloned()
     }
 
     pub fn rejected(&self, kind: &'static str) {
@@ -98,4 +203,123 @@ impl Stats {
                 t
             })
     }
+}
+
+/// One queue's depth and consumers, as the broker reported them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueueDepth {
+    pub queue: String,
+    pub messages: u32,
+    pub consumers: u32,
+}
+
+/// The Prometheus text exposition of everything counted, the queue depths and the store's
+/// commit lag.
+pub fn render_prometheus(stats: &Stats, queues: &[QueueDepth], store_commit: &Histogram) -> String {
+    let mut out = String::new();
+    let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+    let _ = writeln!(
+        out,
+        "# HELP wingspan_messages_accepted_total Messages accepted (copies confirmed, receipt durable)."
+    );
+    let _ = writeln!(out, "# TYPE wingspan_messages_accepted_total counter");
+    for ((source, t), n) in lock(&stats.accepted).iter() {
+        let _ = writeln!(
+            out,
+            "wingspan_messages_accepted_total{{source=\"{}\",type=\"{}\"}} {n}",
+            esc(source),
+            esc(t)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP wingspan_messages_rejected_total Messages and requests refused, by problem type."
+    );
+    let _ = writeln!(out, "# TYPE wingspan_messages_rejected_total counter");
+    for (reason, n) in stats.rejections() {
+        let _ = writeln!(
+            out,
+            "wingspan_messages_rejected_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP wingspan_copies_total Destination copies by outcome: routed, delivered, retried, parked."
+    );
+    let _ = writeln!(out, "# TYPE wingspan_copies_total counter");
+    let _ = writeln!(
+        out,
+        "# HELP wingspan_replies_correlated_total Replies matched to a request this gateway carried."
+    );
+    let _ = writeln!(out, "# TYPE wingspan_replies_correlated_total counter");
+    for ((t, d), c) in stats.snapshot() {
+        let labels = format!("type=\"{}\",destination=\"{}\"", esc(&t), esc(&d));
+        for (outcome, n) in [
+            ("routed", c.routed),
+            ("delivered", c.delivered),
+            ("retried", c.retried),
+            ("parked", c.dead_lettered),
+        ] {
+            let _ = writeln!(
+                out,
+                "wingspan_copies_total{{{labels},outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        if c.replies_correlated > 0 {
+            let _ = writeln!(
+                out,
+                "wingspan_replies_correlated_total{{{labels}}} {}",
+                c.replies_correlated
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP wingspan_accept_seconds From intake to acceptance (copies confirmed, receipt and audit durable)."
+    );
+    let _ = writeln!(out, "# TYPE wingspan_accept_seconds histogram");
+    lock(&stats.accept_latency).render(&mut out, "wingspan_accept_seconds", "");
+    let _ = writeln!(
+        out,
+        "# HELP wingspan_delivery_seconds From acceptance to the partner's confirmation, per destination."
+    );
+    let _ = writeln!(out, "# TYPE wingspan_delivery_seconds histogram");
+    for (d, h) in lock(&stats.delivery_latency).iter() {
+        h.render(
+            &mut out,
+            "wingspan_delivery_seconds",
+            &format!("destination=\"{}\"", esc(d)),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP wingspan_audit_write_lag_seconds From a state/audit command's arrival at the store to its commit."
+    );
+    let _ = writeln!(out, "# TYPE wingspan_audit_write_lag_seconds histogram");
+    store_commit.render(&mut out, "wingspan_audit_write_lag_seconds", "");
+    let _ = writeln!(
+        out,
+        "# HELP wingspan_queue_messages Messages ready in a gateway queue (destination, retry, parked, ingress)."
+    );
+    let _ = writeln!(out, "# TYPE wingspan_queue_messages gauge");
+    let _ = writeln!(
+        out,
+        "# HELP wingspan_queue_consumers Consumers of a gateway queue."
+    );
+    let _ = writeln!(out, "# TYPE wingspan_queue_consumers gauge");
+    for q in queues {
+        let _ = writeln!(
+            out,
+            "wingspan_queue_messages{{queue=\"{}\"}} {}",
+            esc(&q.queue),
+            q.messages
+        );
+        let _ = writeln!(
+            out,
+            "wingspan_queue_consumers{{queue=\"{}\"}} {}",
+            esc(&q.queue),
+            q.consumers
+        );
+    }
+    out
 }

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 
+use crate::stats::Histogram;
 use rusqlite::{Connection, OptionalExtension, params};
 use wingspan_core::audit::{Checkpoint, Entry, Event, Finding, GENESIS, Head, Record};
 
@@ -154,6 +155,8 @@ pub struct Store {
     readers: Arc<Readers>,
     seen: Arc<Seen>,
     audit: AuditSetup,
+    /// How long each batch of writes took from its first command to its commit.
+    commit_lag: Arc<Mutex<Histogram>>,
 }
 
 /// Read connections, one per concurrent reader (WAL readers see committed data and never
@@ -274,6 +277,8 @@ impl Store {
         // The PostgreSQL client is synchronous and must not run on an async runtime's thread:
         // the writer thread connects, and tells us whether it could.
         let (ready, started) = std_mpsc::channel::<Result<(), String>>();
+        let commit_lag = Arc::new(Mutex::new(Histogram::default()));
+        let lag = commit_lag.clone();
         std::thread::Builder::new()
             .name("wingspan-store".into())
             .spawn(move || {
@@ -297,7 +302,7 @@ impl Store {
                 match opened {
                     Ok((chain, pg)) => {
                         let _ = ready.send(Ok(()));
-                        write_loop(writer, rx, chain, pg, &setup);
+                        write_loop(writer, rx, chain, pg, &setup, &lag);
                     }
                     Err(e) => {
                         let _ = ready.send(Err(e));
@@ -320,6 +325,7 @@ impl Store {
             }),
             seen: Arc::new(seen),
             audit,
+            commit_lag,
         })
     }
 
@@ -370,6 +376,14 @@ impl Store {
     }
 
     /// The public key of this store's signing key (hex).
+    /// The write lag histogram (batch arrival to commit), for the metrics endpoint.
+    pub fn commit_lag(&self) -> Histogram {
+        self.commit_lag
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn public_key(&self) -> String {
         self.audit.keys.signing.public_hex()
     }
@@ -708,6 +722,7 @@ fn write_loop(
     mut chain: Chain,
     mut pg: Option<audit_pg::PgAudit>,
     setup: &AuditSetup,
+    lag: &Mutex<Histogram>,
 ) {
     const BATCH: usize = 2048;
     let period = std::time::Duration::from_secs(setup.checkpoint_secs);
@@ -720,6 +735,7 @@ fn write_loop(
             }
             Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
         };
+        let arrived = std::time::Instant::now();
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {
@@ -745,7 +761,12 @@ fn write_loop(
         })();
         let outcome = result;
         match &outcome {
-            Ok(()) => chain.head = head,
+            Ok(()) => {
+                chain.head = head;
+                lag.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .observe(arrived.elapsed());
+            }
             Err(e) => tracing::error!(error = %e, "state store write failed"),
         }
         for cmd in batch {

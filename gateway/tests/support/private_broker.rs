@@ -27,12 +27,26 @@ impl PrivateBroker {
     /// A node listening only on AMQPS at 127.0.0.1, with `server.pem`/`server.key` from `dir`
     /// and guest allowed (the node is reachable from localhost only).
     pub fn start_tls(dir: &Path) -> Self {
+        // A node can fail to come up when a port picked here is taken before it binds it
+        // (other tests pick ports too): try again with fresh ports and a fresh name.
+        let mut why = String::new();
+        for _ in 0..3 {
+            match Self::try_start_tls(dir) {
+                Ok(b) => return b,
+                Err(e) => why = e,
+            }
+        }
+        panic!("private node did not start: {why}");
+    }
+
+    fn try_start_tls(dir: &Path) -> Result<Self, String> {
         let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let node = format!("wingspan-test-{tag}@localhost");
         let tls_port = free_port();
         for d in ["mnesia", "log"] {
             std::fs::create_dir_all(dir.join(d)).expect("broker dir");
         }
+        let _ = std::fs::remove_file(dir.join("pid"));
         std::fs::write(
             dir.join("rabbitmq.conf"),
             format!(
@@ -44,29 +58,37 @@ impl PrivateBroker {
             ),
         )
         .expect("rabbitmq.conf");
-        let status = Command::new(format!("{BIN}/rabbitmq-server"))
+        let started = Command::new(format!("{BIN}/rabbitmq-server"))
             .arg("-detached")
             .envs(Self::env(&node, dir))
-            .status()
+            .output()
             .expect("rabbitmq-server (install the rabbitmq-server package)");
-        assert!(status.success(), "rabbitmq-server -detached failed");
         let broker = Self {
             node,
             dir: dir.to_path_buf(),
             tls_port,
         };
+        if !started.status.success() {
+            return Err(format!(
+                "rabbitmq-server -detached: {}",
+                String::from_utf8_lossy(&started.stderr)
+            ));
+        }
         let waited = Command::new(format!("{BIN}/rabbitmqctl"))
             .args(["-n", &broker.node, "wait"])
             .arg(dir.join("pid"))
-            .args(["--timeout", "90"])
+            .args(["--timeout", "60"])
             .output()
             .expect("rabbitmqctl");
-        assert!(
-            waited.status.success(),
-            "private node did not start: {}",
-            String::from_utf8_lossy(&waited.stderr)
-        );
-        broker
+        if !waited.status.success() {
+            broker.stop();
+            return Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&waited.stdout),
+                String::from_utf8_lossy(&waited.stderr)
+            ));
+        }
+        Ok(broker)
     }
 
     fn env(node: &str, dir: &Path) -> Vec<(String, String)> {
