@@ -104,6 +104,9 @@ impl Gateway {
         loaded_entry.reason = Some(format!("config sha256 {}", loaded.config_sha256));
         loaded_entry.actor = Some("gateway".into());
         store.audit(vec![loaded_entry]).await?;
+        store
+            .remember_config(&loaded.config_sha256, &loaded.config_text)
+            .await?;
         for problem in crate::load::lint(loaded) {
             tracing::warn!(%problem, "config problem (wingspan check reports it too)");
         }

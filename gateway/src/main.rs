@@ -73,6 +73,11 @@ enum Command {
         config: PathBuf,
         file: PathBuf,
     },
+    /// Every config that was ever live, kept by hash: history, and what changed between two.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// The audit trail: verify, trail, search, export (read-only; never creates keys).
     Audit {
         #[command(subcommand)]
@@ -88,6 +93,23 @@ enum Command {
         config: PathBuf,
         /// A canonical envelope (JSON).
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// The configs this gateway ran with, oldest first; `*` marks the one on disk now.
+    History {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+    },
+    /// What changed from config A to config B, in words. Each is a hash prefix from
+    /// `history` or `current` (the config on disk).
+    Diff {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        a: String,
+        b: String,
     },
 }
 
@@ -489,6 +511,7 @@ fn main() -> ExitCode {
                 }
             },
             Command::Test { config } => test_cmd(&resolve(config)),
+            Command::Config { command } => config_cmd(command),
             Command::Explain { config, file } => explain_cmd(&resolve(config), &file),
             Command::Decode {
                 adapter,
@@ -536,6 +559,89 @@ fn load_or_report(config: &std::path::Path) -> Option<wingspan::load::Loaded> {
             }
             eprintln!("{} problem(s) in the config", errors.len());
             None
+        }
+    }
+}
+
+fn config_cmd(command: ConfigCommand) -> i32 {
+    let (ConfigCommand::History { config } | ConfigCommand::Diff { config, .. }) = &command;
+    let Some(loaded) = load_or_report(&resolve(config.clone())) else {
+        return 1;
+    };
+    let db = loaded.state_dir.join("wingspan-state.db");
+    let conn = match rusqlite::Connection::open_with_flags(
+        &db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("wingspan config: cannot open {}: {e}", db.display());
+            return 1;
+        }
+    };
+    match command {
+        ConfigCommand::History { .. } => match wingspan::store::config_history(&conn) {
+            Ok(versions) => {
+                println!(
+                    "  {:<14} {:<32} {:<32} loads",
+                    "config", "first live", "last loaded"
+                );
+                for v in versions {
+                    let mark = if v.sha256 == loaded.config_sha256 {
+                        "*"
+                    } else {
+                        " "
+                    };
+                    println!(
+                        "{mark} {:<14} {:<32} {:<32} {}",
+                        &v.sha256[..12.min(v.sha256.len())],
+                        v.first_loaded_at,
+                        v.last_loaded_at,
+                        v.loads
+                    );
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("wingspan config history: {e}");
+                1
+            }
+        },
+        ConfigCommand::Diff { a, b, .. } => {
+            let text = |which: &str| -> Result<(String, String), String> {
+                if which == "current" {
+                    return Ok((loaded.config_sha256.clone(), loaded.config_text.clone()));
+                }
+                match wingspan::store::config_text(&conn, which) {
+                    Ok(Some(found)) => Ok(found),
+                    Ok(None) => Err(format!("no single config whose hash starts with {which:?}")),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            let (ta, tb) = match (text(&a), text(&b)) {
+                (Ok(x), Ok(y)) => (x, y),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("wingspan config diff: {e}");
+                    return 1;
+                }
+            };
+            let parse = |t: &str| wingspan_core::config::parse("config", t);
+            let (ra, rb) = match (parse(&ta.1), parse(&tb.1)) {
+                (Ok(x), Ok(y)) => (x, y),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("wingspan config diff: {e}");
+                    return 1;
+                }
+            };
+            let changes = wingspan_core::config::diff::describe(&ra, &rb);
+            println!("{} → {}", &ta.0[..12], &tb.0[..12]);
+            if changes.is_empty() {
+                println!("no change in effect");
+            }
+            for c in changes {
+                println!("  {c}");
+            }
+            0
         }
     }
 }

@@ -139,3 +139,50 @@ async fn metrics_routes_and_destinations_for_the_operator() {
     gateway.shutdown().await;
     world.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_live_config_is_kept_by_hash_and_diffed_in_words() {
+    let world = World::new("history", false).await;
+    let (gateway, _) = world.start_gateway().await;
+    gateway.shutdown().await;
+    // An operator narrows what HR receives and sends Suzhou's handovers to HR too.
+    world.rewrite(|t| {
+        t.replace(
+            "name = \"handover-aftercare-suzhou\"\nmessage_types = [\"referral.handover\"]\nwhen = [{ field = \"/payload/residence/division_code\", prefix = \"3205\" }]\ndestinations = [\"aftercare-3205\"]",
+            "name = \"handover-aftercare-suzhou\"\nmessage_types = [\"referral.handover\"]\nwhen = [{ field = \"/payload/residence/division_code\", prefix = \"3205\" }]\ndestinations = [\"aftercare-3205\", \"hr\"]",
+        )
+    });
+    let (gateway, _) = world.start_gateway().await;
+    gateway.shutdown().await;
+
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wingspan"))
+            .args(args)
+            .arg("--config")
+            .arg(&world.config_file)
+            .output()
+            .expect("wingspan");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, history) = cli(&["config", "history"]);
+    assert_eq!(code, Some(0), "{history}");
+    let versions: Vec<&str> = history.lines().skip(1).collect();
+    assert_eq!(versions.len(), 2, "{history}");
+    assert!(
+        versions[1].starts_with('*'),
+        "the current config is marked: {history}"
+    );
+    let first = versions[0].split_whitespace().next().expect("hash");
+    let (code, diff) = cli(&["config", "diff", first, "current"]);
+    assert_eq!(code, Some(0), "{diff}");
+    assert!(
+        diff.contains("route handover-aftercare-suzhou: destinations +hr"),
+        "{diff}"
+    );
+    let (_, same) = cli(&["config", "diff", "current", "current"]);
+    assert!(same.contains("no change in effect"), "{same}");
+    world.cleanup().await;
+}

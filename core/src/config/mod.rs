@@ -3,6 +3,7 @@
 //! [`CompiledConfig`] the gateway runs with.
 
 pub mod compile;
+pub mod diff;
 pub mod lint;
 pub mod raw;
 

@@ -126,6 +126,13 @@ enum Cmd {
     Audit(Vec<Entry>, Option<Done>),
     /// Cap the database at this many pages (`None`: SQLite's maximum).
     MaxPages(Option<u64>),
+    /// A config that went live: kept by hash (text, first and last load, how many loads).
+    Config {
+        sha256: String,
+        text: String,
+        at: String,
+        done: Done,
+    },
     Delivery {
         source: String,
         message_id: String,
@@ -230,6 +237,9 @@ CREATE INDEX IF NOT EXISTS audit_by_subject ON audit(subject_ref) WHERE subject_
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
   chain_id TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, signed_at TEXT NOT NULL,
   key_id TEXT NOT NULL, signature TEXT NOT NULL, PRIMARY KEY (chain_id, seq));
+CREATE TABLE IF NOT EXISTS configs (
+  sha256 TEXT PRIMARY KEY, text TEXT NOT NULL, first_loaded_at TEXT NOT NULL,
+  last_loaded_at TEXT NOT NULL, loads INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deliveries (
   source TEXT NOT NULL, message_id TEXT NOT NULL, destination TEXT NOT NULL,
   state TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, updated_at TEXT NOT NULL,
@@ -460,6 +470,23 @@ impl Store {
         }
     }
 
+    /// Keep a config that went live, by its hash (awaited: history is part of the record).
+    pub async fn remember_config(&self, sha256: &str, text: &str) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.send(Cmd::Config {
+            sha256: sha256.to_owned(),
+            text: text.to_owned(),
+            at: now(),
+            done,
+        })
+        .await?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Io(std::io::Error::other(e))),
+            Err(_) => Err(StoreError::Stopped),
+        }
+    }
+
     /// Record a delivery state change (not awaited: status is informational).
     pub fn delivery(
         &self,
@@ -658,6 +685,15 @@ fn apply(
             tx.pragma_update(None, "max_page_count", n)?;
         }
         Cmd::Audit(entries, _) => append(tx, head, entries, elsewhere)?,
+        Cmd::Config {
+            sha256, text, at, ..
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO configs (sha256, text, first_loaded_at, last_loaded_at, loads) VALUES (?1, ?2, ?3, ?3, 1)
+                 ON CONFLICT (sha256) DO UPDATE SET last_loaded_at = excluded.last_loaded_at, loads = configs.loads + 1",
+            )?
+            .execute(params![&*sha256, &*text, &*at])?;
+        }
         Cmd::Receipt(r, at, _, entries) => {
             append(tx, head, entries, elsewhere)?;
             let (r, at) = (&*r, &*at);
@@ -771,7 +807,9 @@ fn write_loop(
         }
         for cmd in batch {
             match cmd {
-                Cmd::Receipt(_, _, done, _) | Cmd::Audit(_, Some(done)) => {
+                Cmd::Receipt(_, _, done, _)
+                | Cmd::Audit(_, Some(done))
+                | Cmd::Config { done, .. } => {
                     let _ = done.send(outcome.clone());
                 }
                 _ => {}
@@ -1324,4 +1362,45 @@ mod tests {
         assert!(!store.known("m-2").await.expect("known"));
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// One config that was live, by hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigVersion {
+    pub sha256: String,
+    pub first_loaded_at: String,
+    pub last_loaded_at: String,
+    pub loads: i64,
+}
+
+/// Every config that was ever live, oldest first.
+pub fn config_history(conn: &Connection) -> Result<Vec<ConfigVersion>, rusqlite::Error> {
+    let mut stmt = conn.prepare(
+        "SELECT sha256, first_loaded_at, last_loaded_at, loads FROM configs ORDER BY first_loaded_at, sha256",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(ConfigVersion {
+            sha256: r.get(0)?,
+            first_loaded_at: r.get(1)?,
+            last_loaded_at: r.get(2)?,
+            loads: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The text of the config whose hash starts with `prefix`: `Ok(None)` when none or several do.
+pub fn config_text(
+    conn: &Connection,
+    prefix: &str,
+) -> Result<Option<(String, String)>, rusqlite::Error> {
+    let mut stmt =
+        conn.prepare("SELECT sha256, text FROM configs WHERE sha256 LIKE ?1 || '%' LIMIT 2")?;
+    let found: Vec<(String, String)> = stmt
+        .query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(match found.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    })
 }
