@@ -7,12 +7,10 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use support::{World, eventually, post, status_of};
+use support::{Captured, World, eventually, post, status_of};
 use wingspan::audit;
 use wingspan_core::audit::Event;
 use wingspan_sim::{Behaviour, samples};
@@ -23,9 +21,6 @@ const COMPLIANCE: &str = "dev-compliance-token";
 const MARKER_NAME: &str = "Markername Zhou";
 
 /// Log lines of this test process (both tests), captured at debug level.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
 static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
 
 fn capture_logs() -> Captured {
@@ -41,19 +36,6 @@ fn capture_logs() -> Captured {
         logs
     })
     .clone()
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 fn marked(mut m: serde_json::Value) -> serde_json::Value {

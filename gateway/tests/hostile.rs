@@ -174,22 +174,10 @@ async fn hostile_input_gets_its_problem_and_disturbs_nothing_else() {
 
     // Every kind of refusal is in the audit trail.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let reasons: BTreeSet<String> = gateway
-        .store
-        .audit_read(|c| {
-            wingspan::audit::search(
-                c,
-                &wingspan::audit::Filter {
-                    event: Some("rejected".into()),
-                    limit: 1000,
-                    ..Default::default()
-                },
-            )
-        })
+    let reasons: BTreeSet<String> = support::rejected_reasons(&gateway)
         .await
-        .expect("search")
         .into_iter()
-        .filter_map(|r| r.entry.reason)
+        .map(|(_, why)| why)
         .collect();
     let missing: Vec<&String> = slugs.difference(&reasons).collect();
     assert!(missing.is_empty(), "not audited: {missing:?}");

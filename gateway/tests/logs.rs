@@ -8,34 +8,16 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::World;
 use support::pki::{self, Ca};
+use support::{Captured, World};
 use wingspan_sim::{dev_token, samples};
 
 const MARKER_ID: &str = "11010119800101888X";
 const MARKER_NAME: &str = "Markerlog Qian";
 const MARKER_TOKEN: &str = "marker-token-5f1d9c";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn marked(mut m: Value) -> Value {
     m["payload"]["person"]["person_id"] = json!(MARKER_ID);

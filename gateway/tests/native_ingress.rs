@@ -124,22 +124,10 @@ async fn partner_formats_are_decoded_refused_with_types_and_unknown_replies_flag
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rehab.accepted_count(), 1, "nothing refused was delivered");
     // Every refusal is in the audit trail with its problem type.
-    let reasons: Vec<String> = gateway
-        .store
-        .audit_read(|c| {
-            wingspan::audit::search(
-                c,
-                &wingspan::audit::Filter {
-                    event: Some("rejected".into()),
-                    limit: 100,
-                    ..Default::default()
-                },
-            )
-        })
+    let reasons: Vec<String> = support::rejected_reasons(&gateway)
         .await
-        .expect("search")
         .into_iter()
-        .filter_map(|r| r.entry.reason)
+        .map(|(_, why)| why)
         .collect();
     for slug in [
         "refused-document",

@@ -14,27 +14,6 @@ use support::pki::{self, Ca};
 use support::{AMQP, World, drain_until};
 use wingspan_sim::{dev_token, samples};
 
-/// Every rejected audit record's reason.
-async fn rejected_reasons(gateway: &wingspan::Gateway) -> Vec<(Option<String>, String)> {
-    gateway
-        .store
-        .audit_read(|c| {
-            wingspan::audit::search(
-                c,
-                &wingspan::audit::Filter {
-                    event: Some("rejected".into()),
-                    limit: 1000,
-                    ..Default::default()
-                },
-            )
-        })
-        .await
-        .expect("search")
-        .into_iter()
-        .filter_map(|r| r.entry.reason.map(|why| (r.entry.source, why)))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_and_tokens_authenticate_and_no_source_speaks_for_another() {
     let world = World::new("tls", false).await;
@@ -148,7 +127,7 @@ async fn mutual_tls_and_tokens_authenticate_and_no_source_speaks_for_another() {
 
     // Every refusal the gateway saw is audited (handshake failures happen before HTTP).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let reasons: Vec<String> = rejected_reasons(&gateway)
+    let reasons: Vec<String> = support::rejected_reasons(&gateway)
         .await
         .into_iter()
         .map(|(_, r)| r)
@@ -259,7 +238,7 @@ async fn a_flooding_source_is_limited_while_another_keeps_its_pace() {
 
     // Audited once per burst, not per request.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let audited = rejected_reasons(&gateway)
+    let audited = support::rejected_reasons(&gateway)
         .await
         .into_iter()
         .filter(|(source, why)| source.as_deref() == Some("hr") && why == "rate-limited")

@@ -406,3 +406,41 @@ pub fn pg_drop(url: &str) {
         let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
     }
 }
+
+/// (source, reason) of every `rejected` audit record of this gateway, in chain order.
+pub async fn rejected_reasons(gateway: &Gateway) -> Vec<(Option<String>, String)> {
+    gateway
+        .store
+        .audit_read(|c| {
+            wingspan::audit::search(
+                c,
+                &wingspan::audit::Filter {
+                    event: Some("rejected".into()),
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
+        })
+        .await
+        .expect("search")
+        .into_iter()
+        .filter_map(|r| r.entry.reason.map(|why| (r.entry.source, why)))
+        .collect()
+}
+
+/// Log output captured in memory (a `tracing_subscriber` writer).
+#[derive(Clone, Default)]
+pub struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
