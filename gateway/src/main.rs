@@ -78,6 +78,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Dead letters: the copies parked for a destination.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// The audit trail: verify, trail, search, export (read-only; never creates keys).
     Audit {
         #[command(subcommand)]
@@ -93,6 +98,19 @@ enum Command {
         config: PathBuf,
         /// A canonical envelope (JSON).
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DlqCommand {
+    /// Parked copies, metadata only: message id, type, reason, attempts, first/last failure.
+    List {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        #[arg(long)]
+        destination: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -512,6 +530,7 @@ fn main() -> ExitCode {
             },
             Command::Test { config } => test_cmd(&resolve(config)),
             Command::Config { command } => config_cmd(command),
+            Command::Dlq { command } => dlq_cmd(command),
             Command::Explain { config, file } => explain_cmd(&resolve(config), &file),
             Command::Decode {
                 adapter,
@@ -561,6 +580,52 @@ fn load_or_report(config: &std::path::Path) -> Option<wingspan::load::Loaded> {
             None
         }
     }
+}
+
+fn dlq_cmd(command: DlqCommand) -> i32 {
+    let DlqCommand::List {
+        config,
+        destination,
+        json,
+    } = command;
+    let Some(loaded) = load_or_report(&resolve(config)) else {
+        return 1;
+    };
+    let db = loaded.state_dir.join("wingspan-state.db");
+    let listed =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| wingspan::store::dead_letters(&c, destination.as_deref()));
+    let list = match listed {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("wingspan dlq list: {}: {e}", db.display());
+            return 1;
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+        return 0;
+    }
+    println!(
+        "{:<40} {:<16} {:<34} {:>8}  {:<26} reason",
+        "message", "destination", "type", "attempts", "last failure"
+    );
+    for d in &list {
+        println!(
+            "{:<40} {:<16} {:<34} {:>8}  {:<26} {}",
+            d.message_id,
+            d.destination,
+            d.message_type.as_deref().unwrap_or("?"),
+            d.attempts,
+            d.last_failure,
+            d.reason.as_deref().unwrap_or("")
+        );
+    }
+    println!("{} parked", list.len());
+    0
 }
 
 fn config_cmd(command: ConfigCommand) -> i32 {

@@ -136,6 +136,42 @@ async fn metrics_routes_and_destinations_for_the_operator() {
     assert_eq!(hr["counts"]["delivered"], 1);
     assert!(hr["last_error"]["error"].is_string(), "{hr}");
 
+    // Dead letters: metadata of the parked handover, over HTTP and on the command line.
+    let parked: Value = get("/admin/dead-letters?destination=civil", Some(OPERATOR))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let list = parked["dead_letters"].as_array().expect("list");
+    assert_eq!(list.len(), 1, "{parked}");
+    assert_eq!(list[0]["destination"], "civil");
+    assert_eq!(list[0]["message_type"], "referral.handover");
+    assert!(list[0]["reason"].is_string(), "{parked}");
+    assert!(list[0]["first_failure"].is_string(), "{parked}");
+    assert!(
+        !parked.to_string().contains("3204111990"),
+        "a person id: {parked}"
+    );
+    let none: Value = get("/admin/dead-letters?destination=police", Some(OPERATOR))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(none["dead_letters"].as_array().map(Vec::len), Some(0));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wingspan"))
+        .args(["dlq", "list", "--config"])
+        .arg(&world.config_file)
+        .output()
+        .expect("wingspan dlq list");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(
+        table.contains(list[0]["message_id"].as_str().expect("id")) && table.contains("1 parked"),
+        "{table}"
+    );
+
     gateway.shutdown().await;
     world.cleanup().await;
 }

@@ -17,6 +17,8 @@
 //! - `GET /admin/routes`: the routes in force, predicates in words.
 //! - `GET /admin/destinations`: per destination its transport, queue depth and consumers,
 //!   parked copies, routed/delivered/retried/parked counts, and the last error and when.
+//! - `GET /admin/dead-letters?destination=`: parked copies, metadata only (message id, type,
+//!   reason, attempts, first and last failure).
 
 use std::sync::Arc;
 
@@ -53,6 +55,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/admin/routes", get(routes))
         .route("/admin/destinations", get(destinations))
+        .route("/admin/dead-letters", get(dead_letters))
         .route_layer(middleware::from_fn_with_state(
             (config.clone(), Role::Operator),
             require,
@@ -326,4 +329,23 @@ async fn destinations(State(st): State<AdminState>) -> Response {
         })
         .collect();
     axum::Json(serde_json::json!({ "destinations": list })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct DeadLetterQuery {
+    destination: Option<String>,
+}
+
+async fn dead_letters(State(st): State<AdminState>, Query(q): Query<DeadLetterQuery>) -> Response {
+    match st
+        .store
+        .read(move |c| Ok(crate::store::dead_letters(c, q.destination.as_deref())?))
+        .await
+    {
+        Ok(list) => axum::Json(serde_json::json!({ "dead_letters": list })).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "state store read failed");
+            Problem::unavailable("the state store cannot be read right now").into_response()
+        }
+    }
 }

@@ -1404,3 +1404,49 @@ pub fn config_text(
         _ => None,
     })
 }
+
+/// A copy parked for one destination: metadata only (the payload stays in the parked queue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    pub message_id: String,
+    pub source: String,
+    pub destination: String,
+    pub message_type: Option<String>,
+    pub reason: Option<String>,
+    pub attempts: i64,
+    pub first_failure: String,
+    pub last_failure: String,
+}
+
+/// Every parked copy (of one destination, when given), oldest failure first. The first
+/// failure is the earliest retry or park the audit trail records (SQLite store), else the
+/// last.
+pub fn dead_letters(
+    conn: &Connection,
+    destination: Option<&str>,
+) -> Result<Vec<DeadLetter>, rusqlite::Error> {
+    let mut stmt = conn.prepare(
+        "SELECT d.message_id, d.source, d.destination, r.message_type, d.last_error, d.attempts, d.updated_at,
+           (SELECT min(a.at) FROM audit a WHERE a.message_id = d.message_id
+              AND a.destination = d.destination AND a.event IN ('retry_scheduled', 'parked'))
+         FROM deliveries d LEFT JOIN receipts r ON r.message_id = d.message_id AND r.source = d.source
+         WHERE d.state = 'dead-lettered' AND (?1 IS NULL OR d.destination = ?1)
+         ORDER BY d.updated_at, d.message_id",
+    )?;
+    let rows = stmt.query_map([destination], |r| {
+        let last: String = r.get(6)?;
+        Ok(DeadLetter {
+            message_id: r.get(0)?,
+            source: r.get(1)?,
+            destination: r.get(2)?,
+            message_type: r.get(3)?,
+            reason: r.get(4)?,
+            attempts: r.get(5)?,
+            first_failure: r
+                .get::<_, Option<String>>(7)?
+                .unwrap_or_else(|| last.clone()),
+            last_failure: last,
+        })
+    })?;
+    rows.collect()
+}
