@@ -105,6 +105,24 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The entry's fields in their hashed (and exported) order, from `event` to `subject_ref`.
+    pub fn fields(&self) -> [Option<&str>; 12] {
+        [
+            Some(self.event.as_str()),
+            Some(self.at.as_str()),
+            self.message_id.as_deref(),
+            self.correlation_id.as_deref(),
+            self.source.as_deref(),
+            self.destination.as_deref(),
+            self.message_type.as_deref(),
+            self.payload_sha256.as_deref(),
+            self.outcome.as_deref(),
+            self.reason.as_deref(),
+            self.actor.as_deref(),
+            self.subject_ref.as_deref(),
+        ]
+    }
+
     /// An entry with only the event and the time set.
     pub fn new(event: Event, at: impl Into<String>) -> Self {
         Self {
@@ -181,22 +199,10 @@ fn field(ctx: &mut digest::Context, v: Option<&str>) {
 pub fn record_hash(chain_id: &str, e: &Entry, prev_hash: &str) -> String {
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(b"wingspan-audit/v1");
-    for v in [
-        Some(chain_id),
-        Some(e.event.as_str()),
-        Some(e.at.as_str()),
-        e.message_id.as_deref(),
-        e.correlation_id.as_deref(),
-        e.source.as_deref(),
-        e.destination.as_deref(),
-        e.message_type.as_deref(),
-        e.payload_sha256.as_deref(),
-        e.outcome.as_deref(),
-        e.reason.as_deref(),
-        e.actor.as_deref(),
-        e.subject_ref.as_deref(),
-        Some(prev_hash),
-    ] {
+    let fields = std::iter::once(Some(chain_id))
+        .chain(e.fields())
+        .chain([Some(prev_hash)]);
+    for v in fields {
         field(&mut ctx, v);
     }
     hex(ctx.finish().as_ref())

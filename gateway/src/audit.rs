@@ -376,26 +376,10 @@ fn csv_field(out: &mut String, v: Option<&str>) {
 fn csv_line(r: &Record) -> String {
     let e = &r.entry;
     let mut out = format!("{},", r.seq);
-    for (i, v) in [
-        Some(r.chain_id.as_str()),
-        Some(e.event.as_str()),
-        Some(e.at.as_str()),
-        e.message_id.as_deref(),
-        e.correlation_id.as_deref(),
-        e.source.as_deref(),
-        e.destination.as_deref(),
-        e.message_type.as_deref(),
-        e.payload_sha256.as_deref(),
-        e.outcome.as_deref(),
-        e.reason.as_deref(),
-        e.actor.as_deref(),
-        e.subject_ref.as_deref(),
-        Some(r.prev_hash.as_str()),
-        Some(r.hash.as_str()),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    let fields = std::iter::once(Some(r.chain_id.as_str()))
+        .chain(e.fields())
+        .chain([Some(r.prev_hash.as_str()), Some(r.hash.as_str())]);
+    for (i, v) in fields.enumerate() {
         if i > 0 {
             out.push(',');
         }

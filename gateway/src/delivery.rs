@@ -141,14 +141,13 @@ async fn consume(
                 Some(Ok(delivery)) => {
                     let (ctx, publisher) = (ctx.clone(), publisher.clone());
                     // Every line logged for this delivery names the message it is about.
-                    let prop = |p: &Option<lapin::types::ShortString>| {
-                        p.as_ref().map(|v| v.as_str().to_owned()).unwrap_or_default()
-                    };
+                    // Recorded when the span is made: borrowed here, nothing copied.
+                    let props = &delivery.properties;
                     let span = tracing::info_span!(
                         "delivery",
-                        message_id = %prop(delivery.properties.message_id()),
-                        correlation_id = %prop(delivery.properties.correlation_id()),
-                        destination = %ctx.config.destinations[index].id,
+                        message_id = props.message_id().as_ref().map_or("", |v| v.as_str()),
+                        correlation_id = props.correlation_id().as_ref().map_or("", |v| v.as_str()),
+                        destination = ctx.config.destinations[index].id.as_str(),
                     );
                     tasks.spawn(
                         async move { handle(&ctx, index, &publisher, delivery, limit).await }

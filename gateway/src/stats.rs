@@ -89,8 +89,9 @@ pub struct Stats {
     /// message type → destination → counts; nested so that counting allocates only the first time.
     inner: Arc<Mutex<BTreeMap<String, BTreeMap<String, Counts>>>>,
     rejected: Arc<Mutex<BTreeMap<&'static str, u64>>>,
-    /// (source, message type) → messages accepted.
-    accepted: Arc<Mutex<BTreeMap<(String, String), u64>>>,
+    /// source → message type → messages accepted (nested: counting allocates only the first
+    /// time a pair is seen).
+    accepted: Arc<Mutex<BTreeMap<String, BTreeMap<String, u64>>>>,
     /// From the upstream's request to its acceptance (every copy confirmed, receipt durable).
     accept_latency: Arc<Mutex<Histogram>>,
     /// Destination → from acceptance to the partner's confirmation.
@@ -130,9 +131,19 @@ impl Stats {
 
     /// One message accepted from `source`, `elapsed` after its intake began.
     pub fn accepted(&self, source: &str, message_type: &str, elapsed: Duration) {
-        *lock(&self.accepted)
-            .entry((source.to_owned(), message_type.to_owned()))
-            .or_default() += 1;
+        let mut accepted = lock(&self.accepted);
+        match accepted
+            .get_mut(source)
+            .and_then(|t| t.get_mut(message_type))
+        {
+            Some(n) => *n += 1,
+            None => {
+                accepted
+                    .entry(source.to_owned())
+                    .or_default()
+                    .insert(message_type.to_owned(), 1);
+            }
+        }
         lock(&self.accept_latency).observe(elapsed);
     }
 
@@ -223,7 +234,11 @@ pub fn render_prometheus(stats: &Stats, queues: &[QueueDepth], store_commit: &Hi
         "# HELP wingspan_messages_accepted_total Messages accepted (copies confirmed, receipt durable)."
     );
     let _ = writeln!(out, "# TYPE wingspan_messages_accepted_total counter");
-    for ((source, t), n) in lock(&stats.accepted).iter() {
+    let accepted = lock(&stats.accepted);
+    for (source, t, n) in accepted
+        .iter()
+        .flat_map(|(s, types)| types.iter().map(move |(t, n)| (s, t, n)))
+    {
         let _ = writeln!(
             out,
             "wingspan_messages_accepted_total{{source=\"{}\",type=\"{}\"}} {n}",
