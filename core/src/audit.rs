@@ -37,10 +37,14 @@ pub enum Event {
     Discarded,
     /// The store found a torn tail at start and cut it back; the reason says how far.
     Recovered,
+    /// An operator was shown a parked message's payload.
+    PayloadViewed,
+    /// A config was offered (reload or rollback) and refused; the old one kept running.
+    ConfigRefused,
 }
 
 impl Event {
-    pub const ALL: [Event; 14] = [
+    pub const ALL: [Event; 16] = [
         Self::ConfigLoaded,
         Self::Received,
         Self::Rejected,
@@ -55,6 +59,8 @@ impl Event {
         Self::Replayed,
         Self::Discarded,
         Self::Recovered,
+        Self::PayloadViewed,
+        Self::ConfigRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +79,8 @@ impl Event {
             Self::Replayed => "replayed",
             Self::Discarded => "discarded",
             Self::Recovered => "recovered",
+            Self::PayloadViewed => "payload_viewed",
+            Self::ConfigRefused => "config_refused",
         }
     }
 

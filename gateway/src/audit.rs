@@ -126,6 +126,17 @@ pub fn about(event: Event, env: &Envelope) -> Entry {
     e
 }
 
+/// An operator's reason as recorded: one line, at most 200 characters. Operators are told
+/// (README, console) that it is for why, never for whom.
+pub fn bounded_reason(reason: &str) -> String {
+    reason
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect()
+}
+
 /// The person a message is about, if its payload names one.
 pub fn person_id(env: &Envelope) -> Option<&str> {
     env.payload

@@ -55,7 +55,7 @@ pub fn classify_status(status: u16) -> Attempt {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DeliveryContext {
     pub config: Arc<CompiledConfig>,
     pub names: Names,
@@ -87,6 +87,42 @@ fn header_text(d: &Delivery, name: &str) -> Option<String> {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
         _ => None,
+    }
+}
+
+/// Run one worker per destination of the config in force until shutdown; when a reload
+/// swaps the config, stop them all gracefully (no new deliveries, in-flight ones finish,
+/// the unacknowledged return to their queues) and start the new config's. Nothing is lost in
+/// between: the copies wait in their queues.
+pub async fn manage(
+    base: DeliveryContext,
+    live: crate::live::Live,
+    broker: Broker,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut changes = live.subscribe();
+    loop {
+        changes.mark_unchanged();
+        let config = live.get();
+        let ctx = Arc::new(DeliveryContext {
+            config: config.clone(),
+            ..base.clone()
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let mut workers = JoinSet::new();
+        for index in 0..config.destinations.len() {
+            workers.spawn(run(ctx.clone(), index, broker.clone(), stop_rx.clone()));
+        }
+        let reload = tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => false,
+            changed = changes.changed() => changed.is_ok(),
+        };
+        let _ = stop.send(true);
+        while workers.join_next().await.is_some() {}
+        if !reload || *shutdown.borrow() {
+            return;
+        }
+        tracing::info!("config swapped: delivery workers restarted");
     }
 }
 
@@ -429,6 +465,10 @@ async fn park(
     let mut out = Intake::queued_copy(env, attempt, accepted_ms(delivery));
     out.headers
         .push((REASON_HEADER, HeaderValue::Text(reason.to_owned())));
+    out.headers.push((
+        crate::intake::PARKED_HEADER,
+        HeaderValue::Int(crate::intake::now_ms()),
+    ));
     // The parked copy is the only payload the gateway keeps; it expires per message type.
     out.expiration_ms = Some(ctx.config.retention.parked_ms(&env.message_type));
     publisher

@@ -11,9 +11,12 @@ use wingspan_core::CompiledConfig;
 
 use crate::broker::{self, Broker, Names};
 use crate::delivery::{self, DeliveryContext};
+use crate::dlq::DeadLetters;
 use crate::ingress;
 use crate::intake::Intake;
+use crate::live::Live;
 use crate::load::Loaded;
+use crate::reload::Reloader;
 use crate::stats::Stats;
 use crate::store::{AuditSetup, Store};
 
@@ -77,7 +80,12 @@ pub struct Gateway {
     pub stats: Stats,
     pub store: Store,
     pub broker: Broker,
+    /// The config the gateway started with.
     pub config: Arc<CompiledConfig>,
+    /// The config in force (swapped by reloads).
+    pub live: Live,
+    pub reloader: Reloader,
+    pub dead_letters: DeadLetters,
     pub names: Names,
 }
 
@@ -114,11 +122,24 @@ impl Gateway {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
-        let (broker, supervisor) = broker::supervise(config.clone(), shutdown_rx.clone());
+        let live = Live::new(config.clone());
+        let (broker, supervisor) = broker::supervise(live.clone(), shutdown_rx.clone());
         tasks.spawn(async move {
             let _ = supervisor.await;
         });
-        let intake = Arc::new(Intake::new(config.clone(), store.clone(), stats.clone()));
+        let intake = Arc::new(Intake::new(live.clone(), store.clone(), stats.clone()));
+        let names = Names::new(&config.broker.prefix);
+        let dead_letters =
+            DeadLetters::new(live.clone(), names.clone(), store.clone(), broker.clone());
+        let limiters = Arc::new(ingress::auth::Limiters::new(&config));
+        let reloader = Reloader::new(
+            loaded,
+            std::path::PathBuf::from(&loaded.config_origin),
+            live.clone(),
+            store.clone(),
+            broker.clone(),
+            Some(limiters.clone()),
+        );
 
         let (mut http_addr, mut tls_addr) = (None, None);
         let tls = match (&config.tls, options.http) {
@@ -136,7 +157,7 @@ impl Gateway {
                 intake: intake.clone(),
                 publisher: slot_rx,
                 broker: broker.clone(),
-                limiters: Arc::new(ingress::auth::Limiters::new(&config)),
+                limiters: limiters.clone(),
             });
             if config.http_anonymous {
                 tracing::warn!(
@@ -192,10 +213,12 @@ impl Gateway {
             admin_addr = Some(listener.local_addr()?);
             let app = ingress::admin::router(ingress::admin::AdminState {
                 store: store.clone(),
-                config: config.clone(),
+                live: live.clone(),
                 stats: stats.clone(),
                 broker: broker.clone(),
-                names: Names::new(&config.broker.prefix),
+                names: names.clone(),
+                dead_letters: dead_letters.clone(),
+                reloader: reloader.clone(),
             });
             tasks.spawn(serve(listener, app, shutdown_rx.clone(), "admin listener"));
         }
@@ -211,21 +234,19 @@ impl Gateway {
                 .pool_max_idle_per_host(64)
                 .connect_timeout(Duration::from_secs(5))
                 .build()?;
-            let ctx = Arc::new(DeliveryContext {
+            let base = DeliveryContext {
                 config: config.clone(),
-                names: Names::new(&config.broker.prefix),
+                names: names.clone(),
                 store: store.clone(),
                 stats: stats.clone(),
                 http,
-            });
-            for index in 0..config.destinations.len() {
-                tasks.spawn(delivery::run(
-                    ctx.clone(),
-                    index,
-                    broker.clone(),
-                    shutdown_rx.clone(),
-                ));
-            }
+            };
+            tasks.spawn(delivery::manage(
+                base,
+                live.clone(),
+                broker.clone(),
+                shutdown_rx.clone(),
+            ));
         }
         Ok(Self {
             shutdown,
@@ -236,8 +257,11 @@ impl Gateway {
             stats,
             store,
             broker,
-            names: Names::new(&config.broker.prefix),
+            names,
             config,
+            live,
+            reloader,
+            dead_letters,
         })
     }
 

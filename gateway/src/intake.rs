@@ -21,6 +21,7 @@ use wingspan_core::{Admitted, CompiledConfig, Envelope, Rejection, Sender, admit
 use crate::audit;
 use crate::broker::publish::{HeaderValue, Outgoing};
 use crate::broker::{Names, PublishError, Publisher};
+use crate::live::Live;
 use crate::stats::{Event, Stats};
 use crate::store::{NewReceipt, Receipt, Store, StoreError};
 use wingspan_core::audit::{Entry, Event as Audit};
@@ -34,6 +35,8 @@ pub const SOURCE_HEADER: &str = "x-wingspan-source";
 pub const ACCEPTED_HEADER: &str = "x-wingspan-accepted-ms";
 /// Header carrying the reason on parked and rejected messages.
 pub const REASON_HEADER: &str = "x-wingspan-reason";
+/// When a copy was parked (ms since the epoch): its expiry counts from here.
+pub const PARKED_HEADER: &str = "x-wingspan-parked-ms";
 /// Header carrying the problem type on rejected messages.
 pub const PROBLEM_HEADER: &str = "x-wingspan-problem";
 
@@ -59,7 +62,8 @@ pub enum IntakeError {
 
 #[derive(Debug)]
 pub struct Intake {
-    pub config: Arc<CompiledConfig>,
+    /// The config in force; each message takes one snapshot and keeps it.
+    pub live: Live,
     pub names: Names,
     pub store: Store,
     pub stats: Stats,
@@ -89,15 +93,20 @@ impl Drop for Claim<'_> {
 }
 
 impl Intake {
-    pub fn new(config: Arc<CompiledConfig>, store: Store, stats: Stats) -> Self {
-        let names = Names::new(&config.broker.prefix);
+    pub fn new(live: Live, store: Store, stats: Stats) -> Self {
+        let names = Names::new(&live.get().broker.prefix);
         Self {
-            config,
+            live,
             names,
             store,
             stats,
             in_flight: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The config in force now.
+    pub fn config(&self) -> Arc<CompiledConfig> {
+        self.live.get()
     }
 
     fn claim(&self, source: &str, message_id: &str) -> Option<Claim<'_>> {
@@ -166,7 +175,9 @@ impl Intake {
         sender: Sender<'_>,
     ) -> Result<Outcome, IntakeError> {
         let started = std::time::Instant::now();
-        let admitted = match admit_as(&self.config, bytes, sender) {
+        // One config for the whole of this message, even if a reload swaps it meanwhile.
+        let config = self.live.get();
+        let admitted = match admit_as(&config, bytes, sender) {
             Ok(a) => a,
             Err(r) => {
                 self.refused(
@@ -195,7 +206,7 @@ impl Intake {
             message_type = %env.message_type,
         );
         let outcome = self
-            .accept(publisher, &admitted, bytes)
+            .accept(&config, publisher, &admitted, bytes)
             .instrument(span)
             .await;
         if let Ok(Outcome::Accepted(_)) = &outcome {
@@ -208,6 +219,7 @@ impl Intake {
     /// Intake of an admitted message: duplicate check, copies, receipt.
     async fn accept(
         &self,
+        config: &CompiledConfig,
         publisher: &Publisher,
         admitted: &Admitted,
         bytes: &[u8],
@@ -230,7 +242,7 @@ impl Intake {
         let destinations: Vec<String> = admitted
             .destinations
             .iter()
-            .map(|&d| self.config.destinations[d].id.clone())
+            .map(|&d| config.destinations[d].id.clone())
             .collect();
         // Received, accepted and routed are queued to the store before any copy goes out, so
         // they precede every delivery record in the chain (the writer applies commands in
@@ -248,7 +260,7 @@ impl Intake {
             admitted
                 .routes
                 .iter()
-                .filter_map(|&i| self.config.routes.routes().get(i).map(|r| r.name.as_str()))
+                .filter_map(|&i| config.routes.routes().get(i).map(|r| r.name.as_str()))
                 .collect::<Vec<_>>()
                 .join(","),
         );
@@ -274,7 +286,7 @@ impl Intake {
         let early = self.store.audit_enqueue(early).await?;
         // Destinations delivered at intake are recorded with the receipt itself.
         let delivered = match self
-            .publish_copies(publisher, env, bytes, &admitted.destinations)
+            .publish_copies(config, publisher, env, bytes, &admitted.destinations)
             .await
         {
             Ok(d) => d,
@@ -352,6 +364,7 @@ impl Intake {
 
     async fn publish_copies(
         &self,
+        config: &CompiledConfig,
         publisher: &Publisher,
         env: &Envelope,
         bytes: &[u8],
@@ -361,7 +374,7 @@ impl Intake {
         let mut delivered = Vec::new();
         let mut pending = Vec::with_capacity(dests.len());
         for &d in dests {
-            let dest = &self.config.destinations[d];
+            let dest = &config.destinations[d];
             match &dest.transport {
                 Transport::Amqp {
                     exchange,
@@ -408,7 +421,7 @@ impl Intake {
             }
         }
         for (d, direct, p) in pending {
-            let dest = &self.config.destinations[d];
+            let dest = &config.destinations[d];
             match publisher.confirmed(p).await {
                 Ok(()) => {
                     self.stats

@@ -15,19 +15,27 @@
 //! - [`tools`]: `wingspan decode` / `wingspan encode`: an adapter by hand, no broker.
 //! - [`preview`]: `wingspan explain` / `wingspan test`: route decisions explained, route test
 //!   cases run, before a config goes live.
+//! - [`live`]: the config in force, swapped by [`reload`] (SIGHUP, `POST /admin/reload`,
+//!   rollback) after the same checks as `wingspan check`.
+//! - [`dlq`]: operator actions on parked copies (show, replay, discard), audited.
+//! - [`console`]: the operator console page on the admin listener.
 //! - [`gateway`]: starts and stops all of the above.
 //! - [`demo`]: the self-contained demonstration with partner simulators.
 
 pub mod audit;
 pub mod broker;
+pub mod console;
 pub mod delivery;
 pub mod demo;
+pub mod dlq;
 pub mod gateway;
 pub mod ingress;
 pub mod intake;
+pub mod live;
 pub mod load;
 pub mod preview;
 pub mod problem;
+pub mod reload;
 pub mod stats;
 pub mod store;
 pub mod tools;

@@ -112,6 +112,55 @@ enum DlqCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One message's parked copies; `--payload` also prints the payload (admin users with
+    /// `payloads = true` only; audited).
+    Show {
+        #[command(flatten)]
+        admin: AdminArgs,
+        id: String,
+        #[arg(long)]
+        payload: bool,
+    },
+    /// Send parked copies back to their destination, through the config in force.
+    Replay {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// A message id (all its parked copies).
+        #[arg(required_unless_present_any = ["destination", "all"], conflicts_with_all = ["destination", "all"])]
+        id: Option<String>,
+        /// Every parked copy of this destination.
+        #[arg(long, conflicts_with = "all")]
+        destination: Option<String>,
+        /// Every parked copy.
+        #[arg(long)]
+        all: bool,
+        /// Why (kept in the audit trail; say why, never whom).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Drop a message's parked copies for good.
+    Discard {
+        #[command(flatten)]
+        admin: AdminArgs,
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// How the CLI reaches a running gateway's admin listener. The token comes from
+/// `WINGSPAN_ADMIN_TOKEN` or `--token-file`, never from the command line.
+#[derive(clap::Args, Debug, Clone)]
+struct AdminArgs {
+    /// Config directory: the admin listener's address is read from it.
+    #[arg(long, default_value = "config")]
+    config: PathBuf,
+    /// The admin listener's base URL, instead of the configured address.
+    #[arg(long)]
+    admin_url: Option<String>,
+    /// A file holding the admin user's token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -128,6 +177,19 @@ enum ConfigCommand {
         config: PathBuf,
         a: String,
         b: String,
+    },
+    /// Ask the running gateway to read its config file again: checked first, swapped only if
+    /// it passes (like SIGHUP).
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Put an earlier config back in force (a hash prefix from `history`), through the same
+    /// checks as a reload.
+    Rollback {
+        #[command(flatten)]
+        admin: AdminArgs,
+        version: String,
     },
 }
 
@@ -529,7 +591,50 @@ fn main() -> ExitCode {
                 }
             },
             Command::Test { config } => test_cmd(&resolve(config)),
+            Command::Config {
+                command: ConfigCommand::Reload { admin },
+            } => admin_cmd(&admin, "POST", "/admin/reload", serde_json::json!({})).await,
+            Command::Config {
+                command: ConfigCommand::Rollback { admin, version },
+            } => {
+                let body = serde_json::json!({ "sha256": version });
+                admin_cmd(&admin, "POST", "/admin/rollback", body).await
+            }
             Command::Config { command } => config_cmd(command),
+            Command::Dlq {
+                command: DlqCommand::Show { admin, id, payload },
+            } => {
+                let path = format!("/admin/dead-letters/{}?payload={payload}", encode_segment(&id));
+                admin_cmd(&admin, "GET", &path, serde_json::Value::Null).await
+            }
+            Command::Dlq {
+                command:
+                    DlqCommand::Replay {
+                        admin,
+                        id,
+                        destination,
+                        all,
+                        reason,
+                    },
+            } => {
+                let (path, body) = match id {
+                    Some(id) => (
+                        format!("/admin/dead-letters/{}/replay", encode_segment(&id)),
+                        serde_json::json!({ "reason": reason }),
+                    ),
+                    None => (
+                        "/admin/dead-letters/replay".to_owned(),
+                        serde_json::json!({ "reason": reason, "destination": destination, "all": all }),
+                    ),
+                };
+                admin_cmd(&admin, "POST", &path, body).await
+            }
+            Command::Dlq {
+                command: DlqCommand::Discard { admin, id, reason },
+            } => {
+                let path = format!("/admin/dead-letters/{}/discard", encode_segment(&id));
+                admin_cmd(&admin, "POST", &path, serde_json::json!({ "reason": reason })).await
+            }
             Command::Dlq { command } => dlq_cmd(command),
             Command::Explain { config, file } => explain_cmd(&resolve(config), &file),
             Command::Decode {
@@ -582,12 +687,87 @@ fn load_or_report(config: &std::path::Path) -> Option<wingspan::load::Loaded> {
     }
 }
 
+/// A path segment with everything but unreserved characters percent-encoded.
+fn encode_segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Call the running gateway's admin listener as the admin user whose token is given; print
+/// the JSON answer. Exit code 0 on 2xx, 1 otherwise.
+async fn admin_cmd(admin: &AdminArgs, method: &str, path: &str, body: serde_json::Value) -> i32 {
+    let token = match (&admin.token_file, std::env::var("WINGSPAN_ADMIN_TOKEN")) {
+        (Some(f), _) => match std::fs::read_to_string(f) {
+            Ok(t) => t.trim().to_owned(),
+            Err(e) => {
+                eprintln!("wingspan: cannot read {}: {e}", f.display());
+                return 1;
+            }
+        },
+        (None, Ok(t)) if !t.is_empty() => t,
+        _ => {
+            eprintln!("wingspan: set WINGSPAN_ADMIN_TOKEN or give --token-file");
+            return 1;
+        }
+    };
+    let base = match &admin.admin_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => match load_or_report(&resolve(admin.config.clone())) {
+            Some(l) => format!("http://{}", l.config.admin_listen),
+            None => return 1,
+        },
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let url = format!("{base}{path}");
+    let mut req = match method {
+        "POST" => client.post(&url).json(&body),
+        _ => client.get(&url),
+    };
+    req = req
+        .bearer_auth(token)
+        .timeout(std::time::Duration::from_secs(120));
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "wingspan: the admin listener at {base} did not answer: {}",
+                e.without_url()
+            );
+            return 1;
+        }
+    };
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let pretty = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or(text);
+    if status.is_success() {
+        println!("{pretty}");
+        0
+    } else {
+        eprintln!("{pretty}");
+        1
+    }
+}
+
 fn dlq_cmd(command: DlqCommand) -> i32 {
     let DlqCommand::List {
         config,
         destination,
         json,
-    } = command;
+    } = command
+    else {
+        unreachable!("the admin-listener subcommands are handled by admin_cmd");
+    };
     let Some(loaded) = load_or_report(&resolve(config)) else {
         return 1;
     };
@@ -629,7 +809,9 @@ fn dlq_cmd(command: DlqCommand) -> i32 {
 }
 
 fn config_cmd(command: ConfigCommand) -> i32 {
-    let (ConfigCommand::History { config } | ConfigCommand::Diff { config, .. }) = &command;
+    let (ConfigCommand::History { config } | ConfigCommand::Diff { config, .. }) = &command else {
+        unreachable!("reload and rollback are handled by admin_cmd");
+    };
     let Some(loaded) = load_or_report(&resolve(config.clone())) else {
         return 1;
     };
@@ -672,6 +854,7 @@ fn config_cmd(command: ConfigCommand) -> i32 {
                 1
             }
         },
+        ConfigCommand::Reload { .. } | ConfigCommand::Rollback { .. } => 2,
         ConfigCommand::Diff { a, b, .. } => {
             let text = |which: &str| -> Result<(String, String), String> {
                 if which == "current" {
@@ -782,7 +965,29 @@ async fn run(config: PathBuf) -> i32 {
         }
     };
     tracing::info!(http = ?gateway.http_addr, instance = %loaded.config.instance, "wingspan running");
+    // SIGHUP: read the config file again; checked first, swapped only if it passes.
+    let reloader = gateway.reloader.clone();
+    let hangups = tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match reloader
+                .reload(wingspan::reload::Offer::File, "signal:SIGHUP")
+                .await
+            {
+                Ok(r) => {
+                    tracing::info!(sha256 = %r.sha256, changes = r.changes.len(), "SIGHUP: config reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, problems = ?e.problems(), "SIGHUP: config refused; the running config is kept")
+                }
+            }
+        }
+    });
     wait_for_signal().await;
+    hangups.abort();
     tracing::info!("shutting down: intake stopped, finishing in-flight work");
     gateway.shutdown().await;
     tracing::info!("stopped");

@@ -164,10 +164,14 @@ pub async fn probe(config: &CompiledConfig) -> Result<(), BrokerError> {
 }
 
 /// Start the supervisor. It runs until `shutdown` turns true.
+///
+/// The connection settings are the first config's (a reload may not change them); the
+/// topology declared at each (re)connect is the config in force then.
 pub fn supervise(
-    config: Arc<CompiledConfig>,
+    live: crate::live::Live,
     mut shutdown: watch::Receiver<bool>,
 ) -> (Broker, tokio::task::JoinHandle<()>) {
+    let config = live.get();
     let (tx, rx) = watch::channel(None);
     let limit = Duration::from_millis(config.broker.operation_timeout_ms);
     let broker = Broker {
@@ -184,9 +188,10 @@ pub fn supervise(
         while !*shutdown.borrow() {
             let props = ConnectionProperties::default()
                 .with_connection_name(format!("wingspan {}", config.instance).into());
+            let current = live.get();
             let attempt = async {
                 let conn = bounded(limit, connect(&url, props, &config.broker)).await?;
-                if let Err(e) = topology::declare(&conn, &config, &names, limit).await {
+                if let Err(e) = topology::declare(&conn, &current, &names, limit).await {
                     let _ = bounded(limit, conn.close(200, "topology failed".into())).await;
                     return Err(e);
                 }

@@ -19,23 +19,34 @@
 //!   parked copies, routed/delivered/retried/parked counts, and the last error and when.
 //! - `GET /admin/dead-letters?destination=`: parked copies, metadata only (message id, type,
 //!   reason, attempts, first and last failure).
+//! - `GET /admin/dead-letters/{id}[?payload=true]`: one message's parked copies; the payload
+//!   only for a user with `payloads = true` (audited as `payload_viewed`).
+//! - `POST /admin/dead-letters/{id}/replay`, `POST /admin/dead-letters/{id}/discard`,
+//!   `POST /admin/dead-letters/replay` (`{"destination": …}` or `{"all": true}`): each with a
+//!   `reason`, audited with the user as actor.
+//! - `GET /admin/messages/{id}`: a message's receipt, delivery states and timeline (audit
+//!   records without hashes or subject references).
+//! - `POST /admin/reload`, `POST /admin/rollback` (`{"sha256": …}`), `GET /admin/config`.
+//! - `GET /console`: the operator console (a page of its own; it asks for a token and calls
+//!   the endpoints above).
 
-use std::sync::Arc;
-
+use axum::Extension;
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
-use wingspan_core::CompiledConfig;
-use wingspan_core::config::Role;
+use wingspan_core::config::{AdminUser, Role};
 
 use crate::audit::{self, Filter};
 use crate::broker::{Broker, Names, bounded};
+use crate::dlq::{Action, DeadLetters, DlqError, Select};
 use crate::ingress::auth;
+use crate::live::Live;
 use crate::problem::Problem;
+use crate::reload::{Offer, ReloadError, Reloader};
 use crate::stats::{QueueDepth, Stats, render_prometheus};
 use crate::store::Store;
 
@@ -43,19 +54,29 @@ use crate::store::Store;
 #[derive(Debug, Clone)]
 pub struct AdminState {
     pub store: Store,
-    pub config: Arc<CompiledConfig>,
+    pub live: Live,
     pub stats: Stats,
     pub broker: Broker,
     pub names: Names,
+    pub dead_letters: DeadLetters,
+    pub reloader: Reloader,
 }
 
 pub fn router(state: AdminState) -> Router {
-    let config = state.config.clone();
+    let config = state.live.clone();
     let operator = Router::new()
         .route("/metrics", get(metrics))
         .route("/admin/routes", get(routes))
         .route("/admin/destinations", get(destinations))
         .route("/admin/dead-letters", get(dead_letters))
+        .route("/admin/dead-letters/replay", post(replay_many))
+        .route("/admin/dead-letters/{id}", get(dead_letter))
+        .route("/admin/dead-letters/{id}/replay", post(replay_one))
+        .route("/admin/dead-letters/{id}/discard", post(discard_one))
+        .route("/admin/messages/{id}", get(message))
+        .route("/admin/config", get(config_info))
+        .route("/admin/reload", post(reload))
+        .route("/admin/rollback", post(rollback))
         .route_layer(middleware::from_fn_with_state(
             (config.clone(), Role::Operator),
             require,
@@ -72,6 +93,9 @@ pub fn router(state: AdminState) -> Router {
         ))
         .with_state(store);
     Router::new()
+        .route("/console", get(crate::console::page))
+        .route("/console.js", get(crate::console::script))
+        .route("/console.css", get(crate::console::style))
         .merge(audit)
         .merge(operator)
         .fallback(|| async { Problem::new(404, "not-found", "Not found", "no such endpoint") })
@@ -80,10 +104,11 @@ pub fn router(state: AdminState) -> Router {
 /// Let the request through only for an admin user with `role`; the user is passed on as a
 /// request extension (the actor of what the request does).
 async fn require(
-    State((config, role)): State<(Arc<CompiledConfig>, Role)>,
+    State((live, role)): State<(Live, Role)>,
     mut req: Request,
     next: Next,
 ) -> Response {
+    let config = live.get();
     let Some(user) = auth::admin_user(&config, req.headers()) else {
         let mut resp = Problem::new(
             401,
@@ -196,11 +221,12 @@ async fn queue_depths(st: &AdminState) -> Vec<QueueDepth> {
     };
     let n = &st.names;
     let mut queues = vec![n.ingress(), n.rejects()];
-    for d in &st.config.destinations {
+    let config = st.live.get();
+    for d in &config.destinations {
         queues.push(n.destination(&d.id));
         queues.push(n.parked(&d.id));
     }
-    for tier in 0..st.config.broker.retry_delays_ms.len() {
+    for tier in 0..config.broker.retry_delays_ms.len() {
         queues.push(n.retry(tier));
     }
     let limit = st.broker.op_timeout;
@@ -254,8 +280,8 @@ async fn metrics(State(st): State<AdminState>) -> Response {
 }
 
 async fn routes(State(st): State<AdminState>) -> Response {
-    let routes: Vec<serde_json::Value> = st
-        .config
+    let config = st.live.get();
+    let routes: Vec<serde_json::Value> = config
         .routes
         .routes()
         .iter()
@@ -265,7 +291,7 @@ async fn routes(State(st): State<AdminState>) -> Response {
                 "message_types": r.message_types,
                 "when": r.when.iter().map(|p| p.describe()).collect::<Vec<_>>(),
                 "destinations": r.destinations.iter()
-                    .map(|&d| st.config.routes.destination_name(d))
+                    .map(|&d| config.routes.destination_name(d))
                     .collect::<Vec<_>>(),
             })
         })
@@ -293,8 +319,8 @@ async fn destinations(State(st): State<AdminState>) -> Response {
     let depths = queue_depths(&st).await;
     let depth = |q: &str| depths.iter().find(|d| d.queue == q).cloned();
     let counts = st.stats.snapshot();
-    let list: Vec<serde_json::Value> = st
-        .config
+    let config = st.live.get();
+    let list: Vec<serde_json::Value> = config
         .destinations
         .iter()
         .map(|d| {
@@ -348,4 +374,293 @@ async fn dead_letters(State(st): State<AdminState>, Query(q): Query<DeadLetterQu
             Problem::unavailable("the state store cannot be read right now").into_response()
         }
     }
+}
+
+fn dlq_problem(e: DlqError) -> Response {
+    let (status, slug, title) = match &e {
+        DlqError::NotParked => (404, "not-parked", "No parked copy"),
+        DlqError::UnknownDestination(_) => (
+            409,
+            "destination-not-configured",
+            "Destination not in the config in force",
+        ),
+        DlqError::ReasonRequired => (400, "reason-required", "A reason is required"),
+        DlqError::NoBroker | DlqError::Broker(_) | DlqError::Store(_) => {
+            tracing::error!(error = %e, "dead-letter action failed");
+            (503, "unavailable", "Service unavailable")
+        }
+    };
+    Problem::new(status, slug, title, e.to_string()).into_response()
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct Why {
+    #[serde(default)]
+    reason: String,
+    destination: Option<String>,
+    #[serde(default)]
+    all: bool,
+    sha256: Option<String>,
+}
+
+/// The JSON body of an action (`{}` or nothing when it needs no fields).
+#[allow(clippy::result_large_err)]
+fn why(body: &[u8]) -> Result<Why, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Why::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Problem::new(
+            400,
+            "invalid-body",
+            "Unreadable request body",
+            e.to_string(),
+        )
+        .into_response()
+    })
+}
+
+fn acted(list: Vec<crate::dlq::Handled>) -> Response {
+    axum::Json(serde_json::json!({ "count": list.len(), "handled": list })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct ShowQuery {
+    #[serde(default)]
+    payload: bool,
+}
+
+async fn dead_letter(
+    State(st): State<AdminState>,
+    Extension(user): Extension<AdminUser>,
+    Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> Response {
+    let key = id.clone();
+    let listed = st
+        .store
+        .read(move |c| Ok(crate::store::dead_letters(c, None)?))
+        .await;
+    let copies: Vec<_> = match listed {
+        Ok(l) => l.into_iter().filter(|d| d.message_id == key).collect(),
+        Err(e) => return unavailable(e),
+    };
+    if copies.is_empty() {
+        return dlq_problem(DlqError::NotParked);
+    }
+    if !q.payload {
+        return axum::Json(serde_json::json!({ "message_id": id, "copies": copies }))
+            .into_response();
+    }
+    if !user.payloads {
+        return Problem::new(
+            403,
+            "payload-not-allowed",
+            "Not allowed to see payloads",
+            "this admin user has no payloads permission",
+        )
+        .into_response();
+    }
+    match st
+        .dead_letters
+        .act(&Select::Message(id.clone()), Action::Show, &user.name, "")
+        .await
+    {
+        Ok(shown) => {
+            let payload = shown.first().and_then(|h| h.payload.as_deref()).map(|b| {
+                serde_json::from_slice::<serde_json::Value>(b)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(b).into_owned().into())
+            });
+            axum::Json(
+                serde_json::json!({ "message_id": id, "copies": copies, "payload": payload }),
+            )
+            .into_response()
+        }
+        Err(e) => dlq_problem(e),
+    }
+}
+
+async fn replay_one(
+    State(st): State<AdminState>,
+    Extension(user): Extension<AdminUser>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let why = match why(&body) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    match st
+        .dead_letters
+        .act(
+            &Select::Message(id),
+            Action::Replay,
+            &user.name,
+            &why.reason,
+        )
+        .await
+    {
+        Ok(list) => acted(list),
+        Err(e) => dlq_problem(e),
+    }
+}
+
+async fn discard_one(
+    State(st): State<AdminState>,
+    Extension(user): Extension<AdminUser>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let why = match why(&body) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    match st
+        .dead_letters
+        .act(
+            &Select::Message(id),
+            Action::Discard,
+            &user.name,
+            &why.reason,
+        )
+        .await
+    {
+        Ok(list) => acted(list),
+        Err(e) => dlq_problem(e),
+    }
+}
+
+async fn replay_many(
+    State(st): State<AdminState>,
+    Extension(user): Extension<AdminUser>,
+    body: axum::body::Bytes,
+) -> Response {
+    let why = match why(&body) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let select = match (why.destination, why.all) {
+        (Some(d), false) => Select::Destination(d),
+        (None, true) => Select::All,
+        _ => {
+            return Problem::new(
+                400,
+                "selection-required",
+                "Say which parked copies",
+                "give either \"destination\" or \"all\": true",
+            )
+            .into_response();
+        }
+    };
+    match st
+        .dead_letters
+        .act(&select, Action::Replay, &user.name, &why.reason)
+        .await
+    {
+        Ok(list) => acted(list),
+        Err(e) => dlq_problem(e),
+    }
+}
+
+/// A message's receipt, delivery states and timeline, for the console's tracker.
+async fn message(State(st): State<AdminState>, Path(id): Path<String>) -> Response {
+    let status = match st.store.status(&id).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(e),
+    };
+    let key = id.clone();
+    let records = match st.store.audit_read(move |c| audit::trail(c, &key)).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(e),
+    };
+    if status.is_none() && records.is_empty() {
+        return Problem::new(
+            404,
+            "unknown-message",
+            "Unknown message",
+            "nothing known of this message id",
+        )
+        .into_response();
+    }
+    let timeline: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            let e = &r.entry;
+            serde_json::json!({
+                "at": e.at, "event": e.event.as_str(), "message_id": e.message_id,
+                "destination": e.destination, "outcome": e.outcome, "reason": e.reason, "actor": e.actor,
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "message_id": id, "status": status, "timeline": timeline }))
+        .into_response()
+}
+
+async fn config_info(State(st): State<AdminState>) -> Response {
+    let history = st
+        .store
+        .read(|c| Ok(crate::store::config_history(c)?))
+        .await;
+    match history {
+        Ok(h) => axum::Json(serde_json::json!({
+            "current": st.reloader.current_sha256(),
+            "history": h,
+        }))
+        .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+fn reloaded(result: Result<crate::reload::Reloaded, ReloadError>) -> Response {
+    match result {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e @ (ReloadError::Store(_) | ReloadError::Topology(_))) => {
+            let mut p = Problem::unavailable(e.to_string());
+            p.retry_after = Some(5);
+            p.into_response()
+        }
+        Err(e) => {
+            let status = if matches!(e, ReloadError::UnknownVersion(_)) {
+                404
+            } else {
+                422
+            };
+            let mut resp = axum::Json(serde_json::json!({
+                "type": "/problems/config-refused",
+                "title": "Config refused; the running config is kept",
+                "status": status,
+                "detail": e.to_string(),
+                "problems": e.problems(),
+            }))
+            .into_response();
+            *resp.status_mut() = axum::http::StatusCode::from_u16(status)
+                .unwrap_or(axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+            resp
+        }
+    }
+}
+
+async fn reload(State(st): State<AdminState>, Extension(user): Extension<AdminUser>) -> Response {
+    reloaded(st.reloader.reload(Offer::File, &user.name).await)
+}
+
+async fn rollback(
+    State(st): State<AdminState>,
+    Extension(user): Extension<AdminUser>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body = match why(&body) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let Some(sha) = body.sha256 else {
+        return Problem::new(
+            400,
+            "version-required",
+            "Say which version",
+            "give \"sha256\"",
+        )
+        .into_response();
+    };
+    reloaded(st.reloader.reload(Offer::Stored(sha), &user.name).await)
 }

@@ -41,11 +41,11 @@ async fn consume(
     let channel = bounded(limit, session.connection.create_channel()).await?;
     bounded(
         limit,
-        channel.basic_qos(intake.config.broker.prefetch, BasicQosOptions::default()),
+        channel.basic_qos(intake.config().broker.prefetch, BasicQosOptions::default()),
     )
     .await?;
     let publisher = Publisher::open(session, limit).await?;
-    let tag = format!("wingspan-{}-ingress", intake.config.instance);
+    let tag = format!("wingspan-{}-ingress", intake.config().instance);
     let mut consumer = bounded(
         limit,
         channel.basic_consume(

@@ -285,10 +285,14 @@ impl Limited {
     }
 }
 
+/// A source's limiter and the (rate, burst) it was built for.
+type SourceLimiter = ((u32, u32), Arc<Limiter>);
+
 /// One rate limiter per source, one for anonymous callers and one for failed
 /// authentications.
 pub struct Limiters {
-    sources: HashMap<String, Limiter>,
+    /// Per source, with the (rate, burst) it was built for; replaced on reload when those change.
+    sources: std::sync::RwLock<HashMap<String, SourceLimiter>>,
     anonymous: Limiter,
     failures: Limiter,
 }
@@ -296,29 +300,50 @@ pub struct Limiters {
 impl std::fmt::Debug for Limiters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Limiters")
-            .field("sources", &self.sources.len())
+            .field(
+                "sources",
+                &self.sources.read().map(|s| s.len()).unwrap_or(0),
+            )
             .finish_non_exhaustive()
     }
 }
 
 impl Limiters {
     pub fn new(config: &CompiledConfig) -> Self {
-        let sources = config
-            .sources
-            .values()
-            .map(|s| (s.id.clone(), Limiter::new(s.rate_per_sec, s.burst)))
-            .collect();
-        Self {
-            sources,
+        let limiters = Self {
+            sources: Default::default(),
             anonymous: Limiter::new(500, 1_000),
             failures: Limiter::new(20, 50),
+        };
+        limiters.update(config);
+        limiters
+    }
+
+    /// Follow a reloaded config: a limiter for each new source or changed rate; a source
+    /// whose rate did not change keeps its limiter (and what it has counted).
+    pub fn update(&self, config: &CompiledConfig) {
+        let mut sources = self.sources.write().unwrap_or_else(|p| p.into_inner());
+        sources.retain(|id, _| config.sources.contains_key(id));
+        for s in config.sources.values() {
+            let rate = (s.rate_per_sec, s.burst);
+            if sources.get(&s.id).is_none_or(|(r, _)| *r != rate) {
+                sources.insert(s.id.clone(), (rate, Arc::new(Limiter::new(rate.0, rate.1))));
+            }
         }
     }
 
     /// Count one request of `caller`.
     pub fn check(&self, caller: &Caller) -> Result<(), Limited> {
         match caller {
-            Caller::Source(s) => self.sources.get(s).map_or(Ok(()), Limiter::check),
+            Caller::Source(s) => {
+                let limiter = self
+                    .sources
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(s)
+                    .map(|(_, l)| l.clone());
+                limiter.map_or(Ok(()), |l| l.check())
+            }
             Caller::Anonymous => self.anonymous.check(),
         }
     }

@@ -40,7 +40,7 @@ impl HttpState {
     #[allow(clippy::result_large_err)]
     fn caller(&self, peer: Option<&Peer>, headers: &HeaderMap) -> Result<Caller, Response> {
         let intake = &self.intake;
-        let caller = match auth::authenticate(&intake.config, peer, headers) {
+        let caller = match auth::authenticate(&intake.config(), peer, headers) {
             Ok(c) => c,
             Err(denied) => {
                 if let Err(limited) = self.limiters.check_failure() {
@@ -73,7 +73,7 @@ impl HttpState {
         headers: &HeaderMap,
         body: Body,
     ) -> Result<Bytes, Response> {
-        let config = &self.intake.config;
+        let config = self.intake.config();
         let limit = caller
             .source()
             .and_then(|s| config.sources.get(s))
@@ -213,7 +213,8 @@ async fn post_native(
         )
         .into_response();
     }
-    let Some(src) = st.intake.config.sources.get(&source) else {
+    let config = st.intake.config();
+    let Some(src) = config.sources.get(&source) else {
         st.intake.refused(None, None, None, 403, "unknown-source");
         return Problem::new(
             403,

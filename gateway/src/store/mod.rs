@@ -54,6 +54,10 @@ pub enum DeliveryState {
     Retrying,
     Delivered,
     DeadLettered,
+    /// Taken from the parked queue by an operator and sent again.
+    Replayed,
+    /// Dropped from the parked queue by an operator.
+    Discarded,
 }
 
 impl DeliveryState {
@@ -63,6 +67,8 @@ impl DeliveryState {
             Self::Retrying => "retrying",
             Self::Delivered => "delivered",
             Self::DeadLettered => "dead-lettered",
+            Self::Replayed => "replayed",
+            Self::Discarded => "discarded",
         }
     }
 }
