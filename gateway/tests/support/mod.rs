@@ -4,6 +4,7 @@
 
 pub mod pki;
 pub mod private_broker;
+pub mod webdriver;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
