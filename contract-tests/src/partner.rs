@@ -26,6 +26,9 @@ pub enum Behaviour {
     Reject,
     /// Accept after this delay.
     Delay(Duration),
+    /// Reject (400) messages whose Idempotency-Key starts with this; accept the others
+    /// (poison messages among good ones).
+    RejectKeysWithPrefix(String),
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +259,16 @@ async fn receive(
             return (StatusCode::BAD_REQUEST, "invalid message for this partner").into_response();
         }
         Behaviour::Delay(d) => tokio::time::sleep(d).await,
+        Behaviour::RejectKeysWithPrefix(prefix) => {
+            let poison = headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|k| k.starts_with(&prefix));
+            if poison {
+                return (StatusCode::BAD_REQUEST, "this partner refuses this message")
+                    .into_response();
+            }
+        }
         Behaviour::Accept => {}
     }
     let Some(key) = headers

@@ -148,14 +148,17 @@ impl Gateway {
         };
         if options.http && (config.http_plaintext || tls.is_some()) {
             let (slot_tx, slot_rx) = watch::channel(None);
+            let renew = Arc::new(tokio::sync::Notify::new());
             tasks.spawn(ingress::http::keep_publisher(
                 broker.clone(),
                 slot_tx,
+                renew.clone(),
                 shutdown_rx.clone(),
             ));
             let app = ingress::http::router(ingress::http::HttpState {
                 intake: intake.clone(),
                 publisher: slot_rx,
+                renew,
                 broker: broker.clone(),
                 limiters: limiters.clone(),
             });

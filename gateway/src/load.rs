@@ -84,7 +84,17 @@ pub fn load_str_with(
     if let Ok(url) = std::env::var("WINGSPAN_AMQP_URL")
         && !url.is_empty()
     {
-        raw.broker.url = url;
+        let urls: Vec<String> = url
+            .split(',')
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.len() > 1 {
+            raw.broker.urls = urls;
+        } else {
+            raw.broker.urls.clear();
+            raw.broker.url = url;
+        }
     }
     if let Ok(url) = std::env::var("WINGSPAN_AUDIT_STORE")
         && !url.is_empty()

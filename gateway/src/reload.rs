@@ -121,7 +121,11 @@ pub fn restart_only(old: &CompiledConfig, new: &CompiledConfig) -> Vec<String> {
         new.admin_listen.clone(),
     );
     let (a, b) = (&old.broker, &new.broker);
-    differs("broker.url", a.url.clone(), b.url.clone());
+    differs(
+        "broker.url",
+        format!("{:?}", a.urls),
+        format!("{:?}", b.urls),
+    );
     differs(
         "broker.ca_file",
         format!("{:?}", a.ca_pem),

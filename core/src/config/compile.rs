@@ -45,7 +45,10 @@ pub enum QueueType {
 
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
+    /// The first node's URL.
     pub url: String,
+    /// Every node's URL (at least one), tried in turn on reconnect.
+    pub urls: Vec<String>,
     /// The broker's CA certificate (PEM) for `amqps://`, read by the shell from `ca_file`.
     pub ca_pem: Option<String>,
     pub prefix: String,
@@ -839,7 +842,12 @@ pub fn compile(
         admin_listen: raw.admin.listen,
         admin_users,
         broker: BrokerSettings {
-            url: raw.broker.url,
+            urls: if raw.broker.urls.is_empty() {
+                vec![raw.broker.url.clone()]
+            } else {
+                raw.broker.urls.clone()
+            },
+            url: raw.broker.urls.first().cloned().unwrap_or(raw.broker.url),
             ca_pem: None,
             prefix: raw.broker.prefix,
             queue_type,

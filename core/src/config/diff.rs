@@ -209,7 +209,10 @@ pub fn describe(a: &RawConfig, b: &RawConfig) -> Vec<String> {
     for (name, x, y) in both {
         route(&mut out, name, x, y);
     }
-    if a.broker.url != b.broker.url || a.broker.url_file != b.broker.url_file {
+    if a.broker.url != b.broker.url
+        || a.broker.urls != b.broker.urls
+        || a.broker.url_file != b.broker.url_file
+    {
         out.push("broker: URL changed (not shown: it may hold credentials)".into());
     }
     let sections: [(&str, bool); 8] = [

@@ -108,6 +108,10 @@ pub struct RawBroker {
     /// it, and so does the content of `url_file`.
     #[serde(default = "default_amqp_url")]
     pub url: String,
+    /// Several nodes of one cluster, tried in turn (from the one after the node that failed);
+    /// when given, `url` is not used. `WINGSPAN_AMQP_URL` may hold them comma-separated.
+    #[serde(default)]
+    pub urls: Vec<String>,
     /// A file holding the URL, credentials and all (relative to the config file), so that
     /// they stay out of the config; `WINGSPAN_AMQP_URL_FILE` names one too.
     pub url_file: Option<String>,
@@ -141,6 +145,7 @@ impl Default for RawBroker {
     fn default() -> Self {
         Self {
             url: default_amqp_url(),
+            urls: Vec::new(),
             url_file: None,
             ca_file: None,
             prefix: default_prefix(),

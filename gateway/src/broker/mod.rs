@@ -49,9 +49,16 @@ pub struct Session {
     pub connection: Arc<Connection>,
     pub generation: u64,
     poisoned: Arc<(AtomicBool, Notify)>,
+    /// The broker blocked publishing on this connection (memory or disk alarm).
+    blocked: Arc<AtomicBool>,
 }
 
 impl Session {
+    /// Whether the broker is refusing publishes right now (a resource alarm).
+    pub fn blocked(&self) -> bool {
+        self.blocked.load(Ordering::SeqCst)
+    }
+
     pub fn poison(&self) {
         self.poisoned.0.store(true, Ordering::SeqCst);
         self.poisoned.1.notify_one();
@@ -69,6 +76,15 @@ impl Broker {
     /// True while a session is up (readiness).
     pub fn connected(&self) -> bool {
         self.sessions.borrow().is_some()
+    }
+
+    /// True while the broker blocks publishing (memory or disk alarm): publishes would wait
+    /// for a confirm that cannot come, so the front doors refuse at once instead.
+    pub fn blocked(&self) -> bool {
+        self.sessions
+            .borrow()
+            .as_ref()
+            .is_some_and(Session::blocked)
     }
 
     /// Wait for a session newer than `after` (0 for any). `None` when shutting down.
@@ -179,8 +195,14 @@ pub fn supervise(
         op_timeout: limit,
     };
     let handle = tokio::spawn(async move {
-        let url = with_heartbeat(&config.broker.url, config.broker.heartbeat_secs);
-        let where_ = redacted(&config.broker.url);
+        let urls: Vec<String> = config
+            .broker
+            .urls
+            .iter()
+            .map(|u| with_heartbeat(u, config.broker.heartbeat_secs))
+            .collect();
+        // The node tried next; after a failure (to connect, or of a live session) the next one.
+        let mut node = 0usize;
         let names = Names::new(&config.broker.prefix);
         let mut generation = 0u64;
         let mut backoff = Duration::from_millis(100);
@@ -189,8 +211,10 @@ pub fn supervise(
             let props = ConnectionProperties::default()
                 .with_connection_name(format!("wingspan {}", config.instance).into());
             let current = live.get();
+            let url = &urls[node % urls.len()];
+            let where_ = redacted(&config.broker.urls[node % urls.len()]);
             let attempt = async {
-                let conn = bounded(limit, connect(&url, props, &config.broker)).await?;
+                let conn = bounded(limit, connect(url, props, &config.broker)).await?;
                 if let Err(e) = topology::declare(&conn, &current, &names, limit).await {
                     let _ = bounded(limit, conn.close(200, "topology failed".into())).await;
                     return Err(e);
@@ -208,6 +232,11 @@ pub fn supervise(
                         tracing::warn!(broker = %where_, error = %e, "broker unavailable; retrying with backoff");
                         warned = true;
                     }
+                    // The next node at once; after a whole round, wait.
+                    node += 1;
+                    if !node.is_multiple_of(urls.len()) {
+                        continue;
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => {}
@@ -221,17 +250,27 @@ pub fn supervise(
             warned = false;
             tracing::info!(broker = %where_, generation, "broker connected, topology declared");
             let poisoned = Arc::new((AtomicBool::new(false), Notify::new()));
+            let blocked = Arc::new(AtomicBool::new(false));
             let mut events = conn.events_listener();
             let _ = tx.send(Some(Session {
                 connection: conn.clone(),
                 generation,
                 poisoned: poisoned.clone(),
+                blocked: blocked.clone(),
             }));
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             let reason = loop {
                 tokio::select! {
                     ev = events.next() => match ev {
                         Some(lapin::Event::Error(e)) => break format!("connection error: {e}"),
+                        Some(lapin::Event::ConnectionBlocked(why)) => {
+                            tracing::warn!(broker = %where_, reason = %why, "the broker blocks publishing (resource alarm); intake refuses until it lifts");
+                            blocked.store(true, Ordering::SeqCst);
+                        }
+                        Some(lapin::Event::ConnectionUnblocked) => {
+                            tracing::info!(broker = %where_, "the broker accepts publishes again");
+                            blocked.store(false, Ordering::SeqCst);
+                        }
                         Some(_) => {}
                         None => break "connection event stream ended".to_owned(),
                     },
@@ -246,6 +285,9 @@ pub fn supervise(
             let _ = tx.send(None);
             if reason != "shutdown" {
                 tracing::warn!(broker = %where_, generation, %reason, "broker session ended; reconnecting");
+                if urls.len() > 1 {
+                    node += 1;
+                }
             }
             let _ = bounded(limit, conn.close(200, "wingspan reconnecting".into())).await;
         }

@@ -87,6 +87,11 @@ impl Publisher {
         Ok(Self { channel, limit })
     }
 
+    /// Close the channel (publishes still pending on it fail, and are retried by their callers).
+    pub async fn close(&self) {
+        let _ = bounded(self.limit, self.channel.close(200, "replaced".into())).await;
+    }
+
     /// Send without waiting for the confirm; pair with [`Publisher::confirmed`].
     pub async fn send(
         &self,

@@ -30,6 +30,8 @@ pub type PublisherSlot = watch::Receiver<Option<(Publisher, Session)>>;
 pub struct HttpState {
     pub intake: Arc<Intake>,
     pub publisher: PublisherSlot,
+    /// Asks [`keep_publisher`] for a fresh channel (after the broker refused a publish).
+    pub renew: Arc<tokio::sync::Notify>,
     pub broker: Broker,
     pub limiters: Arc<Limiters>,
 }
@@ -116,26 +118,46 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Keep one publisher open per broker session for the HTTP handlers.
+/// Keep one publisher open per broker session for the HTTP handlers, and open a fresh
+/// channel when asked (`renew`): a channel whose publishes the broker refuses (nack) can stay
+/// refused after a quorum queue changed leader, while a new channel is served.
 pub async fn keep_publisher(
     broker: Broker,
     slot: watch::Sender<Option<(Publisher, Session)>>,
+    renew: Arc<tokio::sync::Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut generation = 0;
-    while let Some(session) = broker.next_session(generation, &mut shutdown).await {
+    'sessions: while let Some(session) = broker.next_session(generation, &mut shutdown).await {
         generation = session.generation;
-        match Publisher::open(&session, broker.op_timeout).await {
-            Ok(p) => {
-                let _ = slot.send(Some((p, session.clone())));
+        loop {
+            match Publisher::open(&session, broker.op_timeout).await {
+                Ok(p) => {
+                    let old = slot.send_replace(Some((p, session.clone())));
+                    if let Some((old, _)) = old {
+                        // Publishes still awaiting confirms on it finish first (each is bounded).
+                        let grace = broker.op_timeout * 2;
+                        tokio::spawn(async move {
+                            tokio::time::sleep(grace).await;
+                            old.close().await;
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the HTTP ingress publisher");
+                    session.poison();
+                    continue 'sessions;
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open the HTTP ingress publisher");
-                session.poison();
-                continue;
+            tokio::select! {
+                () = broker.until_ended(generation, &mut shutdown) => break,
+                () = renew.notified() => {
+                    tracing::warn!("the broker refused a publish: HTTP ingress moves to a fresh channel");
+                    // At most one new channel per 200 ms, however many refusals.
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
             }
         }
-        broker.until_ended(generation, &mut shutdown).await;
         let _ = slot.send(None);
     }
     let _ = slot.send(None);
@@ -295,6 +317,13 @@ async fn submit(st: &HttpState, bytes: Vec<u8>, sender: Option<String>) -> Respo
     let Some((publisher, session)) = st.publisher.borrow().clone() else {
         return Problem::unavailable("the broker is not connected; retry later").into_response();
     };
+    if session.blocked() {
+        st.intake.stats.rejected("unavailable");
+        return Problem::unavailable(
+            "the broker refuses new messages for now (a resource alarm); retry later",
+        )
+        .into_response();
+    }
     // Finish the intake even if the client goes away, so that no copy is left half-accounted.
     let intake = st.intake.clone();
     let task = tokio::spawn(async move {
@@ -325,8 +354,10 @@ async fn submit(st: &HttpState, bytes: Vec<u8>, sender: Option<String>) -> Respo
             p.into_response()
         }
         Err(IntakeError::Publish(e)) => {
-            if matches!(e, PublishError::Broker(_)) {
-                session.poison();
+            match e {
+                PublishError::Broker(_) => session.poison(),
+                PublishError::Nacked => st.renew.notify_one(),
+                PublishError::Unroutable => {}
             }
             tracing::warn!(error = %e, "could not make a message durable");
             Problem::unavailable("the broker did not confirm the message; retry later")
@@ -358,6 +389,15 @@ async fn get_message(State(st): State<HttpState>, Path(id): Path<String>) -> Res
 }
 
 async fn ready(State(st): State<HttpState>) -> Response {
+    if st.broker.blocked() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(
+                serde_json::json!({"status": "not ready", "broker": "blocked (resource alarm)"}),
+            ),
+        )
+            .into_response();
+    }
     if st.broker.connected() && st.publisher.borrow().is_some() {
         axum::Json(serde_json::json!({"status": "ready", "broker": "connected"})).into_response()
     } else {

@@ -768,6 +768,10 @@ fn write_loop(
 ) {
     const BATCH: usize = 2048;
     let period = std::time::Duration::from_secs(setup.checkpoint_secs);
+    // After a failed PostgreSQL append the outcome is unknown: the commit may have happened
+    // with only its answer lost. The chain of record is PostgreSQL's, so the next batch
+    // continues from the head found there.
+    let mut pg_in_doubt = false;
     loop {
         let first = match rx.recv_timeout(period) {
             Ok(c) => c,
@@ -783,6 +787,22 @@ fn write_loop(
             match rx.try_recv() {
                 Ok(c) => batch.push(c),
                 Err(_) => break,
+            }
+        }
+        if pg_in_doubt && let Some(pg) = pg.as_mut() {
+            match pg.ensure().and_then(|()| pg.head(&setup.chain_id)) {
+                Ok((found, _)) => {
+                    if found.next_seq != chain.head.next_seq {
+                        tracing::warn!(
+                            ours = chain.head.next_seq,
+                            theirs = found.next_seq,
+                            "the audit store had committed a batch whose answer was lost; continuing from its head"
+                        );
+                        chain.head = found;
+                    }
+                    pg_in_doubt = false;
+                }
+                Err(e) => tracing::error!(error = %e, "audit store still unavailable"),
             }
         }
         // The head moves only if the transaction commits.
@@ -809,7 +829,10 @@ fn write_loop(
                     .unwrap_or_else(|p| p.into_inner())
                     .observe(arrived.elapsed());
             }
-            Err(e) => tracing::error!(error = %e, "state store write failed"),
+            Err(e) => {
+                pg_in_doubt = pg.is_some();
+                tracing::error!(error = %e, "state store write failed");
+            }
         }
         for cmd in batch {
             match cmd {
