@@ -4,11 +4,13 @@
 //! - [`relay`]: a TCP relay to cut a dependency (the PostgreSQL audit store) and restore it.
 //! - [`rig`]: partner simulators, real `wingspan` processes, the upstream load, the ledger.
 //! - [`scenarios`]: the scenarios, each ending with a ledger and its checks.
+//! - [`soak`]: half capacity for a long time; memory, files, threads and latency sampled.
 
 pub mod node;
 pub mod relay;
 pub mod rig;
 pub mod scenarios;
+pub mod soak;
 
 use std::path::Path;
 

@@ -1,4 +1,4 @@
-//! `wingspan-chaos [--reduced] [--seed N] [--dir D] <scenario>... | all | ci`
+//! `wingspan-chaos [--reduced] [--seed N] [--dir D] [--minutes M] <scenario>... | all | ci | soak`
 //!
 //! Each scenario starts a private RabbitMQ node (or cluster) of its own, partner simulators
 //! and real gateway processes on 127.0.0.1, injects its faults, and ends with a ledger:
@@ -17,6 +17,7 @@ async fn main() -> ExitCode {
     let mut seed = None;
     let mut dir = None;
     let mut names = Vec::new();
+    let mut minutes = 30u64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -24,10 +25,12 @@ async fn main() -> ExitCode {
             "--seed" => seed = args.next().and_then(|s| s.parse().ok()),
             "--dir" => dir = args.next().map(PathBuf::from),
             "all" => names.extend(SCENARIOS),
+            "soak" => names.push("soak"),
+            "--minutes" => minutes = args.next().and_then(|s| s.parse().ok()).unwrap_or(30),
             "ci" => names.extend(CI),
             "-h" | "--help" => {
                 println!(
-                    "wingspan-chaos [--reduced] [--seed N] [--dir D] <scenario>... | all | ci\nscenarios: {}",
+                    "wingspan-chaos [--reduced] [--seed N] [--dir D] [--minutes M] <scenario>... | all | ci | soak\nscenarios: {}",
                     SCENARIOS.join(", ")
                 );
                 return ExitCode::SUCCESS;
@@ -44,7 +47,7 @@ async fn main() -> ExitCode {
     }
     if names.is_empty() {
         eprintln!(
-            "usage: wingspan-chaos [--reduced] [--seed N] [--dir D] <scenario>... | all | ci\nscenarios: {}",
+            "usage: wingspan-chaos [--reduced] [--seed N] [--dir D] [--minutes M] <scenario>... | all | ci | soak\nscenarios: {}",
             SCENARIOS.join(", ")
         );
         return ExitCode::from(2);
@@ -66,7 +69,13 @@ async fn main() -> ExitCode {
     );
     let (mut passed, mut failed) = (0, 0);
     for name in names {
-        match run(name, &base, size, seed).await {
+        let result = if name == "soak" {
+            wingspan_chaos::soak::soak(&base, minutes, if minutes >= 10 { 30 } else { 5 }, seed)
+                .await
+        } else {
+            run(name, &base, size, seed).await
+        };
+        match result {
             Ok(outcome) => {
                 print!("{outcome}");
                 if outcome.passed() {

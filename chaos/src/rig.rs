@@ -149,6 +149,11 @@ impl GatewayProc {
             .is_ok_and(|r| r.status().is_success())
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The process's resident set, KiB (0 when it is not running).
     pub fn rss_kib(&self) -> u64 {
         let Some(c) = &self.child else { return 0 };
@@ -511,7 +516,7 @@ pub async fn send(
 ) {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for w in 0..concurrency {
+    for _ in 0..concurrency {
         let (http, bases, plan, upstream, next) = (
             http.clone(),
             bases.clone(),
@@ -528,58 +533,71 @@ pub async fn send(
                 if i >= plan.n {
                     break;
                 }
-                let (id, msg) = plan.message(i);
-                let body = serde_json::to_vec(&msg).unwrap_or_default();
-                upstream.sent.fetch_add(1, Ordering::Relaxed);
-                let mut backoff = Duration::from_millis(20);
-                let mut target = w + i;
-                loop {
-                    upstream.attempts.fetch_add(1, Ordering::Relaxed);
-                    let base = &bases[target % bases.len()];
-                    let answer = http
-                        .post(format!("{base}/v1/messages"))
-                        .bearer_auth(REHAB_TOKEN)
-                        .header("content-type", "application/json")
-                        .timeout(Duration::from_secs(15))
-                        .body(body.clone())
-                        .send()
-                        .await;
-                    let status = answer.as_ref().map_or(0, |r| r.status().as_u16());
-                    if status == 200 || status == 202 {
-                        upstream
-                            .accepted
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .entry(id.clone())
-                            .or_insert_with(Instant::now);
-                        break;
-                    }
-                    if !(status == 0 || status == 409 || status == 429 || status == 503) {
-                        let text = match answer {
-                            Ok(r) => r.text().await.unwrap_or_default(),
-                            Err(_) => String::new(),
-                        };
-                        eprintln!("upstream: message {id} refused for good ({status}): {text}");
-                        break;
-                    }
-                    {
-                        let mut r = upstream.refusals.lock().unwrap_or_else(|p| p.into_inner());
-                        if r.len() < 1_000_000 {
-                            r.push((Instant::now(), status));
-                        }
-                    }
-                    // A refused connection: try another instance next.
-                    if status == 0 {
-                        target += 1;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
+                send_one(&http, &bases, &plan, i, &upstream).await;
             }
         }));
     }
     for t in tasks {
         let _ = t.await;
+    }
+}
+
+/// Message `i` of the plan, sent until it has a receipt: 503, 409, 429 and refused
+/// connections are retried with backoff (another instance after a refused connection); any
+/// other answer is a refusal for good, reported.
+pub async fn send_one(
+    http: &reqwest::Client,
+    bases: &[String],
+    plan: &Plan,
+    i: usize,
+    upstream: &Upstream,
+) {
+    let (id, msg) = plan.message(i);
+    let body = serde_json::to_vec(&msg).unwrap_or_default();
+    upstream.sent.fetch_add(1, Ordering::Relaxed);
+    let mut backoff = Duration::from_millis(20);
+    let mut target = i;
+    loop {
+        upstream.attempts.fetch_add(1, Ordering::Relaxed);
+        let base = &bases[target % bases.len()];
+        let answer = http
+            .post(format!("{base}/v1/messages"))
+            .bearer_auth(REHAB_TOKEN)
+            .header("content-type", "application/json")
+            .timeout(Duration::from_secs(15))
+            .body(body.clone())
+            .send()
+            .await;
+        let status = answer.as_ref().map_or(0, |r| r.status().as_u16());
+        if status == 200 || status == 202 {
+            upstream
+                .accepted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(id)
+                .or_insert_with(Instant::now);
+            return;
+        }
+        if !(status == 0 || status == 409 || status == 429 || status == 503) {
+            let text = match answer {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            eprintln!("upstream: message {id} refused for good ({status}): {text}");
+            return;
+        }
+        {
+            let mut r = upstream.refusals.lock().unwrap_or_else(|p| p.into_inner());
+            if r.len() < 1_000_000 {
+                r.push((Instant::now(), status));
+            }
+        }
+        // A refused connection: try another instance next.
+        if status == 0 {
+            target += 1;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(500));
     }
 }
 

@@ -43,11 +43,12 @@ impl Outcome {
         self.checks.iter().all(|(_, ok)| *ok)
     }
 
-    fn check(&mut self, what: impl Into<String>, ok: bool) {
+    pub fn check(&mut self, what: impl Into<String>, ok: bool) {
         self.checks.push((what.into(), ok));
     }
 
-    fn standard(&mut self, parked_expected: usize) {
+    /// lost 0, duplicated downstream 0, parked as expected, the audit chain verifies.
+    pub fn standard(&mut self, parked_expected: usize) {
         let l = self.ledger.clone();
         self.check(format!("lost {} = 0", l.lost), l.lost == 0);
         self.check(
@@ -655,7 +656,9 @@ pub async fn broker_alarms(base: &Path, size: Size, seed: u64) -> anyhow::Result
     let node_dir = dir.join("node");
     let node = Arc::new(blocking(move || Node::start(&node_dir, &tag)).await?);
     let mut rig = Rig::start(&dir.join("rig"), &RigOptions::new(node.url())).await?;
-    let n = size.pick(60_000, 4_000);
+    // Time-bounded: the load runs until both alarms are over.
+    let n = 10_000_000;
+    let steady = Duration::from_secs(size.pick(20, 3));
     let alarm = Duration::from_secs(size.pick(20, 4));
     let upstream = Arc::new(Upstream::default());
     let plan = Plan {
@@ -671,8 +674,8 @@ pub async fn broker_alarms(base: &Path, size: Size, seed: u64) -> anyhow::Result
     let mut backed_off = true;
     let mut leaked = 0;
     let mut peak_rss = 0u64;
-    for (k, what) in ["memory", "disk"].into_iter().enumerate() {
-        until_accepted(&upstream, n * (k + 1) / 3, &load).await;
+    for what in ["memory", "disk"] {
+        tokio::time::sleep(steady).await;
         let on = node.clone();
         blocking(move || {
             if what == "memory" {
@@ -715,7 +718,12 @@ pub async fn broker_alarms(base: &Path, size: Size, seed: u64) -> anyhow::Result
         })
         .await?;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(size.pick(1800, 300)), load).await;
+    tokio::time::sleep(steady).await;
+    upstream
+        .stop
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = tokio::time::timeout(Duration::from_secs(300), load).await;
+    let sent = upstream.sent.load(std::sync::atomic::Ordering::Relaxed);
     let ledger = settle(&mut rig, &upstream, Duration::from_secs(120)).await?;
     figures.push(format!(
         "gateway peak RSS during the alarms {} MiB",
@@ -745,8 +753,11 @@ pub async fn broker_alarms(base: &Path, size: Size, seed: u64) -> anyhow::Result
         peak_rss > 0 && peak_rss <= 512 * 1024,
     );
     out.check(
-        format!("full drain: all {n} accepted"),
-        out.ledger.accepted == n,
+        format!(
+            "full drain: every message sent got a receipt ({} of {sent})",
+            out.ledger.accepted
+        ),
+        out.ledger.accepted == sent,
     );
     Ok(out)
 }

@@ -55,6 +55,8 @@ pub struct Received {
     pub body: Bytes,
     /// The body decoded by the partner's adapter (the canonical envelope it understood).
     pub canonical: Option<serde_json::Value>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Debug, Default)]
@@ -76,6 +78,9 @@ struct Shared {
     behaviour: Mutex<Behaviour>,
     book: Mutex<Book>,
     http: reqwest::Client,
+    /// Keep what each accepted message said (body, decoded envelope); off for long runs,
+    /// which keep only keys, paths and arrival times.
+    keep_bodies: std::sync::atomic::AtomicBool,
 }
 
 /// A running (or stopped) simulated partner.
@@ -97,6 +102,7 @@ impl Partner {
             behaviour: Mutex::new(Behaviour::Accept),
             book: Mutex::new(Book::default()),
             http: reqwest::Client::builder().build()?,
+            keep_bodies: std::sync::atomic::AtomicBool::new(true),
         });
         let addr: SocketAddr = addr.parse()?;
         let mut p = Self {
@@ -166,6 +172,27 @@ impl Partner {
             .gateway
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(base_url.to_owned());
+    }
+
+    /// Whether to keep each accepted message's body and decoded envelope (default: yes).
+    pub fn keep_bodies(&self, keep: bool) {
+        self.shared
+            .keep_bodies
+            .store(keep, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// (key, arrival) of the messages accepted from the `from`-th on, and the next index.
+    pub fn arrivals_since(&self, from: usize) -> (Vec<(String, std::time::Instant)>, usize) {
+        self.book(|b| {
+            let new = b
+                .accepted
+                .get(from..)
+                .unwrap_or_default()
+                .iter()
+                .map(|r| (r.idempotency_key.clone(), r.at))
+                .collect();
+            (new, b.accepted.len())
+        })
     }
 
     pub fn set_behaviour(&self, b: Behaviour) {
@@ -306,12 +333,20 @@ async fn receive(
         *count += 1;
         let first = *count == 1;
         if first {
+            let keep = shared
+                .keep_bodies
+                .load(std::sync::atomic::Ordering::Relaxed);
             book.accepted.push(Received {
                 idempotency_key: key.clone(),
                 path: uri.path().to_owned(),
                 content_type: content_type.clone(),
-                body: body.clone(),
-                canonical: serde_json::to_value(&request).ok(),
+                body: if keep { body.clone() } else { Bytes::new() },
+                canonical: if keep {
+                    serde_json::to_value(&request).ok()
+                } else {
+                    None
+                },
+                at: std::time::Instant::now(),
             });
         } else {
             book.repeats += 1;

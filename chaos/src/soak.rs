@@ -1,0 +1,302 @@
+//! The soak: half of the measured capacity for a long time (30 minutes by default), sampling
+//! the gateway's resident memory, open file descriptors and threads and the end-to-end
+//! latency (upstream send → partner arrival) every interval; a CSV and an SVG plot of the run.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::node::Node;
+use crate::rig::{Plan, Rig, RigOptions, Upstream, send, settle};
+use crate::scenarios::Outcome;
+
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    pub at_s: f64,
+    pub rss_kib: u64,
+    pub fds: usize,
+    pub threads: u64,
+    pub delivered: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+fn proc_stat(pid: u32) -> (u64, usize, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
+    (field("VmRSS:"), fds, field("Threads:"))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    percentile(&v, 0.5)
+}
+
+/// The run's plot: RSS (MiB) and p99 latency (ms) against minutes.
+fn svg(samples: &[Sample]) -> String {
+    let (w, h, m) = (900.0, 420.0, 60.0);
+    let t_max = samples.last().map_or(1.0, |s| s.at_s.max(1.0)) / 60.0;
+    let rss_max = samples
+        .iter()
+        .map(|s| s.rss_kib as f64 / 1024.0)
+        .fold(1.0, f64::max)
+        * 1.2;
+    let p99_max = samples.iter().map(|s| s.p99_ms).fold(1.0, f64::max) * 1.2;
+    let x = |t: f64| m + (t / 60.0) / t_max * (w - 2.0 * m);
+    let y = |v: f64, max: f64| h - m - v / max * (h - 2.0 * m);
+    let line = |f: &dyn Fn(&Sample) -> f64, max: f64| {
+        samples
+            .iter()
+            .map(|s| format!("{:.1},{:.1}", x(s.at_s), y(f(s), max)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{m}" y="24" font-size="15">wingspan soak: gateway RSS (MiB, blue) and p99 end-to-end latency (ms, red)</text>
+<line x1="{m}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/><line x1="{m}" y1="{m}" x2="{m}" y2="{b}" stroke="black"/>
+<text x="{r}" y="{bl}" text-anchor="end">{t_max:.0} min</text><text x="{m}" y="{bl}">0</text>
+<text x="8" y="{m}" fill="#1f5fbf">{rss_max:.0} MiB</text><text x="{rl}" y="{m}" fill="#b42318">{p99_max:.0} ms</text>
+<polyline fill="none" stroke="#1f5fbf" stroke-width="2" points="{rss}"/>
+<polyline fill="none" stroke="#b42318" stroke-width="1.5" points="{p99}"/>
+</svg>
+"##,
+        b = h - m,
+        r = w - m,
+        bl = h - m + 18.0,
+        rl = w - m - 40.0,
+        rss = line(&|s| s.rss_kib as f64 / 1024.0, rss_max),
+        p99 = line(&|s| s.p99_ms, p99_max),
+    );
+    out
+}
+
+/// Soak for `minutes` at half the capacity measured first; `sample_secs` between samples.
+pub async fn soak(
+    base: &Path,
+    minutes: u64,
+    sample_secs: u64,
+    seed: u64,
+) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let dir = base.join(format!("soak-{seed}"));
+    let node_dir = dir.join("node");
+    let tag = format!("s{seed}");
+    let node = Arc::new(tokio::task::spawn_blocking(move || Node::start(&node_dir, &tag)).await??);
+    let mut rig = Rig::start(&dir.join("rig"), &RigOptions::new(node.url())).await?;
+    rig.police.keep_bodies(false);
+    rig.emergency.keep_bodies(false);
+    let pid = rig.gateways[0].pid().unwrap_or(0);
+
+    // Capacity: 20 s as fast as 32 senders go.
+    let probe = Arc::new(Upstream::default());
+    let bases: Vec<String> = rig.gateways.iter().map(|g| g.base()).collect();
+    let plan = Plan {
+        seed,
+        n: 10_000_000,
+        transfer_every: 3,
+        poison_every: None,
+    };
+    let burst = tokio::spawn(send(
+        rig.http.clone(),
+        bases.clone(),
+        plan,
+        32,
+        probe.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    probe.stop.store(true, Ordering::Relaxed);
+    let _ = burst.await;
+    let capacity = probe.accepted_count() as f64 / 20.0;
+    let rate = (capacity / 2.0).max(1.0);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // Half of it, paced, for `minutes`.
+    let upstream = Arc::new(Upstream::default());
+    let sent_at: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(512));
+    let next = Arc::new(AtomicUsize::new(1_000_000_000));
+    let run_for = Duration::from_secs(minutes * 60);
+    let load = {
+        let (http, bases, upstream, sent_at, in_flight, next) = (
+            rig.http.clone(),
+            bases.clone(),
+            upstream.clone(),
+            sent_at.clone(),
+            in_flight.clone(),
+            next.clone(),
+        );
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let mut due = 0.0;
+            let mut tasks = tokio::task::JoinSet::new();
+            while t0.elapsed() < run_for {
+                tick.tick().await;
+                due += rate / 100.0;
+                while due >= 1.0 {
+                    due -= 1.0;
+                    let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let plan = Plan {
+                        seed,
+                        n: i + 1,
+                        transfer_every: 3,
+                        poison_every: None,
+                    };
+                    let (id, _) = plan.message(i);
+                    sent_at
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(id, Instant::now());
+                    let one = Plan {
+                        seed,
+                        n: 1,
+                        transfer_every: 3,
+                        poison_every: None,
+                    };
+                    let (http, bases, upstream) = (http.clone(), bases.clone(), upstream.clone());
+                    // One message: `send` with a plan that starts at message i.
+                    tasks.spawn(async move {
+                        crate::rig::send_one(&http, &bases, &one, i, &upstream).await;
+                        drop(permit);
+                    });
+                    while tasks.try_join_next().is_some() {}
+                }
+            }
+            while tasks.join_next().await.is_some() {}
+        })
+    };
+    let mut samples = Vec::new();
+    let mut cursors = [0usize, 0usize];
+    let t0 = Instant::now();
+    let mut delivered = 0usize;
+    while !load.is_finished() {
+        tokio::time::sleep(Duration::from_secs(sample_secs)).await;
+        let mut lat = Vec::new();
+        for (k, p) in [&rig.police, &rig.emergency].into_iter().enumerate() {
+            let (new, next_cursor) = p.arrivals_since(cursors[k]);
+            cursors[k] = next_cursor;
+            let mut sent = sent_at.lock().unwrap_or_else(|p| p.into_inner());
+            for (key, at) in new {
+                if let Some(s) = sent.remove(&key) {
+                    lat.push(at.saturating_duration_since(s).as_secs_f64() * 1000.0);
+                }
+            }
+        }
+        delivered += lat.len();
+        lat.sort_by(f64::total_cmp);
+        let (rss_kib, fds, threads) = proc_stat(pid);
+        samples.push(Sample {
+            at_s: t0.elapsed().as_secs_f64(),
+            rss_kib,
+            fds,
+            threads,
+            delivered,
+            p50_ms: percentile(&lat, 0.5),
+            p99_ms: percentile(&lat, 0.99),
+        });
+        if let Some(s) = samples.last() {
+            println!(
+                "soak {:>6.0} s: rss {} KiB, fds {}, threads {}, delivered {}, p50 {:.1} ms, p99 {:.1} ms",
+                s.at_s, s.rss_kib, s.fds, s.threads, s.delivered, s.p50_ms, s.p99_ms
+            );
+        }
+    }
+    let _ = load.await;
+    let mut csv = String::from("seconds,rss_kib,fds,threads,delivered,p50_ms,p99_ms\n");
+    for s in &samples {
+        let _ = writeln!(
+            csv,
+            "{:.0},{},{},{},{},{:.2},{:.2}",
+            s.at_s, s.rss_kib, s.fds, s.threads, s.delivered, s.p50_ms, s.p99_ms
+        );
+    }
+    std::fs::write(dir.join("soak.csv"), &csv)?;
+    std::fs::write(dir.join("soak.svg"), svg(&samples))?;
+    let ledger = settle(&mut rig, &upstream, Duration::from_secs(120)).await?;
+
+    // After a warm-up of a tenth of the run (at least 2 minutes' worth of samples), compare
+    // the first third with the last third.
+    let warm = (samples.len() / 10).max(1);
+    let body = samples.get(warm..).unwrap_or_default();
+    let third = (body.len() / 3).max(1);
+    let (first, last) = (
+        &body[..third.min(body.len())],
+        &body[body.len().saturating_sub(third)..],
+    );
+    let m = |s: &[Sample], f: &dyn Fn(&Sample) -> f64| median(s.iter().map(f).collect());
+    let rss0 = m(first, &|s| s.rss_kib as f64);
+    let rss1 = m(last, &|s| s.rss_kib as f64);
+    let growth = if rss0 > 0.0 {
+        (rss1 - rss0) / rss0
+    } else {
+        0.0
+    };
+    let p0 = m(first, &|s| s.p99_ms);
+    let p1 = m(last, &|s| s.p99_ms);
+    let fd0 = m(first, &|s| s.fds as f64);
+    let fd1 = m(last, &|s| s.fds as f64);
+    let th0 = m(first, &|s| s.threads as f64);
+    let th1 = m(last, &|s| s.threads as f64);
+    let mut out = Outcome {
+        name: "soak at half capacity",
+        ledger,
+        checks: Vec::new(),
+        figures: vec![
+            format!(
+                "capacity {capacity:.0} msg/s → soak at {rate:.0} msg/s for {minutes} min ({} samples, every {sample_secs} s)",
+                samples.len()
+            ),
+            format!(
+                "RSS {:.1} → {:.1} MiB ({:+.1} %), p99 {p0:.1} → {p1:.1} ms, fds {fd0:.0} → {fd1:.0}, threads {th0:.0} → {th1:.0}",
+                rss0 / 1024.0,
+                rss1 / 1024.0,
+                growth * 100.0
+            ),
+            format!("curve: {} and soak.csv", dir.join("soak.svg").display()),
+        ],
+        elapsed: started.elapsed(),
+    };
+    out.standard(0);
+    out.check(
+        format!("RSS growth {:+.1} % ≤ 5 %", growth * 100.0),
+        growth <= 0.05,
+    );
+    out.check(
+        format!("p99 stable ({p1:.1} ms ≤ 1.5 × {p0:.1} ms + 5 ms)"),
+        p1 <= p0 * 1.5 + 5.0,
+    );
+    out.check(
+        format!("no growth in open files ({fd0:.0} → {fd1:.0})"),
+        fd1 <= fd0 + 5.0,
+    );
+    out.check(
+        format!("no growth in threads ({th0:.0} → {th1:.0})"),
+        th1 <= th0 + 2.0,
+    );
+    Ok(out)
+}
