@@ -29,8 +29,12 @@ impl Relay {
                     drop(inbound);
                     continue;
                 }
+                // Small request/response messages: without NODELAY, Nagle and delayed ACKs
+                // add ~40 ms to every round trip through the relay.
+                let _ = inbound.set_nodelay(true);
                 let task = tokio::spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = outbound.set_nodelay(true);
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });

@@ -116,6 +116,32 @@ fn run_dir(base: &Path, name: &str, seed: u64) -> PathBuf {
     base.join(format!("{name}-{seed}"))
 }
 
+/// A private broker node for scenario `name`, under the run directory.
+async fn private_node(base: &Path, name: &str, seed: u64) -> anyhow::Result<(PathBuf, Arc<Node>)> {
+    let dir = run_dir(base, name, seed);
+    let tag = format!("{name}{seed}");
+    let node_dir = dir.join("node");
+    let node = blocking(move || Node::start(&node_dir, &tag)).await?;
+    Ok((dir, Arc::new(node)))
+}
+
+/// The upstream load against every gateway of the rig, in the background.
+fn start_load(
+    rig: &Rig,
+    plan: Plan,
+    concurrency: usize,
+    upstream: &Arc<Upstream>,
+) -> tokio::task::JoinHandle<()> {
+    let bases = rig.gateways.iter().map(|g| g.base()).collect();
+    tokio::spawn(send(
+        rig.http.clone(),
+        bases,
+        plan,
+        concurrency,
+        upstream.clone(),
+    ))
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
@@ -163,10 +189,7 @@ pub async fn broker_and_gateway_faults(
     seed: u64,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let dir = run_dir(base, "faults", seed);
-    let tag = format!("f{seed}");
-    let node_dir = dir.join("node");
-    let node = Arc::new(blocking(move || Node::start(&node_dir, &tag)).await?);
+    let (dir, node) = private_node(base, "faults", seed).await?;
     let mut rig = Rig::start(&dir.join("rig"), &RigOptions::new(node.url())).await?;
     let n = size.pick(200_000, 3_000);
     let mut faults = Vec::new();
@@ -187,8 +210,7 @@ pub async fn broker_and_gateway_faults(
         transfer_every: 5,
         poison_every: None,
     };
-    let bases = rig.gateways.iter().map(|g| g.base()).collect();
-    let load = tokio::spawn(send(rig.http.clone(), bases, plan, 32, upstream.clone()));
+    let load = start_load(&rig, plan, 32, &upstream);
     let mut resumes = Vec::new();
     let mut gateway_restarts = Vec::new();
     let mut unresumed = 0;
@@ -276,10 +298,7 @@ pub async fn broker_and_gateway_faults(
 /// 2. Connections closed between publish and confirm, many times.
 pub async fn confirms_interrupted(base: &Path, size: Size, seed: u64) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let dir = run_dir(base, "confirms", seed);
-    let tag = format!("c{seed}");
-    let node_dir = dir.join("node");
-    let node = Arc::new(blocking(move || Node::start(&node_dir, &tag)).await?);
+    let (dir, node) = private_node(base, "confirms", seed).await?;
     let mut rig = Rig::start(&dir.join("rig"), &RigOptions::new(node.url())).await?;
     // Time-bounded: the load runs until the closes are done.
     let n = 10_000_000;
@@ -290,8 +309,7 @@ pub async fn confirms_interrupted(base: &Path, size: Size, seed: u64) -> anyhow:
         transfer_every: 3,
         poison_every: None,
     };
-    let bases = rig.gateways.iter().map(|g| g.base()).collect();
-    let load = tokio::spawn(send(rig.http.clone(), bases, plan, 32, upstream.clone()));
+    let load = start_load(&rig, plan, 32, &upstream);
     let mut closes = 0;
     let limit = size.pick(100, 6);
     let mut rng = Rng::new(seed);
@@ -369,10 +387,7 @@ async fn until_good_delivered(rig: &Rig, upstream: &Upstream, within: Duration) 
 ///    parked, good throughput ≥ 0.8 of a clean run.
 pub async fn poison(base: &Path, size: Size, seed: u64) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let dir = run_dir(base, "poison", seed);
-    let tag = format!("p{seed}");
-    let node_dir = dir.join("node");
-    let node = Arc::new(blocking(move || Node::start(&node_dir, &tag)).await?);
+    let (dir, node) = private_node(base, "poison", seed).await?;
     let good = size.pick(100_000, 4_000);
     // Clean run: the good messages alone.
     let mut clean_rig = Rig::start(&dir.join("clean"), &RigOptions::new(node.url())).await?;
@@ -466,10 +481,7 @@ pub async fn poison(base: &Path, size: Size, seed: u64) -> anyhow::Result<Outcom
 ///    attempts per message, the other partner unaffected.
 pub async fn partner_down(base: &Path, size: Size, seed: u64) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let dir = run_dir(base, "partner", seed);
-    let tag = format!("d{seed}");
-    let node_dir = dir.join("node");
-    let node = Arc::new(blocking(move || Node::start(&node_dir, &tag)).await?);
+    let (dir, node) = private_node(base, "partner", seed).await?;
     let mut options = RigOptions::new(node.url());
     let outage = Duration::from_secs(size.pick(90, 8));
     if size == Size::Full {
@@ -487,9 +499,8 @@ pub async fn partner_down(base: &Path, size: Size, seed: u64) -> anyhow::Result<
         transfer_every: 2,
         poison_every: None,
     };
-    let bases = rig.gateways.iter().map(|g| g.base()).collect();
     // Paced so that the load spans the outage.
-    let load = tokio::spawn(send(rig.http.clone(), bases, plan, 4, upstream.clone()));
+    let load = start_load(&rig, plan, 4, &upstream);
     until_accepted(&upstream, n / 5, &load).await;
     rig.police.stop().await;
     let down = Instant::now();
@@ -579,10 +590,7 @@ fn most_attempts(rig: &Rig, destination: &str) -> i64 {
 /// 7. The audit store unavailable: fail closed within 1 s, resume by itself.
 pub async fn audit_store_down(base: &Path, size: Size, seed: u64) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let dir = run_dir(base, "auditdown", seed);
-    let tag = format!("a{seed}");
-    let node_dir = dir.join("node");
-    let node = Arc::new(blocking(move || Node::start(&node_dir, &tag)).await?);
+    let (dir, node) = private_node(base, "auditdown", seed).await?;
     let relay = Relay::start("127.0.0.1:5432".parse()?).await?;
     let via = relay.addr;
     let (schema, url) = blocking(move || pg_schema(via)).await?;
@@ -598,8 +606,7 @@ pub async fn audit_store_down(base: &Path, size: Size, seed: u64) -> anyhow::Res
         transfer_every: 4,
         poison_every: None,
     };
-    let bases = rig.gateways.iter().map(|g| g.base()).collect();
-    let load = tokio::spawn(send(rig.http.clone(), bases, plan, 16, upstream.clone()));
+    let load = start_load(&rig, plan, 16, &upstream);
     until_accepted(&upstream, n / 3, &load).await;
     relay.cut();
     let cut = Instant::now();
@@ -651,10 +658,7 @@ pub async fn audit_store_down(base: &Path, size: Size, seed: u64) -> anyhow::Res
 ///    bounded, a full drain afterwards.
 pub async fn broker_alarms(base: &Path, size: Size, seed: u64) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let dir = run_dir(base, "alarms", seed);
-    let tag = format!("m{seed}");
-    let node_dir = dir.join("node");
-    let node = Arc::new(blocking(move || Node::start(&node_dir, &tag)).await?);
+    let (dir, node) = private_node(base, "alarms", seed).await?;
     let mut rig = Rig::start(&dir.join("rig"), &RigOptions::new(node.url())).await?;
     // Time-bounded: the load runs until both alarms are over.
     let n = 10_000_000;
@@ -667,9 +671,8 @@ pub async fn broker_alarms(base: &Path, size: Size, seed: u64) -> anyhow::Result
         transfer_every: 3,
         poison_every: None,
     };
-    let bases = rig.gateways.iter().map(|g| g.base()).collect();
     // Twice the senders of the other scenarios.
-    let load = tokio::spawn(send(rig.http.clone(), bases, plan, 64, upstream.clone()));
+    let load = start_load(&rig, plan, 64, &upstream);
     let mut figures = Vec::new();
     let mut backed_off = true;
     let mut leaked = 0;
@@ -766,10 +769,7 @@ pub async fn broker_alarms(base: &Path, size: Size, seed: u64) -> anyhow::Result
 ///    nothing hangs, receipts again within 5 s of SIGCONT.
 pub async fn broker_frozen(base: &Path, size: Size, seed: u64) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let dir = run_dir(base, "frozen", seed);
-    let tag = format!("z{seed}");
-    let node_dir = dir.join("node");
-    let node = Arc::new(blocking(move || Node::start(&node_dir, &tag)).await?);
+    let (dir, node) = private_node(base, "frozen", seed).await?;
     let options = RigOptions::new(node.url());
     let heartbeat = Duration::from_secs(u64::from(options.heartbeat_secs));
     let mut rig = Rig::start(&dir.join("rig"), &options).await?;
@@ -782,8 +782,7 @@ pub async fn broker_frozen(base: &Path, size: Size, seed: u64) -> anyhow::Result
         transfer_every: 3,
         poison_every: None,
     };
-    let bases = rig.gateways.iter().map(|g| g.base()).collect();
-    let load = tokio::spawn(send(rig.http.clone(), bases, plan, 16, upstream.clone()));
+    let load = start_load(&rig, plan, 16, &upstream);
     until_accepted(&upstream, n / 3, &load).await;
     let freeze = node.clone();
     blocking(move || freeze.freeze()).await?;
@@ -868,8 +867,7 @@ pub async fn cluster_node_kill(base: &Path, size: Size, seed: u64) -> anyhow::Re
         transfer_every: 3,
         poison_every: None,
     };
-    let bases = rig.gateways.iter().map(|g| g.base()).collect();
-    let load = tokio::spawn(send(rig.http.clone(), bases, plan, 16, upstream.clone()));
+    let load = start_load(&rig, plan, 16, &upstream);
     until_accepted(&upstream, n / 3, &load).await;
     let victim = nodes[0].clone();
     blocking(move || victim.kill9()).await?;
@@ -904,10 +902,7 @@ pub async fn cluster_node_kill(base: &Path, size: Size, seed: u64) -> anyhow::Re
 /// correctness (ledger, every chain verifies) and throughput with 1, 2, 3 instances.
 pub async fn instances(base: &Path, size: Size, seed: u64) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let dir = run_dir(base, "instances", seed);
-    let tag = format!("i{seed}");
-    let node_dir = dir.join("node");
-    let node = Arc::new(blocking(move || Node::start(&node_dir, &tag)).await?);
+    let (dir, node) = private_node(base, "instances", seed).await?;
     let n = size.pick(30_000, 3_000);
     let mut ledgers = Vec::new();
     let mut rates = Vec::new();

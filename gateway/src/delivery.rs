@@ -64,11 +64,8 @@ pub struct DeliveryContext {
     pub http: reqwest::Client,
 }
 
-fn header<'a>(d: &'a Delivery, name: &str) -> Option<&'a AMQPValue> {
-    d.properties.headers().as_ref()?.inner().get(name)
-}
-
-fn header_int(d: &Delivery, name: &str) -> Option<i64> {
+/// An integer header of a delivered message (any AMQP integer width).
+pub fn header_int(d: &Delivery, name: &str) -> Option<i64> {
     match header(d, name)? {
         AMQPValue::LongLongInt(i) => Some(*i),
         AMQPValue::LongInt(i) => Some(i64::from(*i)),
@@ -77,17 +74,22 @@ fn header_int(d: &Delivery, name: &str) -> Option<i64> {
     }
 }
 
-/// When the message was accepted (the header, or now for copies from before it existed).
-fn accepted_ms(d: &Delivery) -> i64 {
-    header_int(d, ACCEPTED_HEADER).unwrap_or_else(crate::intake::now_ms)
-}
-
-fn header_text(d: &Delivery, name: &str) -> Option<String> {
+/// A text header of a delivered message.
+pub fn header_text(d: &Delivery, name: &str) -> Option<String> {
     match header(d, name)? {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
         _ => None,
     }
+}
+
+fn header<'a>(d: &'a Delivery, name: &str) -> Option<&'a AMQPValue> {
+    d.properties.headers().as_ref()?.inner().get(name)
+}
+
+/// When the message was accepted (the header, or now for copies from before it existed).
+fn accepted_ms(d: &Delivery) -> i64 {
+    header_int(d, ACCEPTED_HEADER).unwrap_or_else(crate::intake::now_ms)
 }
 
 /// Run one worker per destination of the config in force until shutdown; when a reload

@@ -16,7 +16,6 @@
 
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
-use lapin::types::AMQPValue;
 use serde::Serialize;
 use wingspan_core::Envelope;
 use wingspan_core::audit::{Entry, Event};
@@ -24,6 +23,7 @@ use wingspan_core::audit::{Entry, Event};
 use crate::audit;
 use crate::broker::publish::{HeaderValue, Outgoing};
 use crate::broker::{Broker, BrokerError, Names, PublishError, Publisher, Session, bounded};
+use crate::delivery::{header_int, header_text};
 use crate::intake::{ACCEPTED_HEADER, ATTEMPT_HEADER, PARKED_HEADER, REASON_HEADER, SOURCE_HEADER};
 use crate::live::Live;
 use crate::store::{DeliveryState, Store};
@@ -107,26 +107,6 @@ pub struct DeadLetters {
     pub store: Store,
     pub broker: Broker,
     lock: std::sync::Arc<tokio::sync::Mutex<()>>,
-}
-
-fn header<'a>(d: &'a Delivery, name: &str) -> Option<&'a AMQPValue> {
-    d.properties.headers().as_ref()?.inner().get(name)
-}
-
-fn header_int(d: &Delivery, name: &str) -> Option<i64> {
-    match header(d, name)? {
-        AMQPValue::LongLongInt(i) => Some(*i),
-        AMQPValue::LongInt(i) => Some(i64::from(*i)),
-        _ => None,
-    }
-}
-
-fn header_text(d: &Delivery, name: &str) -> Option<String> {
-    match header(d, name)? {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
-        _ => None,
-    }
 }
 
 fn prop(v: &Option<lapin::types::ShortString>) -> String {

@@ -8,7 +8,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Relay, World, eventually, post};
+use support::{World, eventually, post};
+use wingspan_chaos::relay::Relay;
 use wingspan_sim::samples;
 
 /// Whether `/readyz` answers `status` within `within`.
@@ -36,7 +37,9 @@ async fn readiness_becomes(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_cut_fails_closed_then_resumes_and_delivers_everything_once() {
-    let relay = Relay::start("127.0.0.1:5672").await;
+    let relay = Relay::start("127.0.0.1:5672".parse().expect("address"))
+        .await
+        .expect("relay");
     let world = World::with_broker("brokerloss", false, &relay.addr.to_string()).await;
     let (gateway, base) = world.start_gateway().await;
     let client = reqwest::Client::new();

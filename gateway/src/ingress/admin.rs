@@ -480,29 +480,35 @@ async fn dead_letter(
     }
 }
 
+/// Replay or discard one message's parked copies, as the calling user, with the body's reason.
+async fn act_on_one(
+    st: &AdminState,
+    user: &AdminUser,
+    id: String,
+    body: &[u8],
+    action: Action,
+) -> Response {
+    let why = match why(body) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    match st
+        .dead_letters
+        .act(&Select::Message(id), action, &user.name, &why.reason)
+        .await
+    {
+        Ok(list) => acted(list),
+        Err(e) => dlq_problem(e),
+    }
+}
+
 async fn replay_one(
     State(st): State<AdminState>,
     Extension(user): Extension<AdminUser>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let why = match why(&body) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    match st
-        .dead_letters
-        .act(
-            &Select::Message(id),
-            Action::Replay,
-            &user.name,
-            &why.reason,
-        )
-        .await
-    {
-        Ok(list) => acted(list),
-        Err(e) => dlq_problem(e),
-    }
+    act_on_one(&st, &user, id, &body, Action::Replay).await
 }
 
 async fn discard_one(
@@ -511,23 +517,7 @@ async fn discard_one(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let why = match why(&body) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    match st
-        .dead_letters
-        .act(
-            &Select::Message(id),
-            Action::Discard,
-            &user.name,
-            &why.reason,
-        )
-        .await
-    {
-        Ok(list) => acted(list),
-        Err(e) => dlq_problem(e),
-    }
+    act_on_one(&st, &user, id, &body, Action::Discard).await
 }
 
 async fn replay_many(

@@ -36,7 +36,7 @@ impl World {
         Self::with_broker(test, replies, "127.0.0.1:5672").await
     }
 
-    /// Like [`World::new`], with the gateway reaching RabbitMQ at `broker` (a [`Relay`]).
+    /// Like [`World::new`], with the gateway reaching RabbitMQ at `broker` (a `wingspan_chaos::relay::Relay`).
     pub async fn with_broker(test: &str, replies: bool, broker: &str) -> Self {
         let prefix = format!(
             "t-{test}-{}",
@@ -277,69 +277,6 @@ pub async fn drain_until(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     taken
-}
-
-/// A TCP relay between the gateway and RabbitMQ that a test can cut (every connection dropped,
-/// new ones refused) and restore: the broker "gone" as the gateway sees it, without touching
-/// the broker that parallel tests share.
-pub struct Relay {
-    pub addr: std::net::SocketAddr,
-    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-impl Relay {
-    pub async fn start(upstream: &'static str) -> Self {
-        use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("relay bind");
-        let addr = listener.local_addr().expect("addr");
-        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let links =
-            std::sync::Arc::new(std::sync::Mutex::new(Vec::<tokio::task::AbortHandle>::new()));
-        let (up2, links2) = (up.clone(), links.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                links2.lock().expect("links").push(task.abort_handle());
-            }
-        });
-        Self {
-            addr,
-            up,
-            links,
-            accept,
-        }
-    }
-
-    /// Drop every relayed connection and refuse new ones.
-    pub fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        for link in self.links.lock().expect("links").drain(..) {
-            link.abort();
-        }
-    }
-
-    pub fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
 }
 
 /// POST a partner's own document to `/v1/sources/{source}/messages`.
