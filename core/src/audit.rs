@@ -366,68 +366,144 @@ pub fn verify(
     trusted_key: Option<&str>,
     start_prev: &str,
 ) -> Report {
-    let mut finding = None;
-    let position: std::collections::HashMap<&str, usize> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.hash.as_str(), i))
-        .collect();
-    for (i, r) in records.iter().enumerate() {
-        if record_hash(&r.chain_id, &r.entry, &r.prev_hash) != r.hash || r.chain_id != chain_id {
-            finding = Some(Finding::Modified { seq: r.seq });
-            break;
-        }
-        let expected = match i.checked_sub(1).and_then(|p| records.get(p)) {
-            Some(p) => p.hash.as_str(),
-            None => start_prev,
-        };
-        if r.prev_hash == expected {
-            continue;
-        }
-        finding = Some(match position.get(r.prev_hash.as_str()) {
-            // Its predecessor stands earlier: what stands between was put there.
-            Some(&j) if j + 1 < i => Finding::Inserted {
-                seq: records.get(j + 1).map_or(r.seq, |x| x.seq),
-            },
-            // Its predecessor stands later: moved.
-            Some(_) => Finding::Reordered { seq: r.seq },
-            None if i == 0 && r.prev_hash == GENESIS => Finding::Inserted { seq: r.seq },
-            None => Finding::Deleted { seq: r.seq },
-        });
-        break;
+    let mut v = Verifier::new(chain_id, checkpoints, trusted_key, start_prev);
+    for r in records {
+        v.push(r);
     }
-    let mut bad_signatures = Vec::new();
-    for c in checkpoints.iter().filter(|c| c.chain_id == chain_id) {
-        if let Some(key) = trusted_key
-            && !checkpoint_signed_by(c, key)
-        {
-            bad_signatures.push(c.seq);
-            continue;
-        }
-        if finding.is_some() {
-            continue;
-        }
-        match records.iter().find(|r| r.seq == c.seq) {
-            Some(r) if r.hash == c.hash => {}
-            Some(r) => finding = Some(Finding::RewrittenBeforeCheckpoint { seq: r.seq }),
-            None if records.last().is_some_and(|l| l.seq < c.seq) => {
-                finding = Some(Finding::Deleted {
-                    seq: records.last().map_or(0, |l| l.seq + 1),
-                });
+    v.finish(|hash| {
+        let j = records.iter().position(|r| r.hash == hash)?;
+        Some((j, records.get(j + 1).map(|r| r.seq)))
+    })
+}
+
+/// [`verify`] one record at a time, in storage order, holding no more than the record at hand:
+/// a chain of millions of records is verified in constant memory. Only when the chain breaks
+/// does [`Verifier::finish`] ask the caller to find one hash (a second pass) to name the break.
+#[derive(Debug)]
+pub struct Verifier {
+    chain_id: String,
+    /// The hash the next record must name as its predecessor.
+    expected: String,
+    seen: usize,
+    first_seq: Option<u64>,
+    last_seq: Option<u64>,
+    /// This chain's checkpoints with a good signature, by seq, until a record meets them.
+    pending: std::collections::BTreeMap<u64, String>,
+    checkpoints: u64,
+    bad_signatures: Vec<u64>,
+    modified: Option<u64>,
+    /// The first record that does not follow its predecessor: (position, seq, prev_hash).
+    broken: Option<(usize, u64, String)>,
+    /// The first checkpoint a record contradicts.
+    rewritten: Option<u64>,
+}
+
+impl Verifier {
+    pub fn new(
+        chain_id: &str,
+        checkpoints: &[Checkpoint],
+        trusted_key: Option<&str>,
+        start_prev: &str,
+    ) -> Self {
+        let mut pending = std::collections::BTreeMap::new();
+        let mut bad_signatures = Vec::new();
+        for c in checkpoints.iter().filter(|c| c.chain_id == chain_id) {
+            if let Some(key) = trusted_key
+                && !checkpoint_signed_by(c, key)
+            {
+                bad_signatures.push(c.seq);
+                continue;
             }
-            // Outside an exported range: nothing to compare.
-            None => {}
+            pending.entry(c.seq).or_insert_with(|| c.hash.clone());
+        }
+        Self {
+            chain_id: chain_id.to_owned(),
+            expected: start_prev.to_owned(),
+            seen: 0,
+            first_seq: None,
+            last_seq: None,
+            pending,
+            checkpoints: u64::try_from(checkpoints.len()).unwrap_or(u64::MAX),
+            bad_signatures,
+            modified: None,
+            broken: None,
+            rewritten: None,
         }
     }
-    Report {
-        chain_id: chain_id.into(),
-        records: u64::try_from(records.len()).unwrap_or(u64::MAX),
-        first_seq: records.first().map(|r| r.seq),
-        last_seq: records.last().map(|r| r.seq),
-        last_hash: records.last().map(|r| r.hash.clone()),
-        checkpoints: u64::try_from(checkpoints.len()).unwrap_or(u64::MAX),
-        finding,
-        bad_signatures,
+
+    /// The next record in storage order.
+    pub fn push(&mut self, r: &Record) {
+        let i = self.seen;
+        self.seen += 1;
+        self.first_seq.get_or_insert(r.seq);
+        self.last_seq = Some(r.seq);
+        if let Some(h) = self.pending.remove(&r.seq)
+            && h != r.hash
+            && self.rewritten.is_none()
+        {
+            self.rewritten = Some(r.seq);
+        }
+        if self.modified.is_none() && self.broken.is_none() {
+            if record_hash(&r.chain_id, &r.entry, &r.prev_hash) != r.hash
+                || r.chain_id != self.chain_id
+            {
+                self.modified = Some(r.seq);
+            } else if r.prev_hash != self.expected {
+                self.broken = Some((i, r.seq, r.prev_hash.clone()));
+            }
+        }
+        r.hash.clone_into(&mut self.expected);
+    }
+
+    /// If the chain broke where a record does not follow its predecessor: the hash that
+    /// record names, which [`Verifier::finish`]'s `locate` will be asked to find.
+    pub fn broken_link(&self) -> Option<&str> {
+        match (self.modified, &self.broken) {
+            (None, Some((_, _, prev))) => Some(prev),
+            _ => None,
+        }
+    }
+
+    /// The report. `locate(hash)` is asked only if the chain broke: the position of the record
+    /// with that hash, and the seq of the record after it, if any.
+    pub fn finish(self, locate: impl FnOnce(&str) -> Option<(usize, Option<u64>)>) -> Report {
+        let chain = match (self.modified, &self.broken) {
+            (Some(seq), _) => Some(Finding::Modified { seq }),
+            (None, Some((i, seq, prev))) => Some(match locate(prev) {
+                // Its predecessor stands earlier: what stands between was put there.
+                Some((j, next)) if j + 1 < *i => Finding::Inserted {
+                    seq: next.unwrap_or(*seq),
+                },
+                // Its predecessor stands later: moved.
+                Some(_) => Finding::Reordered { seq: *seq },
+                None if *i == 0 && prev == GENESIS => Finding::Inserted { seq: *seq },
+                None => Finding::Deleted { seq: *seq },
+            }),
+            (None, None) => None,
+        };
+        // A checkpoint past the last record: records after it were cut away.
+        let cut = self
+            .pending
+            .keys()
+            .next_back()
+            .is_some_and(|&seq| self.last_seq.is_some_and(|l| l < seq));
+        let finding = chain.or(match (self.rewritten, cut) {
+            (Some(seq), _) => Some(Finding::RewrittenBeforeCheckpoint { seq }),
+            (None, true) => Some(Finding::Deleted {
+                seq: self.last_seq.map_or(0, |l| l + 1),
+            }),
+            (None, false) => None,
+        });
+        Report {
+            chain_id: self.chain_id,
+            records: u64::try_from(self.seen).unwrap_or(u64::MAX),
+            first_seq: self.first_seq,
+            last_seq: self.last_seq,
+            last_hash: (self.seen > 0).then_some(self.expected),
+            checkpoints: self.checkpoints,
+            finding,
+            bad_signatures: self.bad_signatures,
+        }
     }
 }
 

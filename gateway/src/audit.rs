@@ -148,7 +148,7 @@ pub fn person_id(env: &Envelope) -> Option<&str> {
 
 use rusqlite::{Connection, OpenFlags, params_from_iter};
 use serde::{Deserialize, Serialize};
-use wingspan_core::audit::{Checkpoint, GENESIS, Record, Report};
+use wingspan_core::audit::{Checkpoint, GENESIS, Record, Report, Verifier};
 
 use crate::store::audit_pg::PgAudit;
 use crate::store::{read_chain, read_checkpoints, read_trail};
@@ -208,6 +208,43 @@ impl AuditSource {
         })
     }
 
+    /// Every record of a chain in storage order, one at a time (constant memory).
+    fn each_record(&mut self, chain_id: &str, f: &mut dyn FnMut(Record)) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(conn) => {
+                let mut stmt = conn.prepare(
+                    "SELECT seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash
+                     FROM audit WHERE chain_id = ?1 ORDER BY seq",
+                )?;
+                let mut rows = stmt.query([chain_id])?;
+                while let Some(row) = rows.next()? {
+                    f(crate::store::record_from_row(row)?);
+                }
+            }
+            Self::Postgres(pg) => pg.each_record(chain_id, f)?,
+        }
+        Ok(())
+    }
+
+    /// Where the record with this hash stands in its chain, and the seq of the one after it.
+    fn locate(
+        &mut self,
+        chain_id: &str,
+        hash: &str,
+    ) -> anyhow::Result<Option<(usize, Option<u64>)>> {
+        let (mut i, mut found, mut next) = (0usize, None, None);
+        self.each_record(chain_id, &mut |r| {
+            if found.is_some() && next.is_none() {
+                next = Some(r.seq);
+            }
+            if found.is_none() && r.hash == hash {
+                found = Some(i);
+            }
+            i += 1;
+        })?;
+        Ok(found.map(|j| (j, next)))
+    }
+
     fn chain(&mut self, chain_id: &str) -> anyhow::Result<Vec<Record>> {
         Ok(match self {
             Self::Sqlite(conn) => read_chain(conn, chain_id)?,
@@ -238,14 +275,15 @@ pub fn verify_store(src: &mut AuditSource, key: &str) -> anyhow::Result<Vec<Repo
     src.chains()?
         .into_iter()
         .map(|chain| {
-            let records = src.chain(&chain)?;
-            Ok(wingspan_core::audit::verify(
-                &chain,
-                &records,
-                &checkpoints,
-                Some(key),
-                GENESIS,
-            ))
+            // One record at a time: a chain of millions verifies in constant memory (holding
+            // the chain took 9.7 GB after the 30-minute soak's 13 million records).
+            let mut v = Verifier::new(&chain, &checkpoints, Some(key), GENESIS);
+            src.each_record(&chain, &mut |r| v.push(&r))?;
+            let located = match v.broken_link().map(str::to_owned) {
+                Some(hash) => src.locate(&chain, &hash)?,
+                None => None,
+            };
+            Ok(v.finish(|_| located))
         })
         .collect()
 }

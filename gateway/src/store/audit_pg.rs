@@ -190,6 +190,23 @@ impl PgAudit {
             .collect()
     }
 
+    /// Every record of a chain in order, streamed (constant memory).
+    pub fn each_record(
+        &mut self,
+        chain_id: &str,
+        f: &mut dyn FnMut(Record),
+    ) -> Result<(), postgres::Error> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut rows = self.client.query_raw(
+            &format!("SELECT {COLUMNS} FROM audit WHERE chain_id = $1 ORDER BY seq"),
+            [chain_id],
+        )?;
+        while let Some(row) = rows.next()? {
+            f(record(&row)?);
+        }
+        Ok(())
+    }
+
     pub fn read_checkpoints(&mut self) -> Result<Vec<Checkpoint>, postgres::Error> {
         self.client
             .query(

@@ -263,10 +263,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
 /// grow with the chain (their inserts land at the index's end). Subjects are few next to
 /// messages (a person's entries append to one run), and records about no one append to the
 /// run of NULLs.
-///
-/// No partial index says `IS NOT NULL`: SQLite's planner, testing whether a query's
-/// `column = ?` implies it, makes the statement depend on the bound value and re-prepares it
-/// every time the value changes (a sixth of the writer's time, for the thread lookup).
 const AUDIT_INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS audit_threads ON audit(message_id) WHERE thread = seq;
 CREATE INDEX IF NOT EXISTS audit_by_thread ON audit(thread);
@@ -711,7 +707,8 @@ fn thread_of(
 }
 
 /// The threads the writer started lately, so that a message's later records (its delivery,
-/// moments after its receipt) find theirs without a lookup in the database. Two generations
+/// moments after its receipt) find theirs without a lookup in the database (profiles showed
+/// SQLite re-preparing that lookup on nearly every call, a sixth of the writer's time). Two generations
 /// of at most [`Threads::GENERATION`] each: memory is bounded, and an older thread is looked
 /// up. Forgotten whenever a transaction fails (its sequence numbers are used again).
 #[derive(Default)]
@@ -1263,15 +1260,19 @@ mod tests {
         e
     }
 
+    /// As `wingspan audit verify` does it: streamed, one record at a time.
     fn verify_db(dir: &Path) -> wingspan_core::audit::Report {
         let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
-        let records = read_chain(&conn, "gw-test").expect("records");
-        let checkpoints = read_checkpoints(&conn).expect("checkpoints");
         let key = AuditKeys::from_parts(SEED, b"x")
             .expect("keys")
             .signing
             .public_hex();
-        wingspan_core::audit::verify("gw-test", &records, &checkpoints, Some(&key), GENESIS)
+        let mut src = crate::audit::AuditSource::Sqlite(conn);
+        crate::audit::verify_store(&mut src, &key)
+            .expect("verify")
+            .into_iter()
+            .find(|r| r.chain_id == "gw-test")
+            .expect("the chain")
     }
 
     /// Appends are chained and signed; every way of tampering with the database directly is
