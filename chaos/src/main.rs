@@ -1,4 +1,4 @@
-//! `wingspan-chaos [--reduced] [--seed N] [--dir D] [--minutes M] <scenario>... | all | ci | soak`
+//! `wingspan-chaos [--reduced] [--seed N] [--dir D] [--minutes M] [--rate R] <scenario>... | all | ci | soak`
 //!
 //! Each scenario starts a private RabbitMQ node (or cluster) of its own, partner simulators
 //! and real gateway processes on 127.0.0.1, injects its faults, and ends with a ledger:
@@ -18,6 +18,7 @@ async fn main() -> ExitCode {
     let mut dir = None;
     let mut names = Vec::new();
     let mut minutes = 30u64;
+    let mut rate = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -27,10 +28,11 @@ async fn main() -> ExitCode {
             "all" => names.extend(SCENARIOS),
             "soak" => names.push("soak"),
             "--minutes" => minutes = args.next().and_then(|s| s.parse().ok()).unwrap_or(30),
+            "--rate" => rate = args.next().and_then(|s| s.parse::<f64>().ok()),
             "ci" => names.extend(CI),
             "-h" | "--help" => {
                 println!(
-                    "wingspan-chaos [--reduced] [--seed N] [--dir D] [--minutes M] <scenario>... | all | ci | soak\nscenarios: {}",
+                    "wingspan-chaos [--reduced] [--seed N] [--dir D] [--minutes M] [--rate R] <scenario>... | all | ci | soak\nscenarios: {}",
                     SCENARIOS.join(", ")
                 );
                 return ExitCode::SUCCESS;
@@ -47,7 +49,7 @@ async fn main() -> ExitCode {
     }
     if names.is_empty() {
         eprintln!(
-            "usage: wingspan-chaos [--reduced] [--seed N] [--dir D] [--minutes M] <scenario>... | all | ci | soak\nscenarios: {}",
+            "usage: wingspan-chaos [--reduced] [--seed N] [--dir D] [--minutes M] [--rate R] <scenario>... | all | ci | soak\nscenarios: {}",
             SCENARIOS.join(", ")
         );
         return ExitCode::from(2);
@@ -70,8 +72,14 @@ async fn main() -> ExitCode {
     let (mut passed, mut failed) = (0, 0);
     for name in names {
         let result = if name == "soak" {
-            wingspan_chaos::soak::soak(&base, minutes, if minutes >= 10 { 30 } else { 5 }, seed)
-                .await
+            wingspan_chaos::soak::soak(
+                &base,
+                minutes,
+                if minutes >= 10 { 30 } else { 5 },
+                seed,
+                rate,
+            )
+            .await
         } else {
             run(name, &base, size, seed).await
         };

@@ -98,6 +98,7 @@ pub async fn soak(
     minutes: u64,
     sample_secs: u64,
     seed: u64,
+    fixed_rate: Option<f64>,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let dir = base.join(format!("soak-{seed}"));
@@ -129,7 +130,9 @@ pub async fn soak(
     probe.stop.store(true, Ordering::Relaxed);
     let _ = burst.await;
     let capacity = probe.accepted_count() as f64 / 20.0;
-    let rate = (capacity / 2.0).max(1.0);
+    // `--rate` holds the rate of an earlier run, so that two builds are compared at the same
+    // load (a 20 s burst measures capacity within ±20 % from run to run here).
+    let rate = fixed_rate.unwrap_or(capacity / 2.0).max(1.0);
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     // Half of it, paced, for `minutes`.
@@ -268,7 +271,12 @@ pub async fn soak(
         checks: Vec::new(),
         figures: vec![
             format!(
-                "capacity {capacity:.0} msg/s → soak at {rate:.0} msg/s for {minutes} min ({} samples, every {sample_secs} s)",
+                "capacity {capacity:.0} msg/s → soak at {rate:.0} msg/s{} for {minutes} min ({} samples, every {sample_secs} s)",
+                if fixed_rate.is_some() {
+                    " (fixed by --rate)"
+                } else {
+                    ""
+                },
                 samples.len()
             ),
             format!(
