@@ -803,10 +803,8 @@ fn apply(
     elsewhere: &mut Option<Vec<Record>>,
 ) -> Result<(), rusqlite::Error> {
     match cmd {
-        Cmd::MaxPages(n) => {
-            let n = n.map_or(4_294_967_294, |n| i64::try_from(n).unwrap_or(i64::MAX));
-            tx.pragma_update(None, "max_page_count", n)?;
-        }
+        // Applied before the batch's transaction (see `write_loop`).
+        Cmd::MaxPages(_) => {}
         Cmd::Audit(entries, _) => append(tx, threads, head, entries, elsewhere)?,
         Cmd::Config {
             sha256, text, at, ..
@@ -955,6 +953,17 @@ fn write_loop(
                     pg_in_doubt = false;
                 }
                 Err(e) => tracing::error!(error = %e, "audit store still unavailable"),
+            }
+        }
+        // A new cap (or its lifting) applies before the batch, not in its order within it:
+        // records queued while the store was full would otherwise fail the batch that lifts
+        // the cap, and with it the first records that found room again.
+        for cmd in &batch {
+            if let Cmd::MaxPages(n) = cmd {
+                let n = n.map_or(4_294_967_294, |n| i64::try_from(n).unwrap_or(i64::MAX));
+                if let Err(e) = conn.pragma_update(None, "max_page_count", n) {
+                    tracing::error!(error = %e, "state store size cap not applied");
+                }
             }
         }
         // The head moves only if the transaction commits.
