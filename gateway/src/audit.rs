@@ -211,16 +211,7 @@ impl AuditSource {
     /// Every record of a chain in storage order, one at a time (constant memory).
     fn each_record(&mut self, chain_id: &str, f: &mut dyn FnMut(Record)) -> anyhow::Result<()> {
         match self {
-            Self::Sqlite(conn) => {
-                let mut stmt = conn.prepare(
-                    "SELECT seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash
-                     FROM audit WHERE chain_id = ?1 ORDER BY seq",
-                )?;
-                let mut rows = stmt.query([chain_id])?;
-                while let Some(row) = rows.next()? {
-                    f(crate::store::record_from_row(row)?);
-                }
-            }
+            Self::Sqlite(conn) => crate::store::each_record(conn, chain_id, f)?,
             Self::Postgres(pg) => pg.each_record(chain_id, f)?,
         }
         Ok(())

@@ -180,14 +180,9 @@ impl PgAudit {
     }
 
     pub fn read_chain(&mut self, chain_id: &str) -> Result<Vec<Record>, postgres::Error> {
-        self.client
-            .query(
-                &format!("SELECT {COLUMNS} FROM audit WHERE chain_id = $1 ORDER BY seq"),
-                &[&chain_id],
-            )?
-            .iter()
-            .map(record)
-            .collect()
+        let mut records = Vec::new();
+        self.each_record(chain_id, &mut |r| records.push(r))?;
+        Ok(records)
     }
 
     /// Every record of a chain in order, streamed (constant memory).

@@ -713,27 +713,35 @@ fn thread_of(
 /// up. Forgotten whenever a transaction fails (its sequence numbers are used again).
 #[derive(Default)]
 struct Threads {
-    current: HashMap<(String, String), i64>,
-    previous: HashMap<(String, String), i64>,
+    current: Generation,
+    previous: Generation,
 }
+
+/// Threads by message id (looked up without allocating), then by source: the same id from
+/// two sources is two messages.
+type Generation = HashMap<String, Vec<(String, i64)>>;
 
 impl Threads {
     const GENERATION: usize = 32_768;
 
     fn find(&self, source: &str, message_id: &str) -> Option<i64> {
-        let key = (source.to_owned(), message_id.to_owned());
-        self.current
-            .get(&key)
-            .or_else(|| self.previous.get(&key))
-            .copied()
+        [&self.current, &self.previous].into_iter().find_map(|g| {
+            g.get(message_id)?
+                .iter()
+                .find(|(s, _)| s == source)
+                .map(|&(_, seq)| seq)
+        })
     }
 
     fn started(&mut self, source: &str, message_id: &str, seq: i64) {
         if self.current.len() >= Self::GENERATION {
             self.previous = std::mem::take(&mut self.current);
         }
-        self.current
-            .insert((source.to_owned(), message_id.to_owned()), seq);
+        let sources = self.current.entry(message_id.to_owned()).or_default();
+        match sources.iter_mut().find(|(s, _)| s == source) {
+            Some(entry) => entry.1 = seq,
+            None => sources.push((source.to_owned(), seq)),
+        }
     }
 
     fn forget(&mut self) {
@@ -1106,11 +1114,25 @@ const RECORD_COLUMNS: &str = "seq, chain_id, event, at, message_id, correlation_
 
 /// Every record of a chain, in storage order.
 pub fn read_chain(conn: &Connection, chain_id: &str) -> Result<Vec<Record>, rusqlite::Error> {
-    conn.prepare(&format!(
+    let mut records = Vec::new();
+    each_record(conn, chain_id, &mut |r| records.push(r))?;
+    Ok(records)
+}
+
+/// Every record of a chain in storage order, one at a time (constant memory).
+pub fn each_record(
+    conn: &Connection,
+    chain_id: &str,
+    f: &mut dyn FnMut(Record),
+) -> Result<(), rusqlite::Error> {
+    let mut stmt = conn.prepare(&format!(
         "SELECT {RECORD_COLUMNS} FROM audit WHERE chain_id = ?1 ORDER BY seq"
-    ))?
-    .query_map(params![chain_id], record_from_row)?
-    .collect()
+    ))?;
+    let mut rows = stmt.query(params![chain_id])?;
+    while let Some(row) = rows.next()? {
+        f(record_from_row(row)?);
+    }
+    Ok(())
 }
 
 /// Every checkpoint, in order.
@@ -1532,13 +1554,29 @@ mod tests {
         e
     }
 
-    fn trail_events(dir: &Path, id: &str) -> Vec<(u64, String)> {
+    /// The events of a message's trail, in chain order.
+    fn trail_events(dir: &Path, id: &str) -> Vec<String> {
         let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
         read_trail(&conn, id)
             .expect("trail")
             .into_iter()
-            .map(|r| (r.seq, r.entry.event.as_str().to_owned()))
+            .map(|r| r.entry.event.as_str().to_owned())
             .collect()
+    }
+
+    /// Every row of a query on the store's database.
+    fn rows<T>(
+        dir: &Path,
+        sql: &str,
+        row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Vec<T> {
+        let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
+        conn.prepare(sql)
+            .expect("prepare")
+            .query_map([], row)
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
     }
 
     /// A message's records are found by its id through their thread: records written after a
@@ -1569,9 +1607,8 @@ mod tests {
             .await
             .expect("audit");
         drop(store);
-        let names = |t: Vec<(u64, String)>| t.into_iter().map(|(_, e)| e).collect::<Vec<_>>();
         assert_eq!(
-            names(trail_events(&dir, "m-1")),
+            trail_events(&dir, "m-1"),
             [
                 "received",
                 "accepted",
@@ -1581,15 +1618,12 @@ mod tests {
                 "duplicate"
             ]
         );
-        assert_eq!(names(trail_events(&dir, "m-2")), ["received"]);
-        let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
-        let threads: Vec<(i64, i64)> = conn
-            .prepare("SELECT seq, thread FROM audit WHERE message_id = 'm-1' ORDER BY seq")
-            .expect("prepare")
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows");
+        assert_eq!(trail_events(&dir, "m-2"), ["received"]);
+        let threads: Vec<(i64, i64)> = rows(
+            &dir,
+            "SELECT seq, thread FROM audit WHERE message_id = 'm-1' ORDER BY seq",
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        );
         // rehab's m-1 (1), police's m-1 (3), the delivery joins rehab's after the reopen,
         // rehab's m-1 sent again (6) with its duplicate record.
         assert_eq!(threads, [(1, 1), (2, 1), (3, 3), (5, 1), (6, 6), (7, 6)]);
@@ -1624,24 +1658,16 @@ mod tests {
         .expect("old shape");
         drop(conn);
         drop(Store::open(&dir, setup()).expect("migrated"));
-        let names: Vec<String> = trail_events(&dir, "m-1")
-            .into_iter()
-            .map(|(_, e)| e)
-            .collect();
-        assert_eq!(names, ["received", "delivered"]);
-        let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
-        let indexes: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit' ORDER BY name")
-            .expect("prepare")
-            .query_map([], |r| r.get(0))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows");
+        assert_eq!(trail_events(&dir, "m-1"), ["received", "delivered"]);
+        let indexes: Vec<String> = rows(
+            &dir,
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit' ORDER BY name",
+            |r| r.get(0),
+        );
         assert_eq!(
             indexes,
             ["audit_by_thread", "audit_subjects", "audit_threads"]
         );
-        drop(conn);
         assert_eq!(verify_db(&dir).finding, None);
         let _ = std::fs::remove_dir_all(&dir);
     }
