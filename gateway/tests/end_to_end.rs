@@ -216,8 +216,8 @@ async fn http_errors_are_typed_problems_and_duplicates_get_the_original_receipt(
         r.json::<Value>().await.expect("json")["type"],
         "/problems/malformed"
     );
-    // 413 (on its own connection: the server closes it without reading the rest of the body)
-    let big = vec![b' '; 2 * 1024 * 1024];
+    // 413 for a declared length over the limit (on its own connection: it is closed after)
+    let big = vec![b' '; 8 * 1024 * 1024];
     let r = reqwest::Client::new()
         .post(&url)
         .bearer_auth(wingspan_sim::dev_token("rehab"))
@@ -227,6 +227,9 @@ async fn http_errors_are_typed_problems_and_duplicates_get_the_original_receipt(
         .await
         .expect("post");
     assert_eq!(r.status(), 413);
+    // 413 for a chunked body found too large while reading: the rest is read and thrown
+    // away, so the client still sending reads the refusal rather than a reset.
+    assert_eq!(chunked_post(&base, 8 * 1024 * 1024).await, 413);
     // 422 schema violation with pointers
     let mut bad = samples::handover(1, "320411", false, false);
     bad["payload"]["person"]["person_id"] = json!("not-an-id");
@@ -379,4 +382,40 @@ async fn amqp_ingress_delivers_and_sends_refusals_to_the_rejects_queue() {
 
     gateway.shutdown().await;
     world.cleanup().await;
+}
+
+/// POST `total` bytes of spaces with chunked transfer encoding over a raw connection (the
+/// HTTP client here has no streaming bodies); the response's status.
+async fn chunked_post(base: &str, total: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        wingspan_sim::dev_token("rehab")
+    );
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    let chunk = vec![b' '; 64 * 1024];
+    let mut sent = 0;
+    while sent < total {
+        tcp.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .expect("chunk size");
+        tcp.write_all(&chunk).await.expect("chunk");
+        tcp.write_all(b"\r\n").await.expect("chunk end");
+        sent += chunk.len();
+    }
+    tcp.write_all(b"0\r\n\r\n").await.expect("last chunk");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tcp.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed before a status line");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&answer);
+    line.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status")
 }

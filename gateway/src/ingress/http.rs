@@ -8,12 +8,13 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes, to_bytes};
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use futures_lite::StreamExt;
 use tokio::sync::watch;
 
 use crate::broker::{Broker, PublishError, Publisher, Session};
@@ -66,8 +67,10 @@ impl HttpState {
         Ok(caller)
     }
 
-    /// Read a body of at most the caller's limit; a declared length over it is refused
-    /// before anything is read.
+    /// Read a body of at most the caller's limit. A body over it (declared, or found while
+    /// reading) is refused with 413 — after what is left of it has been read and thrown away,
+    /// within a bound ([`drain`]), so that a client still sending reads the refusal instead of
+    /// a connection reset.
     #[allow(clippy::result_large_err)]
     async fn body(
         &self,
@@ -84,12 +87,14 @@ impl HttpState {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let fits = declared.is_none_or(|n| n <= limit as u64);
-        match fits {
-            true => to_bytes(body, limit).await.ok(),
-            false => None,
-        }
-        .ok_or_else(|| {
+        let read = match declared.is_none_or(|n| n <= limit as u64) {
+            true => read_at_most(body, limit).await,
+            false => {
+                drain(body.into_data_stream(), limit).await;
+                Err(())
+            }
+        };
+        read.map_err(|()| {
             self.intake
                 .refused(caller.source(), None, None, 413, "too-large");
             self.intake.stats.rejected("too-large");
@@ -102,6 +107,61 @@ impl HttpState {
             .into_response()
         })
     }
+}
+
+/// How much of a refused body is read and thrown away, at most, before the refusal: a multiple
+/// of the limit, and a time. Past either the connection is closed unread (the client may then
+/// see a reset instead of the 413, as with nginx's `lingering_close`).
+const DRAIN_LIMITS: usize = 16;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The whole body if it holds at most `limit` bytes (one chunk is kept as it came, without a
+/// copy); otherwise the rest is drained and `Err`. A body the client broke off is `Err` too.
+async fn read_at_most(body: Body, limit: usize) -> Result<Bytes, ()> {
+    let mut stream = body.into_data_stream();
+    // One chunk (the usual case) is kept as it came; a second starts a copy of both.
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ())?;
+        let held = match &first {
+            Some(f) if joined.is_empty() => f.len(),
+            _ => joined.len(),
+        };
+        if held + chunk.len() > limit {
+            drain(stream, limit).await;
+            return Err(());
+        }
+        match first.take() {
+            None if joined.is_empty() => first = Some(chunk),
+            None => joined.extend_from_slice(&chunk),
+            Some(f) => {
+                joined.reserve(f.len() + chunk.len());
+                joined.extend_from_slice(&f);
+                joined.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(match first {
+        Some(f) => f,
+        None => Bytes::from(joined),
+    })
+}
+
+/// Read and discard the rest of a refused body, bounded by [`DRAIN_LIMITS`] × `limit` bytes
+/// and [`DRAIN_TIME`].
+async fn drain(mut stream: axum::body::BodyDataStream, limit: usize) {
+    let most = limit.saturating_mul(DRAIN_LIMITS);
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > most {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 pub fn router(state: HttpState) -> Router {
