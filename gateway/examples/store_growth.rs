@@ -124,10 +124,11 @@ async fn one(store: &Store, i: usize) {
                 delivered: vec![],
             },
             vec![],
+            Some(&early),
         )
         .await
         .expect("receipt");
-    early.await.expect("early").expect("early");
+    early.outcome.await.expect("early").expect("early");
     let mut tried = entry(Event::DeliveryAttempt, i, &sub);
     tried.destination = Some("hospital".into());
     let mut delivered = entry(Event::Delivered, i, &sub);

@@ -318,11 +318,13 @@ impl Intake {
                     delivered,
                 },
                 entries,
+                Some(&early),
             )
             .await?;
-        // The early records' batch committed before (or with) the receipt's; if it failed,
-        // the message must not be acknowledged.
+        // The early records' batch committed before (or with) the receipt's (had it failed,
+        // the receipt would have been refused with it).
         early
+            .outcome
             .await
             .map_err(|_| StoreError::Stopped)?
             .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;

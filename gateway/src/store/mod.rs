@@ -128,9 +128,13 @@ pub struct NewReceipt {
 type Done = oneshot::Sender<Result<(), String>>;
 
 enum Cmd {
-    Receipt(NewReceipt, String, Done, Vec<Entry>),
+    /// A receipt with its audit records; `Some(failed)`: only if the records it follows
+    /// (its message's early records) were written.
+    Receipt(NewReceipt, String, Done, Vec<Entry>, Option<Failed>),
     /// Audit records; `Some` waits for their commit.
     Audit(Vec<Entry>, Option<Done>),
+    /// Audit records that a later command depends on: the flag is raised if their batch fails.
+    AuditFirst(Vec<Entry>, Done, Failed),
     /// Cap the database at this many pages (`None`: SQLite's maximum).
     MaxPages(Option<u64>),
     /// A config that went live: kept by hash (text, first and last load, how many loads).
@@ -149,6 +153,30 @@ enum Cmd {
         error: Option<String>,
         at: String,
     },
+}
+
+/// Raised by the store thread when the batch holding records queued with
+/// [`Store::audit_enqueue`] failed. A receipt queued after them carries it, and is refused if
+/// it is raised: a message is never acknowledged (its receipt never exists) without its early
+/// audit records, even when their batch failed and the receipt's, the next one, would commit.
+#[derive(Debug, Clone, Default)]
+pub struct Failed(Arc<std::sync::atomic::AtomicBool>);
+
+impl Failed {
+    fn raise(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+    fn is_raised(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Records queued with [`Store::audit_enqueue`]: the outcome of their commit, and the flag a
+/// receipt that follows them carries ([`Store::put_receipt`]).
+#[derive(Debug)]
+pub struct Queued {
+    pub outcome: oneshot::Receiver<Result<(), String>>,
+    pub failed: Failed,
 }
 
 /// How the store keeps the audit chain.
@@ -462,15 +490,15 @@ impl Store {
         }
     }
 
-    /// Queue audit records and return the receiver of their commit's outcome, without waiting:
-    /// records queued now precede, in the chain, everything queued after.
-    pub async fn audit_enqueue(
-        &self,
-        entries: Vec<Entry>,
-    ) -> Result<oneshot::Receiver<Result<(), String>>, StoreError> {
-        let (done, wait) = oneshot::channel();
-        self.send(Cmd::Audit(entries, Some(done))).await?;
-        Ok(wait)
+    /// Queue audit records without waiting; the receiver of their commit's outcome and the
+    /// flag a receipt that depends on them carries. Records queued now precede, in the chain,
+    /// everything queued after.
+    pub async fn audit_enqueue(&self, entries: Vec<Entry>) -> Result<Queued, StoreError> {
+        let (done, outcome) = oneshot::channel();
+        let failed = Failed::default();
+        self.send(Cmd::AuditFirst(entries, done, failed.clone()))
+            .await?;
+        Ok(Queued { outcome, failed })
     }
 
     /// Append audit records without waiting (refusals: the answer does not depend on them).
@@ -497,15 +525,19 @@ impl Store {
         Ok(())
     }
 
-    /// Record an accepted message; returns once the record is committed.
+    /// Record an accepted message; returns once the record is committed. `after`: the
+    /// message's early audit records, queued before; if their batch failed, so does this.
     pub async fn put_receipt(
         &self,
         receipt: NewReceipt,
         audit: Vec<Entry>,
+        after: Option<&Queued>,
     ) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
         self.seen.insert(&receipt.source, &receipt.message_id);
-        self.send(Cmd::Receipt(receipt, now(), done, audit)).await?;
+        let after = after.map(|q| q.failed.clone());
+        self.send(Cmd::Receipt(receipt, now(), done, audit, after))
+            .await?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(StoreError::Io(std::io::Error::other(e))),
@@ -813,7 +845,11 @@ fn apply(
     match cmd {
         // Applied before the batch's transaction (see `write_loop`).
         Cmd::MaxPages(_) => {}
-        Cmd::Audit(entries, _) => append(tx, threads, head, entries, elsewhere)?,
+        Cmd::Audit(entries, _) | Cmd::AuditFirst(entries, _, _) => {
+            append(tx, threads, head, entries, elsewhere)?;
+        }
+        // Its message's early records failed (in an earlier batch): not written, refused.
+        Cmd::Receipt(.., Some(after)) if after.is_raised() => {}
         Cmd::Config {
             sha256, text, at, ..
         } => {
@@ -823,7 +859,7 @@ fn apply(
             )?
             .execute(params![&*sha256, &*text, &*at])?;
         }
-        Cmd::Receipt(r, at, _, entries) => {
+        Cmd::Receipt(r, at, _, entries, _) => {
             append(tx, threads, head, entries, elsewhere)?;
             let (r, at) = (&*r, &*at);
             let dests = serde_json::to_string(&r.destinations).unwrap_or_else(|_| "[]".into());
@@ -1007,7 +1043,18 @@ fn write_loop(
         }
         for cmd in batch {
             match cmd {
-                Cmd::Receipt(_, _, done, _)
+                Cmd::Receipt(_, _, done, _, Some(after)) if after.is_raised() => {
+                    let _ = done.send(Err(
+                        "the message's earlier audit records were not written".into()
+                    ));
+                }
+                Cmd::AuditFirst(_, done, failed) => {
+                    if outcome.is_err() {
+                        failed.raise();
+                    }
+                    let _ = done.send(outcome.clone());
+                }
+                Cmd::Receipt(_, _, done, _, _)
                 | Cmd::Audit(_, Some(done))
                 | Cmd::Config { done, .. } => {
                     let _ = done.send(outcome.clone());
@@ -1684,13 +1731,64 @@ mod tests {
         }
     }
 
+    /// A message's early audit records fail in one batch (the store is full), the cap is
+    /// lifted, and its receipt comes in the next: the receipt is refused too, so the message
+    /// is never acknowledged with a trail that lacks its first records.
+    #[tokio::test]
+    async fn a_receipt_whose_early_records_failed_is_refused() {
+        let dir = std::env::temp_dir().join(format!("wingspan-early-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir, setup()).expect("open");
+        store
+            .limit_pages(Some(store.pages().expect("pages")))
+            .await
+            .expect("cap");
+        let early: Vec<Entry> = (0..200)
+            .map(|_| about(Event::Received, "m-1", "rehab"))
+            .collect();
+        let mut queued = store.audit_enqueue(early).await.expect("enqueue");
+        assert!(
+            (&mut queued.outcome).await.expect("answer").is_err(),
+            "the full store must refuse the early records"
+        );
+        store.limit_pages(None).await.expect("lift");
+        let refused = store
+            .put_receipt(receipt("m-1", None, &[]), Vec::new(), Some(&queued))
+            .await;
+        assert!(
+            refused.is_err(),
+            "receipt committed without its early records"
+        );
+        assert_eq!(store.receipt("rehab", "m-1").await.expect("lookup"), None);
+        // The same receipt without the dependency, and another message's whole path, commit.
+        let next = store
+            .audit_enqueue(vec![about(Event::Received, "m-2", "rehab")])
+            .await
+            .expect("enqueue");
+        store
+            .put_receipt(receipt("m-2", None, &[]), Vec::new(), Some(&next))
+            .await
+            .expect("m-2 receipt");
+        assert!(next.outcome.await.expect("answer").is_ok());
+        assert!(
+            store
+                .receipt("rehab", "m-2")
+                .await
+                .expect("lookup")
+                .is_some()
+        );
+        drop(store);
+        assert_eq!(trail_events(&dir, "m-2"), ["received"]);
+        assert!(trail_events(&dir, "m-1").is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn receipts_status_and_replies_survive_a_reopen() {
         let dir = std::env::temp_dir().join(format!("wingspan-store-{}", uuid::Uuid::new_v4()));
         let store = Store::open(&dir, setup()).expect("open");
         assert_eq!(store.receipt("rehab", "m-1").await.expect("lookup"), None);
         store
-            .put_receipt(receipt("m-1", None, &["partner"]), Vec::new())
+            .put_receipt(receipt("m-1", None, &["partner"]), Vec::new(), None)
             .await
             .expect("put");
         store.delivery(
@@ -1712,7 +1810,7 @@ mod tests {
             Some("late".into()),
         );
         store
-            .put_receipt(receipt("r-1", Some("m-1"), &[]), Vec::new())
+            .put_receipt(receipt("r-1", Some("m-1"), &[]), Vec::new(), None)
             .await
             .expect("put reply");
         drop(store);
