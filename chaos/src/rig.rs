@@ -467,6 +467,16 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// The ids of every message that has a receipt.
+    pub fn accepted_ids<C: FromIterator<String>>(&self) -> C {
+        self.accepted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     pub fn accepted_count(&self) -> usize {
         self.accepted
             .lock()
@@ -639,13 +649,7 @@ pub async fn settle(
     upstream: &Upstream,
     within: Duration,
 ) -> anyhow::Result<Ledger> {
-    let accepted: HashSet<String> = upstream
-        .accepted
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .keys()
-        .cloned()
-        .collect();
+    let accepted: HashSet<String> = upstream.accepted_ids();
     let deadline = Instant::now() + within;
     let mut parked: HashSet<String> = HashSet::new();
     loop {

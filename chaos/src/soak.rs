@@ -17,6 +17,9 @@ use crate::scenarios::Outcome;
 pub struct Sample {
     pub at_s: f64,
     pub rss_kib: u64,
+    /// The anonymous part of it (heap, stacks); the rest is mapped files (the binary, the
+    /// state database's memory maps).
+    pub anon_kib: u64,
     pub fds: usize,
     pub threads: u64,
     pub delivered: usize,
@@ -24,7 +27,7 @@ pub struct Sample {
     pub p99_ms: f64,
 }
 
-fn proc_stat(pid: u32) -> (u64, usize, u64) {
+fn proc_stat(pid: u32) -> (u64, u64, usize, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -34,7 +37,7 @@ fn proc_stat(pid: u32) -> (u64, usize, u64) {
             .unwrap_or(0)
     };
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
-    (field("VmRSS:"), fds, field("Threads:"))
+    (field("VmRSS:"), field("RssAnon:"), fds, field("Threads:"))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -123,13 +126,7 @@ async fn burst(rig: &Rig, bases: &[String], seed: u64) -> Burst {
     tokio::time::sleep(Duration::from_secs(BURST_SECS)).await;
     probe.stop.store(true, Ordering::Relaxed);
     let _ = sending.await;
-    let accepted: Vec<String> = probe
-        .accepted
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .keys()
-        .cloned()
-        .collect();
+    let accepted: Vec<String> = probe.accepted_ids();
     let intake = accepted.len() as f64 / t0.elapsed().as_secs_f64();
     // Until every accepted message has arrived (bounded: a stuck one shows in the rate).
     let deadline = Instant::now() + Duration::from_secs(BURST_SECS * 6);
@@ -253,10 +250,11 @@ pub async fn soak(
         }
         delivered += lat.len();
         lat.sort_by(f64::total_cmp);
-        let (rss_kib, fds, threads) = proc_stat(pid);
+        let (rss_kib, anon_kib, fds, threads) = proc_stat(pid);
         samples.push(Sample {
             at_s: t0.elapsed().as_secs_f64(),
             rss_kib,
+            anon_kib,
             fds,
             threads,
             delivered,
@@ -265,18 +263,18 @@ pub async fn soak(
         });
         if let Some(s) = samples.last() {
             println!(
-                "soak {:>6.0} s: rss {} KiB, fds {}, threads {}, delivered {}, p50 {:.1} ms, p99 {:.1} ms",
-                s.at_s, s.rss_kib, s.fds, s.threads, s.delivered, s.p50_ms, s.p99_ms
+                "soak {:>6.0} s: rss {} KiB (anon {}), fds {}, threads {}, delivered {}, p50 {:.1} ms, p99 {:.1} ms",
+                s.at_s, s.rss_kib, s.anon_kib, s.fds, s.threads, s.delivered, s.p50_ms, s.p99_ms
             );
         }
     }
     let _ = load.await;
-    let mut csv = String::from("seconds,rss_kib,fds,threads,delivered,p50_ms,p99_ms\n");
+    let mut csv = String::from("seconds,rss_kib,anon_kib,fds,threads,delivered,p50_ms,p99_ms\n");
     for s in &samples {
         let _ = writeln!(
             csv,
-            "{:.0},{},{},{},{},{:.2},{:.2}",
-            s.at_s, s.rss_kib, s.fds, s.threads, s.delivered, s.p50_ms, s.p99_ms
+            "{:.0},{},{},{},{},{},{:.2},{:.2}",
+            s.at_s, s.rss_kib, s.anon_kib, s.fds, s.threads, s.delivered, s.p50_ms, s.p99_ms
         );
     }
     std::fs::write(dir.join("soak.csv"), &csv)?;
@@ -300,6 +298,8 @@ pub async fn soak(
     } else {
         0.0
     };
+    let anon0 = m(first, &|s| s.anon_kib as f64);
+    let anon1 = m(last, &|s| s.anon_kib as f64);
     let p0 = m(first, &|s| s.p99_ms);
     let p1 = m(last, &|s| s.p99_ms);
     let fd0 = m(first, &|s| s.fds as f64);
@@ -326,10 +326,12 @@ pub async fn soak(
                 samples.len()
             ),
             format!(
-                "RSS {:.1} → {:.1} MiB ({:+.1} %), p99 {p0:.1} → {p1:.1} ms, fds {fd0:.0} → {fd1:.0}, threads {th0:.0} → {th1:.0}",
+                "RSS {:.1} → {:.1} MiB ({:+.1} %; anonymous {:.1} → {:.1} MiB), p99 {p0:.1} → {p1:.1} ms, fds {fd0:.0} → {fd1:.0}, threads {th0:.0} → {th1:.0}",
                 rss0 / 1024.0,
                 rss1 / 1024.0,
-                growth * 100.0
+                growth * 100.0,
+                anon0 / 1024.0,
+                anon1 / 1024.0,
             ),
             format!("curve: {} and soak.csv", dir.join("soak.svg").display()),
         ],

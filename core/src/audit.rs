@@ -161,7 +161,8 @@ pub struct Record {
     pub hash: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex, as every hash of the chain is written.
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {

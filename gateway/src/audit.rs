@@ -151,7 +151,7 @@ use serde::{Deserialize, Serialize};
 use wingspan_core::audit::{Checkpoint, GENESIS, Record, Report, Verifier};
 
 use crate::store::audit_pg::PgAudit;
-use crate::store::{read_chain, read_checkpoints, read_trail};
+use crate::store::{read_checkpoints, read_trail};
 
 /// An audit store to read: the embedded SQLite database or the shared PostgreSQL one.
 #[derive(Debug)]
@@ -223,24 +223,9 @@ impl AuditSource {
         chain_id: &str,
         hash: &str,
     ) -> anyhow::Result<Option<(usize, Option<u64>)>> {
-        let (mut i, mut found, mut next) = (0usize, None, None);
-        self.each_record(chain_id, &mut |r| {
-            if found.is_some() && next.is_none() {
-                next = Some(r.seq);
-            }
-            if found.is_none() && r.hash == hash {
-                found = Some(i);
-            }
-            i += 1;
-        })?;
-        Ok(found.map(|j| (j, next)))
-    }
-
-    fn chain(&mut self, chain_id: &str) -> anyhow::Result<Vec<Record>> {
-        Ok(match self {
-            Self::Sqlite(conn) => read_chain(conn, chain_id)?,
-            Self::Postgres(pg) => pg.read_chain(chain_id)?,
-        })
+        let mut at = Locate::new(hash);
+        self.each_record(chain_id, &mut |r| at.push(&r))?;
+        Ok(at.found())
     }
 
     fn checkpoints(&mut self) -> anyhow::Result<Vec<Checkpoint>> {
@@ -248,6 +233,40 @@ impl AuditSource {
             Self::Sqlite(conn) => read_checkpoints(conn)?,
             Self::Postgres(pg) => pg.read_checkpoints()?,
         })
+    }
+}
+
+/// Finds, in one pass over records in chain order, where the one with a hash stands and the
+/// seq of the one after it (to name where a broken chain broke).
+struct Locate<'a> {
+    hash: &'a str,
+    seen: usize,
+    found: Option<usize>,
+    next: Option<u64>,
+}
+
+impl<'a> Locate<'a> {
+    fn new(hash: &'a str) -> Self {
+        Self {
+            hash,
+            seen: 0,
+            found: None,
+            next: None,
+        }
+    }
+
+    fn push(&mut self, r: &Record) {
+        if self.found.is_some() && self.next.is_none() {
+            self.next = Some(r.seq);
+        }
+        if self.found.is_none() && r.hash == self.hash {
+            self.found = Some(self.seen);
+        }
+        self.seen += 1;
+    }
+
+    fn found(&self) -> Option<(usize, Option<u64>)> {
+        self.found.map(|j| (j, self.next))
     }
 }
 
@@ -494,8 +513,39 @@ fn record_from_csv(line: &str) -> Option<Record> {
     })
 }
 
+/// A file written through a buffer and hashed (SHA-256) as it is written.
+struct HashedFile {
+    out: std::io::BufWriter<std::fs::File>,
+    hash: ring::digest::Context,
+}
+
+impl HashedFile {
+    fn create(path: &Path) -> std::io::Result<Self> {
+        Ok(Self {
+            out: std::io::BufWriter::new(std::fs::File::create(path)?),
+            hash: ring::digest::Context::new(&ring::digest::SHA256),
+        })
+    }
+
+    fn line(&mut self, text: &str) -> std::io::Result<()> {
+        for part in [text.as_bytes(), b"\n"] {
+            self.hash.update(part);
+            self.out.write_all(part)?;
+        }
+        Ok(())
+    }
+
+    /// Flush and sync; the file's SHA-256, hex.
+    fn finish(self) -> std::io::Result<String> {
+        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(wingspan_core::audit::hex(self.hash.finish().as_ref()))
+    }
+}
+
 /// Export every chain's records in [since, until) to `dir`: one records file and one
-/// manifest per chain. Returns the manifests.
+/// manifest per chain. Returns the manifests. The chain is read twice, one record at a time
+/// (a year's chain is exported in constant memory): once to find the range, once to write it.
 pub fn export(
     src: &mut AuditSource,
     since: Option<&str>,
@@ -511,47 +561,60 @@ pub fn export(
     let checkpoints = src.checkpoints()?;
     let mut manifests = Vec::new();
     for chain in src.chains()? {
-        let all = src.chain(&chain)?;
-        let inside = |r: &&Record| {
-            since.is_none_or(|s| r.entry.at.as_str() >= s)
-                && until.is_none_or(|u| r.entry.at.as_str() < u)
-        };
         // A contiguous range of the chain: from the first record inside to the last.
-        let first = all.iter().position(|r| inside(&r));
-        let last = all.iter().rposition(|r| inside(&r));
-        let range: &[Record] = match (first, last) {
-            (Some(a), Some(b)) => all.get(a..=b).unwrap_or(&[]),
-            _ => &[],
-        };
-        let start_prev_hash = range
-            .first()
-            .map_or_else(|| GENESIS.to_owned(), |r| r.prev_hash.clone());
-        let mut body = String::new();
-        if format == "csv" {
-            body.push_str(CSV_HEADER);
-            body.push('\n');
-        }
-        for r in range {
-            if format == "csv" {
-                body.push_str(&csv_line(r));
-            } else {
-                body.push_str(&serde_json::to_string(r)?);
+        let mut range: Option<(u64, u64)> = None;
+        src.each_record(&chain, &mut |r| {
+            let inside = since.is_none_or(|s| r.entry.at.as_str() >= s)
+                && until.is_none_or(|u| r.entry.at.as_str() < u);
+            if inside {
+                range = Some(range.map_or((r.seq, r.seq), |(lo, _)| (lo, r.seq)));
             }
-            body.push('\n');
-        }
+        })?;
         let file = format!("audit-{chain}.{format}");
-        std::fs::write(dir.join(&file), &body)?;
-        let (lo, hi) = (range.first().map(|r| r.seq), range.last().map(|r| r.seq));
+        let mut out = HashedFile::create(&dir.join(&file))?;
+        if format == "csv" {
+            out.line(CSV_HEADER)?;
+        }
+        let (mut count, mut start_prev_hash, mut final_hash) = (0u64, None, None);
+        let mut failed: Option<anyhow::Error> = None;
+        if let Some((lo, hi)) = range {
+            src.each_record(&chain, &mut |r| {
+                if r.seq < lo || r.seq > hi || failed.is_some() {
+                    return;
+                }
+                let line = match format {
+                    "csv" => Ok(csv_line(&r)),
+                    _ => serde_json::to_string(&r),
+                };
+                if let Err(e) = line
+                    .map_err(anyhow::Error::from)
+                    .and_then(|l| out.line(&l).map_err(anyhow::Error::from))
+                {
+                    failed = Some(e);
+                    return;
+                }
+                count += 1;
+                if start_prev_hash.is_none() {
+                    start_prev_hash = Some(r.prev_hash.clone());
+                }
+                final_hash = Some(r.hash);
+            })?;
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let file_sha256 = out.finish()?;
+        let (lo, hi) = (range.map(|r| r.0), range.map(|r| r.1));
         let manifest = Manifest {
             format: format.into(),
             file: file.clone(),
-            file_sha256: wingspan_core::audit::sha256_hex(body.as_bytes()),
+            file_sha256,
             chain_id: chain.clone(),
             first_seq: lo,
             last_seq: hi,
-            count: u64::try_from(range.len()).unwrap_or(u64::MAX),
-            start_prev_hash,
-            final_hash: range.last().map(|r| r.hash.clone()),
+            count,
+            start_prev_hash: start_prev_hash.unwrap_or_else(|| GENESIS.to_owned()),
+            final_hash,
             checkpoints: checkpoints
                 .iter()
                 .filter(|c| {
@@ -569,6 +632,40 @@ pub fn export(
         manifests.push(manifest);
     }
     Ok(manifests)
+}
+
+/// Each line of an exported records file, as it stands (newline removed) and as a record if
+/// it is one; the header of a CSV file is skipped. `f` gets the line's number (from 1).
+/// Returns the SHA-256 (hex) of the whole file, read once, a line at a time.
+fn each_exported(
+    path: &Path,
+    format: &str,
+    f: &mut dyn FnMut(usize, Option<Record>),
+) -> anyhow::Result<String> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = Vec::new();
+    let mut n = 0usize;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        hash.update(&buf);
+        n += 1;
+        let text = String::from_utf8_lossy(&buf);
+        let line = text.trim_end_matches('\n').trim_end_matches('\r');
+        if line.is_empty() || (format == "csv" && n == 1) {
+            continue;
+        }
+        let parsed = match format {
+            "csv" => record_from_csv(line),
+            _ => serde_json::from_str::<Record>(line).ok(),
+        };
+        f(n, parsed);
+    }
+    Ok(wingspan_core::audit::hex(hash.finish().as_ref()))
 }
 
 /// Verify an export directory offline: each manifest's file hash, the records' chain from
@@ -590,47 +687,52 @@ pub fn verify_export(
     );
     for e in entries {
         let manifest: Manifest = serde_json::from_slice(&std::fs::read(e.path())?)?;
-        let body = std::fs::read(dir.join(&manifest.file))?;
+        let path = dir.join(&manifest.file);
         let mut problems = Vec::new();
-        if wingspan_core::audit::sha256_hex(&body) != manifest.file_sha256 {
+        // One record at a time; a second pass over the file only to name where a chain broke.
+        let mut v = Verifier::new(
+            &manifest.chain_id,
+            &manifest.checkpoints,
+            Some(key),
+            &manifest.start_prev_hash,
+        );
+        let (mut count, mut last_hash) = (0u64, None::<String>);
+        let file_sha256 = each_exported(&path, &manifest.format, &mut |n, r| match r {
+            Some(r) => {
+                v.push(&r);
+                count += 1;
+                last_hash = Some(r.hash);
+            }
+            None => problems.push(format!("line {n} is not a record")),
+        })?;
+        if file_sha256 != manifest.file_sha256 {
             problems.push(format!(
                 "{} does not match the manifest's hash",
                 manifest.file
             ));
         }
-        let text = String::from_utf8_lossy(&body);
-        let mut records = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            if line.is_empty() || (manifest.format == "csv" && n == 0) {
-                continue;
-            }
-            let parsed = if manifest.format == "csv" {
-                record_from_csv(line)
-            } else {
-                serde_json::from_str::<Record>(line).ok()
-            };
-            match parsed {
-                Some(r) => records.push(r),
-                None => problems.push(format!("line {} is not a record", n + 1)),
-            }
-        }
-        if u64::try_from(records.len()).unwrap_or(u64::MAX) != manifest.count {
+        if count != manifest.count {
             problems.push(format!(
-                "{} records, the manifest says {}",
-                records.len(),
+                "{count} records, the manifest says {}",
                 manifest.count
             ));
         }
-        if records.last().map(|r| &r.hash) != manifest.final_hash.as_ref() {
+        if last_hash != manifest.final_hash {
             problems.push("the last record's hash is not the manifest's final hash".into());
         }
-        let report = wingspan_core::audit::verify(
-            &manifest.chain_id,
-            &records,
-            &manifest.checkpoints,
-            Some(key),
-            &manifest.start_prev_hash,
-        );
+        let located = match v.broken_link().map(str::to_owned) {
+            Some(hash) => {
+                let mut at = Locate::new(&hash);
+                each_exported(&path, &manifest.format, &mut |_, r| {
+                    if let Some(r) = r {
+                        at.push(&r);
+                    }
+                })?;
+                at.found()
+            }
+            None => None,
+        };
+        let report = v.finish(|_| located);
         out.push((manifest, report, problems));
     }
     Ok(out)

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::{Captured, World, eventually, post, status_of};
 use wingspan::audit;
-use wingspan_core::audit::Event;
+use wingspan_core::audit::{Event, Record};
 use wingspan_sim::{Behaviour, samples};
 
 const MARKER_ID: &str = "11010119800101777X";
@@ -384,6 +384,32 @@ fn check_store(
                 "{report:?} {problems:?}"
             );
         }
+    }
+    // A window of the chain: from its first record inside to its last, verifiable on its own
+    // from the manifest's starting hash.
+    let (since, until) = (
+        all[all.len() / 4].entry.at.clone(),
+        all[all.len() * 3 / 4].entry.at.clone(),
+    );
+    let inside: Vec<&Record> = all
+        .iter()
+        .filter(|r| r.entry.at >= since && r.entry.at < until)
+        .collect();
+    let dir = export_dir.join("window");
+    let manifests =
+        audit::export(&mut conn, Some(&since), Some(&until), "jsonl", &dir).expect("export");
+    assert_eq!(manifests[0].count, u64::try_from(inside.len()).expect("n"));
+    assert_eq!(manifests[0].first_seq, inside.first().map(|r| r.seq));
+    assert_eq!(manifests[0].last_seq, inside.last().map(|r| r.seq));
+    assert_eq!(
+        Some(&manifests[0].start_prev_hash),
+        inside.first().map(|r| &r.prev_hash)
+    );
+    for (_, report, problems) in audit::verify_export(&dir, &key).expect("verify window") {
+        assert!(
+            report.ok() && problems.is_empty(),
+            "{report:?} {problems:?}"
+        );
     }
     let file = std::fs::read_dir(export_dir.join("jsonl"))
         .expect("dir")

@@ -248,7 +248,13 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     // No checkpoint inside a commit: a checkpoint copies the WAL into the database and syncs,
     // and every receipt waiting on that commit would wait for it. The checkpoint thread does it.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    conn.pragma_update(None, "cache_size", -65536)?;
+    // SQLite's default 2 MB page cache, for every connection. A reader's cache is dropped
+    // whenever the writer has committed (hundreds of times a second under load), so a large
+    // one bought nothing but resident memory (it was 64 MiB a reader). The writer reads
+    // through the memory map; its cache holds little more than the pages a commit dirties,
+    // and SQLite scans the whole cache's hash table at the end of every transaction: a large
+    // one cost a third of the gateway's CPU at small batches (HTTP ingress).
+    conn.pragma_update(None, "cache_size", -2000)?;
     // A reader's page cache is dropped whenever the writer commits, so without memory mapping
     // every duplicate lookup would pread its pages again. The map is capped: its pages count
     // in the process's resident memory, and with a 1 GiB map that grew with the database for
@@ -314,11 +320,6 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("wingspan-state.db");
         let writer = open(&path)?;
-        // The writer reads through the memory map; its page cache holds little more than the
-        // pages a commit dirties. SQLite scans the whole cache's hash table at the end of
-        // every transaction, so a large one cost a third of the gateway's CPU at small
-        // batches (HTTP ingress): SQLite's default 2 MB here, not the readers' 64 MiB.
-        writer.pragma_update(None, "cache_size", -2000)?;
         writer.execute_batch(SCHEMA)?;
         // Stores created before replies were flagged lack the column.
         let has_flag: i64 = writer.query_row(
