@@ -179,12 +179,6 @@ impl PgAudit {
             .collect()
     }
 
-    pub fn read_chain(&mut self, chain_id: &str) -> Result<Vec<Record>, postgres::Error> {
-        let mut records = Vec::new();
-        self.each_record(chain_id, &mut |r| records.push(r))?;
-        Ok(records)
-    }
-
     /// Every record of a chain in order, streamed (constant memory).
     pub fn each_record(
         &mut self,

@@ -1160,13 +1160,6 @@ pub fn record_from_row(r: &rusqlite::Row<'_>) -> Result<Record, rusqlite::Error>
 
 const RECORD_COLUMNS: &str = "seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash";
 
-/// Every record of a chain, in storage order.
-pub fn read_chain(conn: &Connection, chain_id: &str) -> Result<Vec<Record>, rusqlite::Error> {
-    let mut records = Vec::new();
-    each_record(conn, chain_id, &mut |r| records.push(r))?;
-    Ok(records)
-}
-
 /// Every record of a chain in storage order, one at a time (constant memory).
 pub fn each_record(
     conn: &Connection,
@@ -1286,6 +1279,13 @@ fn recover_chain(conn: &Connection, setup: &AuditSetup) -> Result<Chain, StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every record of a chain, in storage order.
+    fn read_chain(conn: &Connection, chain_id: &str) -> Result<Vec<Record>, rusqlite::Error> {
+        let mut records = Vec::new();
+        each_record(conn, chain_id, &mut |r| records.push(r))?;
+        Ok(records)
+    }
 
     const SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 
