@@ -391,10 +391,14 @@ fn check_store(
         all[all.len() / 4].entry.at.clone(),
         all[all.len() * 3 / 4].entry.at.clone(),
     );
-    let inside: Vec<&Record> = all
-        .iter()
-        .filter(|r| r.entry.at >= since && r.entry.at < until)
-        .collect();
+    // Records are stamped when made, not when appended, so `at` is not monotonic along the
+    // chain: the window is the contiguous run from the first record inside to the last.
+    let mut chain: Vec<&Record> = all.iter().collect();
+    chain.sort_by_key(|r| r.seq);
+    let is_inside = |r: &&Record| r.entry.at >= since && r.entry.at < until;
+    let first = chain.iter().position(is_inside).expect("a record inside");
+    let last = chain.iter().rposition(is_inside).expect("a record inside");
+    let inside = &chain[first..=last];
     let dir = export_dir.join("window");
     let manifests =
         audit::export(&mut conn, Some(&since), Some(&until), "jsonl", &dir).expect("export");
