@@ -709,7 +709,7 @@ pub async fn settle(
     })
 }
 
-pub fn delivered_ids(rig: &Rig) -> HashSet<String> {
+fn delivered_ids(rig: &Rig) -> HashSet<String> {
     let mut ids: HashSet<String> = rig.police.accepted_keys().into_iter().collect();
     ids.extend(rig.emergency.accepted_keys());
     ids

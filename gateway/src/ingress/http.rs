@@ -115,36 +115,24 @@ impl HttpState {
 const DRAIN_LIMITS: usize = 16;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The whole body if it holds at most `limit` bytes (one chunk is kept as it came, without a
-/// copy); otherwise the rest is drained and `Err`. A body the client broke off is `Err` too.
+/// The whole body if it holds at most `limit` bytes (a body in one chunk, the usual case, is
+/// kept as it came, without a copy); otherwise the rest is drained and `Err`. A body the
+/// client broke off is `Err` too.
 async fn read_at_most(body: Body, limit: usize) -> Result<Bytes, ()> {
     let mut stream = body.into_data_stream();
-    // One chunk (the usual case) is kept as it came; a second starts a copy of both.
-    let mut first: Option<Bytes> = None;
-    let mut joined: Vec<u8> = Vec::new();
+    let (mut chunks, mut held) = (Vec::<Bytes>::new(), 0usize);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| ())?;
-        let held = match &first {
-            Some(f) if joined.is_empty() => f.len(),
-            _ => joined.len(),
-        };
-        if held + chunk.len() > limit {
+        held += chunk.len();
+        if held > limit {
             drain(stream, limit).await;
             return Err(());
         }
-        match first.take() {
-            None if joined.is_empty() => first = Some(chunk),
-            None => joined.extend_from_slice(&chunk),
-            Some(f) => {
-                joined.reserve(f.len() + chunk.len());
-                joined.extend_from_slice(&f);
-                joined.extend_from_slice(&chunk);
-            }
-        }
+        chunks.push(chunk);
     }
-    Ok(match first {
-        Some(f) => f,
-        None => Bytes::from(joined),
+    Ok(match chunks.len() {
+        0 | 1 => chunks.pop().unwrap_or_default(),
+        _ => Bytes::from(chunks.concat()),
     })
 }
 

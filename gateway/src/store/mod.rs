@@ -255,8 +255,8 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     // and SQLite scans the whole cache's hash table at the end of every transaction: a large
     // one cost a third of the gateway's CPU at small batches (HTTP ingress).
     conn.pragma_update(None, "cache_size", -2000)?;
-    // A reader's page cache is dropped whenever the writer commits, so without memory mapping
-    // every duplicate lookup would pread its pages again. The map is capped: its pages count
+    // Because a reader's cache is dropped so often, without memory mapping every duplicate
+    // lookup would pread its pages again. The map is capped: its pages count
     // in the process's resident memory, and with a 1 GiB map that grew with the database for
     // the whole of a 30-minute soak (anonymous memory stayed flat).
     conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
