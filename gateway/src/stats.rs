@@ -226,7 +226,16 @@ pub struct QueueDepth {
 
 /// The Prometheus text exposition of everything counted, the queue depths and the store's
 /// commit lag.
-pub fn render_prometheus(stats: &Stats, queues: &[QueueDepth], store_commit: &Histogram) -> String {
+/// The state store writer's timings.
+#[derive(Debug, Clone, Default)]
+pub struct StoreTimes {
+    /// From a batch's first command to its commit.
+    pub commit_lag: Histogram,
+    /// Each time the writer stopped between batches to have the write-ahead log restarted.
+    pub wal_restart: Histogram,
+}
+
+pub fn render_prometheus(stats: &Stats, queues: &[QueueDepth], store: &StoreTimes) -> String {
     let mut out = String::new();
     let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
     let _ = writeln!(
@@ -311,7 +320,13 @@ pub fn render_prometheus(stats: &Stats, queues: &[QueueDepth], store_commit: &Hi
         "# HELP wingspan_audit_write_lag_seconds From a state/audit command's arrival at the store to its commit."
     );
     let _ = writeln!(out, "# TYPE wingspan_audit_write_lag_seconds histogram");
-    store_commit.render(&mut out, "wingspan_audit_write_lag_seconds", "");
+    store.commit_lag.render(&mut out, "wingspan_audit_write_lag_seconds", "");
+    let _ = writeln!(
+        out,
+        "# HELP wingspan_store_wal_restart_seconds Pauses of the state store writer, between batches, to have its write-ahead log restarted."
+    );
+    let _ = writeln!(out, "# TYPE wingspan_store_wal_restart_seconds histogram");
+    store.wal_restart.render(&mut out, "wingspan_store_wal_restart_seconds", "");
     let _ = writeln!(
         out,
         "# HELP wingspan_queue_messages Messages ready in a gateway queue (destination, retry, parked, ingress)."

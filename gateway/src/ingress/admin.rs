@@ -268,7 +268,7 @@ async fn queue_depths(st: &AdminState) -> Vec<QueueDepth> {
 
 async fn metrics(State(st): State<AdminState>) -> Response {
     let queues = queue_depths(&st).await;
-    let text = render_prometheus(&st.stats, &queues, &st.store.commit_lag());
+    let text = render_prometheus(&st.stats, &queues, &st.store.times());
     (
         [(
             header::CONTENT_TYPE,

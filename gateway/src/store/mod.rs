@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 
-use crate::stats::Histogram;
+use crate::stats::StoreTimes;
 use rusqlite::{Connection, OptionalExtension, params};
 use wingspan_core::audit::{Checkpoint, Entry, Event, Finding, GENESIS, Head, Record};
 
@@ -198,7 +198,7 @@ pub struct Store {
     seen: Arc<Seen>,
     audit: AuditSetup,
     /// How long each batch of writes took from its first command to its commit.
-    commit_lag: Arc<Mutex<Histogram>>,
+    times: Arc<Mutex<StoreTimes>>,
 }
 
 /// Read connections, one per concurrent reader (WAL readers see committed data and never
@@ -248,6 +248,9 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     // No checkpoint inside a commit: a checkpoint copies the WAL into the database and syncs,
     // and every receipt waiting on that commit would wait for it. The checkpoint thread does it.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // The log's file is reused from its beginning when the log restarts (see `bound_wal`),
+    // and cut back to this size if it ever grew longer (readers held a restart off).
+    conn.pragma_update(None, "journal_size_limit", WAL_LIMIT_FRAMES * WAL_FRAME_BYTES)?;
     // SQLite's default 2 MB page cache, for every connection. A reader's cache is dropped
     // whenever the writer has committed (hundreds of times a second under load), so a large
     // one bought nothing but resident memory (it was 64 MiB a reader). The writer reads
@@ -359,8 +362,11 @@ impl Store {
         // The PostgreSQL client is synchronous and must not run on an async runtime's thread:
         // the writer thread connects, and tells us whether it could.
         let (ready, started) = std_mpsc::channel::<Result<(), String>>();
-        let commit_lag = Arc::new(Mutex::new(Histogram::default()));
-        let lag = commit_lag.clone();
+        let times = Arc::new(Mutex::new(StoreTimes::default()));
+        let writer_times = times.clone();
+        // The log's length as the checkpoint thread last saw it, for the writer's `bound_wal`.
+        let log_frames = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let writer_frames = log_frames.clone();
         std::thread::Builder::new()
             .name("wingspan-store".into())
             .spawn(move || {
@@ -384,7 +390,7 @@ impl Store {
                 match opened {
                     Ok((chain, pg)) => {
                         let _ = ready.send(Ok(()));
-                        write_loop(writer, rx, chain, pg, &setup, &lag);
+                        write_loop(writer, rx, chain, pg, &setup, &writer_times, &writer_frames);
                     }
                     Err(e) => {
                         let _ = ready.send(Err(e));
@@ -398,7 +404,7 @@ impl Store {
             .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         std::thread::Builder::new()
             .name("wingspan-ckpt".into())
-            .spawn(move || checkpoint_loop(checkpointer, stopped))?;
+            .spawn(move || checkpoint_loop(checkpointer, stopped, &log_frames))?;
         Ok(Self {
             tx,
             readers: Arc::new(Readers {
@@ -407,7 +413,7 @@ impl Store {
             }),
             seen: Arc::new(seen),
             audit,
-            commit_lag,
+            times,
         })
     }
 
@@ -457,15 +463,12 @@ impl Store {
             .map_err(|_| anyhow::anyhow!("read task failed"))?
     }
 
-    /// The public key of this store's signing key (hex).
-    /// The write lag histogram (batch arrival to commit), for the metrics endpoint.
-    pub fn commit_lag(&self) -> Histogram {
-        self.commit_lag
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The writer's timings (commit lag, log restarts), for the metrics endpoint.
+    pub fn times(&self) -> StoreTimes {
+        self.times.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The public key of this store's signing key (hex).
     pub fn public_key(&self) -> String {
         self.audit.keys.signing.public_hex()
     }
@@ -898,32 +901,51 @@ fn apply(
     Ok(())
 }
 
-/// The write-ahead log's size past which the writer resets it.
-const WAL_LIMIT: u64 = 64 << 20;
+/// The write-ahead log's length, in frames, past which the writer has it restarted.
+/// 512 Ki frames of 1 KiB pages, about 0.5 GB: each restart pauses the writer (copying and
+/// syncing, ~70 ms on this machine's disk under a soak's load), so the longer the log, the
+/// rarer the pauses; its length costs nothing else (readers look up only the frames not yet
+/// copied, and the checkpoint thread copies every 100 ms).
+const WAL_LIMIT_FRAMES: i64 = 512 << 10;
+
+/// A frame: a 1 KiB page (the `page_size` set in `open`) and its 24-byte header.
+const WAL_FRAME_BYTES: i64 = 1024 + 24;
+
+/// How often, at most, the writer looks at the log's length.
+const WAL_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Keep the write-ahead log bounded. The checkpoint thread's passive checkpoints copy frames
-/// into the database but never reset the log while the writer keeps appending and readers
-/// keep snapshots: under steady load it grew without end (9.5 GB in 9 minutes of the soak,
-/// and its index, mapped into the process, with it). Between batches, the writer itself
-/// truncates it once it passes [`WAL_LIMIT`], waiting at most 200 ms for readers.
-fn bound_wal(conn: &Connection, wal: Option<&Path>) {
-    bound_wal_at(conn, wal, WAL_LIMIT);
-}
-
-fn bound_wal_at(conn: &Connection, wal: Option<&Path>, limit: u64) {
-    let Some(wal) = wal else { return };
-    if std::fs::metadata(wal).map_or(0, |m| m.len()) <= limit {
-        return;
-    }
-    let _ = conn.busy_timeout(std::time::Duration::from_millis(200));
-    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-        r.get::<_, i64>(0)
+/// into the database, but the log restarts from its beginning only when a write transaction
+/// begins with every frame copied and no reader on the log; under steady load the writer
+/// always has appended more by the time a checkpoint ends, and the log grew without end (9.5
+/// GB in 9 minutes of the soak, and its index, mapped into the process, with it).
+///
+/// So once the log (as long as the checkpoint thread last saw it) passes [`WAL_LIMIT_FRAMES`], the
+/// writer, between two batches, copies what the checkpoint thread has not yet (the frames of
+/// the last tenth of a second or so) with a passive checkpoint of its own: nothing is
+/// appended meanwhile, so its next transaction finds the log fully copied and starts it again
+/// from the beginning. It never waits: if the checkpoint thread is mid-copy, or a reader still
+/// reads the log when the next transaction begins, it tries again at the next check. (It used
+/// to truncate the log past 64 MiB with a `TRUNCATE` checkpoint, waiting up to 200 ms for the
+/// checkpoint thread and readers: every 3–4 s under a soak's load.) Returns whether it
+/// copied the whole log (a restart is due).
+fn bound_wal(conn: &Connection) -> bool {
+    let _ = conn.busy_timeout(std::time::Duration::ZERO);
+    let done = match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
     }) {
-        Ok(0) => {}
-        Ok(_) => tracing::debug!("write-ahead log not truncated: readers in the way; next time"),
-        Err(e) => tracing::warn!(error = %e, "write-ahead log truncation failed"),
-    }
+        Ok((0, frames, copied)) if frames == copied => true,
+        Ok(_) => {
+            tracing::debug!("write-ahead log not fully copied: a checkpoint or reader in the way; next time");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "write-ahead log checkpoint failed");
+            false
+        }
+    };
     let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+    done
 }
 
 /// Copy the WAL into the database every [`CHECKPOINT_EVERY`] (passive: never blocks the
@@ -932,10 +954,15 @@ fn bound_wal_at(conn: &Connection, wal: Option<&Path>, limit: u64) {
 /// truncations did it, and that was a fifth of the writer's time.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
-fn checkpoint_loop(conn: Connection, stopped: std_mpsc::Receiver<()>) {
+fn checkpoint_loop(
+    conn: Connection,
+    stopped: std_mpsc::Receiver<()>,
+    frames: &std::sync::atomic::AtomicI64,
+) {
     while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "state store checkpoint failed");
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+            Ok(n) => frames.store(n, std::sync::atomic::Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, "state store checkpoint failed"),
         }
     }
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
@@ -954,18 +981,18 @@ fn write_loop(
     mut chain: Chain,
     mut pg: Option<audit_pg::PgAudit>,
     setup: &AuditSetup,
-    lag: &Mutex<Histogram>,
+    times: &Mutex<StoreTimes>,
+    log_frames: &std::sync::atomic::AtomicI64,
 ) {
     const BATCH: usize = 2048;
+    const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
     let period = std::time::Duration::from_secs(setup.checkpoint_secs);
     // After a failed PostgreSQL append the outcome is unknown: the commit may have happened
     // with only its answer lost. The chain of record is PostgreSQL's, so the next batch
     // continues from the head found there.
     let mut pg_in_doubt = false;
-    let wal = conn
-        .path()
-        .map(|p| std::path::PathBuf::from(format!("{p}-wal")));
     let mut wal_checked = std::time::Instant::now();
+    let mut last_commit = std::time::Instant::now() - GATHER;
     let mut threads = Threads::default();
     loop {
         let first = match rx.recv_timeout(period) {
@@ -978,8 +1005,17 @@ fn write_loop(
         };
         let arrived = std::time::Instant::now();
         let mut batch = vec![first];
+        // Group commit: under load (the last commit ended moments ago) wait up to `GATHER` for
+        // more commands, so that a commit carries several messages and the pages they share
+        // (the tables' ends, the indexes' upper levels) go to the log once, not once each.
+        let gather_until = if arrived.duration_since(last_commit) < GATHER {
+            arrived + GATHER
+        } else {
+            arrived
+        };
         while batch.len() < BATCH {
-            match rx.try_recv() {
+            let wait = gather_until.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(wait) {
                 Ok(c) => batch.push(c),
                 Err(_) => break,
             }
@@ -1015,7 +1051,13 @@ fn write_loop(
         let mut head = chain.head.clone();
         let mut elsewhere = pg.as_ref().map(|_| Vec::new());
         let result = (|| {
-            let tx = conn.transaction().map_err(|e| e.to_string())?;
+            // Immediate: the write lock is taken (waiting for it if need be) before the batch
+            // reads anything. A deferred transaction that read first would fail at once,
+            // without waiting, if another connection committed meanwhile (an instance still
+            // closing on the same file: tests reopen a store at once).
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| e.to_string())?;
             for cmd in &mut batch {
                 apply(&tx, &mut threads, &mut head, cmd, &mut elsewhere)
                     .map_err(|e| e.to_string())?;
@@ -1032,8 +1074,10 @@ fn write_loop(
         match &outcome {
             Ok(()) => {
                 chain.head = head;
-                lag.lock()
+                times
+                    .lock()
                     .unwrap_or_else(|p| p.into_inner())
+                    .commit_lag
                     .observe(arrived.elapsed());
             }
             Err(e) => {
@@ -1064,10 +1108,22 @@ fn write_loop(
             }
         }
         sign_if_due(&conn, pg.as_mut(), &mut chain, setup, period);
-        if wal_checked.elapsed() >= std::time::Duration::from_secs(1) {
+        if wal_checked.elapsed() >= WAL_CHECK_EVERY {
             wal_checked = std::time::Instant::now();
-            bound_wal(&conn, wal.as_deref());
+            let frames = log_frames.load(std::sync::atomic::Ordering::Relaxed);
+            if frames > WAL_LIMIT_FRAMES {
+                if bound_wal(&conn) {
+                    // Restarting: not to be tried again on the checkpoint thread's older count.
+                    log_frames.store(0, std::sync::atomic::Ordering::Relaxed);
+                }
+                times
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .wal_restart
+                    .observe(wal_checked.elapsed());
+            }
         }
+        last_commit = std::time::Instant::now();
     }
     // A last signature over the final head, so a clean stop leaves nothing unsigned.
     sign_if_due(
@@ -1290,7 +1346,7 @@ mod tests {
     const SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 
     #[test]
-    fn the_write_ahead_log_is_truncated_once_past_its_limit() {
+    fn the_write_ahead_log_restarts_once_past_its_limit() {
         let dir = std::env::temp_dir().join(format!("wingspan-wal-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("t.db");
@@ -1298,28 +1354,44 @@ mod tests {
         writer
             .execute_batch("CREATE TABLE t (x BLOB)")
             .expect("table");
-        let reader = open(&path).expect("open reader");
-        for _ in 0..3000 {
+        let (reader, probe) = (open(&path).expect("reader"), open(&path).expect("probe"));
+        let insert = || {
             writer
                 .execute("INSERT INTO t VALUES (randomblob(1000))", [])
                 .expect("insert");
+        };
+        // The log's length, as the checkpoint thread sees it (copying as it goes).
+        let frames = || -> i64 {
+            probe
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+                .expect("probe")
+        };
+        for _ in 0..3000 {
+            insert();
             let _: i64 = reader
                 .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
                 .expect("read");
         }
-        // Passive checkpoints copy frames but leave the log as long as it grew.
-        let _: i64 = writer
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(0))
-            .expect("passive");
-        let wal = dir.join("t.db-wal");
-        let len = || std::fs::metadata(&wal).map_or(0, |m| m.len());
-        assert!(len() > 1 << 20, "the log should have grown: {}", len());
-        bound_wal_at(&writer, Some(&wal), 1 << 20);
-        assert_eq!(len(), 0, "the log was not truncated");
+        let wal = std::fs::metadata(dir.join("t.db-wal")).map_or(0, |m| m.len());
+        assert!(wal > 3 << 20, "the log should have grown: {wal}");
+        // A reader inside a read transaction holds the log: no restart while it reads.
+        reader
+            .execute_batch("BEGIN; SELECT count(*) FROM t;")
+            .expect("begin read");
+        assert!(bound_wal(&writer), "the writer's copy did not finish");
+        insert();
+        assert!(frames() > 3000, "restarted under a reader's feet: {}", frames());
+        reader.execute_batch("COMMIT").expect("end read");
+        // Nothing holds it now: the writer copies the rest and its next transaction starts the
+        // log again from its beginning.
+        insert();
+        assert!(bound_wal(&writer));
+        insert();
+        assert!(frames() < 10, "the log was not restarted: {} frames", frames());
         let rows: i64 = reader
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .expect("read after");
-        assert_eq!(rows, 3000);
+        assert_eq!(rows, 3003);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1530,12 +1602,17 @@ mod tests {
             "INSERT INTO audit SELECT * FROM saved; DROP TABLE saved",
         );
         assert!(matches!(r.finding, Some(Finding::Deleted { .. })), "{r:?}");
+        // The first signed checkpoint (at 50 unless a signature had to wait for a later batch).
+        let first: i64 = sql
+            .query_one("SELECT min(seq) FROM audit_checkpoints", &[])
+            .expect("first checkpoint")
+            .get(0);
         let r = check(
             &mut sql,
-            "UPDATE audit_checkpoints SET signature = 'ff' || substr(signature, 3) WHERE seq = 50",
+            &format!("UPDATE audit_checkpoints SET signature = 'ff' || substr(signature, 3) WHERE seq = {first}"),
             "SELECT 1",
         );
-        assert_eq!(r.bad_signatures, vec![50]);
+        assert_eq!(r.bad_signatures, vec![u64::try_from(first).expect("seq")]);
         // Insertion: a forged record with a valid hash of its own after record 39.
         let mut forged = Entry::new(Event::Delivered, "2026-11-29T10:00:00.000039Z");
         forged.message_id = Some("m-forged".into());
