@@ -467,6 +467,15 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// Make room for `n` more receipts now, not by growing the table under its lock while
+    /// senders wait (see `Partner::reserve`).
+    pub fn reserve(&self, n: usize) {
+        self.accepted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reserve(n);
+    }
+
     /// The ids of every message that has a receipt.
     pub fn accepted_ids<C: FromIterator<String>>(&self) -> C {
         self.accepted

@@ -183,9 +183,17 @@ pub async fn soak(
     let rate = fixed_rate.unwrap_or(capacity / 2.0).max(1.0);
     tokio::time::sleep(Duration::from_secs(5)).await;
 
-    // Half of it, paced, for `minutes`.
+    // Half of it, paced, for `minutes`. The upstream's and partners' books are sized for the
+    // whole run first: grown on the way, past a million entries each growth held the books'
+    // locks for up to seconds (the late p99 spikes of the runs before 2026-11-30's fifth).
     let upstream = Arc::new(Upstream::default());
-    let sent_at: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
+    let expected = (rate * (minutes * 60) as f64 * 1.1) as usize;
+    upstream.reserve(expected);
+    rig.police.reserve(expected);
+    rig.emergency.reserve(expected);
+    let sent_at: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::new(
+        std::sync::Mutex::new(HashMap::with_capacity((rate * sample_secs as f64 * 4.0) as usize)),
+    );
     let in_flight = Arc::new(tokio::sync::Semaphore::new(512));
     let next = Arc::new(AtomicUsize::new(1_000_000_000));
     let run_for = Duration::from_secs(minutes * 60);
