@@ -191,9 +191,9 @@ pub async fn soak(
     upstream.reserve(expected);
     rig.police.reserve(expected);
     rig.emergency.reserve(expected);
-    let sent_at: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::new(
-        std::sync::Mutex::new(HashMap::with_capacity((rate * sample_secs as f64 * 4.0) as usize)),
-    );
+    let sent_at: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::new(std::sync::Mutex::new(
+        HashMap::with_capacity((rate * sample_secs as f64 * 4.0) as usize),
+    ));
     let in_flight = Arc::new(tokio::sync::Semaphore::new(512));
     let next = Arc::new(AtomicUsize::new(1_000_000_000));
     let run_for = Duration::from_secs(minutes * 60);

@@ -320,13 +320,17 @@ pub fn render_prometheus(stats: &Stats, queues: &[QueueDepth], store: &StoreTime
         "# HELP wingspan_audit_write_lag_seconds From a state/audit command's arrival at the store to its commit."
     );
     let _ = writeln!(out, "# TYPE wingspan_audit_write_lag_seconds histogram");
-    store.commit_lag.render(&mut out, "wingspan_audit_write_lag_seconds", "");
+    store
+        .commit_lag
+        .render(&mut out, "wingspan_audit_write_lag_seconds", "");
     let _ = writeln!(
         out,
         "# HELP wingspan_store_wal_restart_seconds Pauses of the state store writer, between batches, to have its write-ahead log restarted."
     );
     let _ = writeln!(out, "# TYPE wingspan_store_wal_restart_seconds histogram");
-    store.wal_restart.render(&mut out, "wingspan_store_wal_restart_seconds", "");
+    store
+        .wal_restart
+        .render(&mut out, "wingspan_store_wal_restart_seconds", "");
     let _ = writeln!(
         out,
         "# HELP wingspan_queue_messages Messages ready in a gateway queue (destination, retry, parked, ingress)."

@@ -250,7 +250,11 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // The log's file is reused from its beginning when the log restarts (see `bound_wal`),
     // and cut back to this size if it ever grew longer (readers held a restart off).
-    conn.pragma_update(None, "journal_size_limit", WAL_LIMIT_FRAMES * WAL_FRAME_BYTES)?;
+    conn.pragma_update(
+        None,
+        "journal_size_limit",
+        WAL_LIMIT_FRAMES * WAL_FRAME_BYTES,
+    )?;
     // SQLite's default 2 MB page cache, for every connection. A reader's cache is dropped
     // whenever the writer has committed (hundreds of times a second under load), so a large
     // one bought nothing but resident memory (it was 64 MiB a reader). The writer reads
@@ -933,11 +937,17 @@ const WAL_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(10
 fn bound_wal(conn: &Connection) -> bool {
     let _ = conn.busy_timeout(std::time::Duration::ZERO);
     let done = match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
     }) {
         Ok((0, frames, copied)) if frames == copied => true,
         Ok(_) => {
-            tracing::debug!("write-ahead log not fully copied: a checkpoint or reader in the way; next time");
+            tracing::debug!(
+                "write-ahead log not fully copied: a checkpoint or reader in the way; next time"
+            );
             false
         }
         Err(e) => {
@@ -1381,14 +1391,22 @@ mod tests {
             .expect("begin read");
         assert!(bound_wal(&writer), "the writer's copy did not finish");
         insert();
-        assert!(frames() > 3000, "restarted under a reader's feet: {}", frames());
+        assert!(
+            frames() > 3000,
+            "restarted under a reader's feet: {}",
+            frames()
+        );
         reader.execute_batch("COMMIT").expect("end read");
         // Nothing holds it now: the writer copies the rest and its next transaction starts the
         // log again from its beginning.
         insert();
         assert!(bound_wal(&writer));
         insert();
-        assert!(frames() < 10, "the log was not restarted: {} frames", frames());
+        assert!(
+            frames() < 10,
+            "the log was not restarted: {} frames",
+            frames()
+        );
         let rows: i64 = reader
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .expect("read after");
@@ -1610,7 +1628,9 @@ mod tests {
             .get(0);
         let r = check(
             &mut sql,
-            &format!("UPDATE audit_checkpoints SET signature = 'ff' || substr(signature, 3) WHERE seq = {first}"),
+            &format!(
+                "UPDATE audit_checkpoints SET signature = 'ff' || substr(signature, 3) WHERE seq = {first}"
+            ),
             "SELECT 1",
         );
         assert_eq!(r.bad_signatures, vec![u64::try_from(first).expect("seq")]);
