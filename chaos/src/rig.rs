@@ -167,6 +167,18 @@ impl GatewayProc {
             .unwrap_or(0)
     }
 
+    /// The Prometheus text of `GET /metrics` on the admin listener.
+    pub async fn metrics(&self, http: &reqwest::Client) -> anyhow::Result<String> {
+        Ok(http
+            .get(format!("http://127.0.0.1:{}/metrics", self.admin))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
+    }
+
     /// Parked message ids, from the operator API.
     pub async fn parked(&self, http: &reqwest::Client) -> anyhow::Result<Vec<(String, String)>> {
         let v: Value = http

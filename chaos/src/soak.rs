@@ -1,6 +1,8 @@
 //! The soak: half of the measured capacity for a long time (30 minutes by default), sampling
-//! the gateway's resident memory, open file descriptors and threads and the end-to-end
-//! latency (upstream send → partner arrival) every interval; a CSV and an SVG plot of the run.
+//! the gateway's resident memory, open file descriptors and threads, the end-to-end latency
+//! (upstream send → partner arrival), and the gateway's own count of slow acceptances and
+//! deliveries and of its store's pauses (to tell the gateway's stalls from the broker's or the
+//! tool's) every interval; a CSV and an SVG plot of the run.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -25,6 +27,57 @@ pub struct Sample {
     pub delivered: usize,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Over the interval, as the gateway itself measured: messages whose acceptance, and
+    /// copies whose delivery, took over 0.1 s; the state store's pauses (log restarts) and
+    /// their total.
+    pub slow_accepts: u64,
+    pub slow_deliveries: u64,
+    pub store_pauses: u64,
+    pub store_pause_s: f64,
+}
+
+/// The gateway's own cumulative counters the soak reads from `/metrics` at every sample.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    accepts: f64,
+    accepts_fast: f64,
+    deliveries: f64,
+    deliveries_fast: f64,
+    pauses: f64,
+    pause_s: f64,
+}
+
+impl Counters {
+    /// Sums over label sets (deliveries have one per destination); "fast" is ≤ 0.1 s.
+    fn parse(text: &str) -> Self {
+        let mut c = Self::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((name, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(v) = value.parse::<f64>() else {
+                continue;
+            };
+            let fast = name.contains("le=\"0.1\"");
+            let slot = if name.starts_with("wingspan_accept_seconds_count") {
+                &mut c.accepts
+            } else if name.starts_with("wingspan_accept_seconds_bucket") && fast {
+                &mut c.accepts_fast
+            } else if name.starts_with("wingspan_delivery_seconds_count") {
+                &mut c.deliveries
+            } else if name.starts_with("wingspan_delivery_seconds_bucket") && fast {
+                &mut c.deliveries_fast
+            } else if name.starts_with("wingspan_store_wal_restart_seconds_count") {
+                &mut c.pauses
+            } else if name.starts_with("wingspan_store_wal_restart_seconds_sum") {
+                &mut c.pause_s
+            } else {
+                continue;
+            };
+            *slot += v;
+        }
+        c
+    }
 }
 
 fn proc_stat(pid: u32) -> (u64, u64, usize, u64) {
@@ -253,6 +306,11 @@ pub async fn soak(
     let mut cursors = [0usize, 0usize];
     let t0 = Instant::now();
     let mut delivered = 0usize;
+    let gateway_counters = async || match rig.gateways[0].metrics(&rig.http).await {
+        Ok(text) => Counters::parse(&text),
+        Err(_) => Counters::default(),
+    };
+    let mut counters = gateway_counters().await;
     while !load.is_finished() {
         tokio::time::sleep(Duration::from_secs(sample_secs)).await;
         let mut lat = Vec::new();
@@ -269,6 +327,28 @@ pub async fn soak(
         delivered += lat.len();
         lat.sort_by(f64::total_cmp);
         let (rss_kib, anon_kib, fds, threads) = proc_stat(pid);
+        let now = gateway_counters().await;
+        let slow =
+            |n: f64, fast: f64, n0: f64, fast0: f64| ((n - n0) - (fast - fast0)).max(0.0) as u64;
+        let (slow_accepts, slow_deliveries) = (
+            slow(
+                now.accepts,
+                now.accepts_fast,
+                counters.accepts,
+                counters.accepts_fast,
+            ),
+            slow(
+                now.deliveries,
+                now.deliveries_fast,
+                counters.deliveries,
+                counters.deliveries_fast,
+            ),
+        );
+        let (store_pauses, store_pause_s) = (
+            (now.pauses - counters.pauses).max(0.0) as u64,
+            (now.pause_s - counters.pause_s).max(0.0),
+        );
+        counters = now;
         samples.push(Sample {
             at_s: t0.elapsed().as_secs_f64(),
             rss_kib,
@@ -278,21 +358,49 @@ pub async fn soak(
             delivered,
             p50_ms: percentile(&lat, 0.5),
             p99_ms: percentile(&lat, 0.99),
+            slow_accepts,
+            slow_deliveries,
+            store_pauses,
+            store_pause_s,
         });
         if let Some(s) = samples.last() {
             println!(
-                "soak {:>6.0} s: rss {} KiB (anon {}), fds {}, threads {}, delivered {}, p50 {:.1} ms, p99 {:.1} ms",
-                s.at_s, s.rss_kib, s.anon_kib, s.fds, s.threads, s.delivered, s.p50_ms, s.p99_ms
+                "soak {:>6.0} s: rss {} KiB (anon {}), fds {}, threads {}, delivered {}, p50 {:.1} ms, p99 {:.1} ms; gateway: {} accepts and {} deliveries over 0.1 s, {} store pause(s) of {:.3} s",
+                s.at_s,
+                s.rss_kib,
+                s.anon_kib,
+                s.fds,
+                s.threads,
+                s.delivered,
+                s.p50_ms,
+                s.p99_ms,
+                s.slow_accepts,
+                s.slow_deliveries,
+                s.store_pauses,
+                s.store_pause_s
             );
         }
     }
     let _ = load.await;
-    let mut csv = String::from("seconds,rss_kib,anon_kib,fds,threads,delivered,p50_ms,p99_ms\n");
+    let mut csv = String::from(
+        "seconds,rss_kib,anon_kib,fds,threads,delivered,p50_ms,p99_ms,slow_accepts,slow_deliveries,store_pauses,store_pause_s\n",
+    );
     for s in &samples {
         let _ = writeln!(
             csv,
-            "{:.0},{},{},{},{},{},{:.2},{:.2}",
-            s.at_s, s.rss_kib, s.anon_kib, s.fds, s.threads, s.delivered, s.p50_ms, s.p99_ms
+            "{:.0},{},{},{},{},{},{:.2},{:.2},{},{},{},{:.3}",
+            s.at_s,
+            s.rss_kib,
+            s.anon_kib,
+            s.fds,
+            s.threads,
+            s.delivered,
+            s.p50_ms,
+            s.p99_ms,
+            s.slow_accepts,
+            s.slow_deliveries,
+            s.store_pauses,
+            s.store_pause_s
         );
     }
     std::fs::write(dir.join("soak.csv"), &csv)?;
@@ -373,4 +481,34 @@ pub async fn soak(
         th1 <= th0 + 2.0,
     );
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counters;
+
+    #[test]
+    fn the_gateways_counters_are_read_from_its_metrics() {
+        let text = "\
+# HELP wingspan_accept_seconds From intake to acceptance.
+# TYPE wingspan_accept_seconds histogram
+wingspan_accept_seconds_bucket{le=\"0.05\"} 90
+wingspan_accept_seconds_bucket{le=\"0.1\"} 95
+wingspan_accept_seconds_bucket{le=\"+Inf\"} 100
+wingspan_accept_seconds_sum 3.5
+wingspan_accept_seconds_count 100
+wingspan_delivery_seconds_bucket{destination=\"police\",le=\"0.1\"} 60
+wingspan_delivery_seconds_count{destination=\"police\"} 70
+wingspan_delivery_seconds_bucket{destination=\"emergency\",le=\"0.1\"} 30
+wingspan_delivery_seconds_count{destination=\"emergency\"} 30
+wingspan_store_wal_restart_seconds_bucket{le=\"0.1\"} 1
+wingspan_store_wal_restart_seconds_sum 0.25
+wingspan_store_wal_restart_seconds_count 2
+wingspan_audit_write_lag_seconds_count 999
+";
+        let c = Counters::parse(text);
+        assert_eq!((c.accepts, c.accepts_fast), (100.0, 95.0));
+        assert_eq!((c.deliveries, c.deliveries_fast), (100.0, 90.0));
+        assert_eq!((c.pauses, c.pause_s), (2.0, 0.25));
+    }
 }
