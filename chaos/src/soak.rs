@@ -36,6 +36,29 @@ pub struct Sample {
     pub store_pause_s: f64,
 }
 
+impl Sample {
+    const CSV_HEADER: &str = "seconds,rss_kib,anon_kib,fds,threads,delivered,p50_ms,p99_ms,slow_accepts,slow_deliveries,store_pauses,store_pause_s";
+
+    /// One line of `soak.csv` (also the progress line, after the `soak columns:` header).
+    fn csv_row(&self) -> String {
+        format!(
+            "{:.0},{},{},{},{},{},{:.2},{:.2},{},{},{},{:.3}",
+            self.at_s,
+            self.rss_kib,
+            self.anon_kib,
+            self.fds,
+            self.threads,
+            self.delivered,
+            self.p50_ms,
+            self.p99_ms,
+            self.slow_accepts,
+            self.slow_deliveries,
+            self.store_pauses,
+            self.store_pause_s
+        )
+    }
+}
+
 /// The gateway's own cumulative counters the soak reads from `/metrics` at every sample.
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
@@ -302,6 +325,7 @@ pub async fn soak(
             while tasks.join_next().await.is_some() {}
         })
     };
+    println!("soak columns: {}", Sample::CSV_HEADER);
     let mut samples = Vec::new();
     let mut cursors = [0usize, 0usize];
     let t0 = Instant::now();
@@ -364,44 +388,13 @@ pub async fn soak(
             store_pause_s,
         });
         if let Some(s) = samples.last() {
-            println!(
-                "soak {:>6.0} s: rss {} KiB (anon {}), fds {}, threads {}, delivered {}, p50 {:.1} ms, p99 {:.1} ms; gateway: {} accepts and {} deliveries over 0.1 s, {} store pause(s) of {:.3} s",
-                s.at_s,
-                s.rss_kib,
-                s.anon_kib,
-                s.fds,
-                s.threads,
-                s.delivered,
-                s.p50_ms,
-                s.p99_ms,
-                s.slow_accepts,
-                s.slow_deliveries,
-                s.store_pauses,
-                s.store_pause_s
-            );
+            println!("soak {:>6.0} s: {}", s.at_s, s.csv_row());
         }
     }
     let _ = load.await;
-    let mut csv = String::from(
-        "seconds,rss_kib,anon_kib,fds,threads,delivered,p50_ms,p99_ms,slow_accepts,slow_deliveries,store_pauses,store_pause_s\n",
-    );
+    let mut csv = format!("{}\n", Sample::CSV_HEADER);
     for s in &samples {
-        let _ = writeln!(
-            csv,
-            "{:.0},{},{},{},{},{},{:.2},{:.2},{},{},{},{:.3}",
-            s.at_s,
-            s.rss_kib,
-            s.anon_kib,
-            s.fds,
-            s.threads,
-            s.delivered,
-            s.p50_ms,
-            s.p99_ms,
-            s.slow_accepts,
-            s.slow_deliveries,
-            s.store_pauses,
-            s.store_pause_s
-        );
+        let _ = writeln!(csv, "{}", s.csv_row());
     }
     std::fs::write(dir.join("soak.csv"), &csv)?;
     std::fs::write(dir.join("soak.svg"), svg(&samples))?;

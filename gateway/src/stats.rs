@@ -235,6 +235,13 @@ pub struct StoreTimes {
     pub wal_restart: Histogram,
 }
 
+/// A histogram without labels, with its HELP and TYPE lines.
+fn unlabelled_histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    h.render(out, name, "");
+}
+
 pub fn render_prometheus(stats: &Stats, queues: &[QueueDepth], store: &StoreTimes) -> String {
     let mut out = String::new();
     let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
@@ -297,12 +304,12 @@ pub fn render_prometheus(stats: &Stats, queues: &[QueueDepth], store: &StoreTime
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP wingspan_accept_seconds From intake to acceptance (copies confirmed, receipt and audit durable)."
+    unlabelled_histogram(
+        &mut out,
+        "wingspan_accept_seconds",
+        "From intake to acceptance (copies confirmed, receipt and audit durable).",
+        &lock(&stats.accept_latency),
     );
-    let _ = writeln!(out, "# TYPE wingspan_accept_seconds histogram");
-    lock(&stats.accept_latency).render(&mut out, "wingspan_accept_seconds", "");
     let _ = writeln!(
         out,
         "# HELP wingspan_delivery_seconds From acceptance to the partner's confirmation, per destination."
@@ -315,22 +322,18 @@ pub fn render_prometheus(stats: &Stats, queues: &[QueueDepth], store: &StoreTime
             &format!("destination=\"{}\"", esc(d)),
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP wingspan_audit_write_lag_seconds From a state/audit command's arrival at the store to its commit."
+    unlabelled_histogram(
+        &mut out,
+        "wingspan_audit_write_lag_seconds",
+        "From a state/audit command's arrival at the store to its commit.",
+        &store.commit_lag,
     );
-    let _ = writeln!(out, "# TYPE wingspan_audit_write_lag_seconds histogram");
-    store
-        .commit_lag
-        .render(&mut out, "wingspan_audit_write_lag_seconds", "");
-    let _ = writeln!(
-        out,
-        "# HELP wingspan_store_wal_restart_seconds Pauses of the state store writer, between batches, to have its write-ahead log restarted."
+    unlabelled_histogram(
+        &mut out,
+        "wingspan_store_wal_restart_seconds",
+        "Pauses of the state store writer, between batches, to have its write-ahead log restarted.",
+        &store.wal_restart,
     );
-    let _ = writeln!(out, "# TYPE wingspan_store_wal_restart_seconds histogram");
-    store
-        .wal_restart
-        .render(&mut out, "wingspan_store_wal_restart_seconds", "");
     let _ = writeln!(
         out,
         "# HELP wingspan_queue_messages Messages ready in a gateway queue (destination, retry, parked, ingress)."
