@@ -647,6 +647,21 @@ pub struct Ledger {
     pub lost_ids: Vec<String>,
 }
 
+impl Ledger {
+    /// Two runs' ledgers as one: counts added, the audit verified only if both verified.
+    pub fn plus(mut self, other: Ledger) -> Ledger {
+        self.accepted += other.accepted;
+        self.delivered += other.delivered;
+        self.parked += other.parked;
+        self.lost += other.lost;
+        self.duplicated_downstream += other.duplicated_downstream;
+        self.redeliveries_absorbed += other.redeliveries_absorbed;
+        self.audit_verified &= other.audit_verified;
+        self.lost_ids.extend(other.lost_ids);
+        self
+    }
+}
+
 impl std::fmt::Display for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
