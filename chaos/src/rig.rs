@@ -356,10 +356,14 @@ impl Rig {
         };
         let police = Partner::start("127.0.0.1:0", partner("police", "police")).await?;
         let emergency = Partner::start("127.0.0.1:0", partner("emergency", "emergency")).await?;
+        // An experiment's knob: the gateways' state stores on another file system (a tmpfs,
+        // say), to tell what their disk writes cost everything else on the machine.
+        let state_root = std::env::var_os("WINGSPAN_CHAOS_STATE_ROOT")
+            .map_or_else(|| dir.to_path_buf(), |r| PathBuf::from(r).join(&prefix));
         let mut gateways = Vec::new();
         for n in 0..options.instances {
             let instance = format!("{prefix}-gw{n}");
-            let state_dir = dir.join(format!("state-{n}"));
+            let state_dir = state_root.join(format!("state-{n}"));
             let (http, admin) = (free_port()?, free_port()?);
             let config = dir.join(format!("gateway-{n}.toml"));
             std::fs::write(

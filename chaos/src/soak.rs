@@ -32,17 +32,31 @@ pub struct Sample {
     /// their total.
     pub slow_accepts: u64,
     pub slow_deliveries: u64,
+    /// First copies that reached a delivery worker over 0.1 s after acceptance (their time
+    /// in the broker), and state and audit commands that waited over 0.1 s for their commit.
+    pub slow_queued: u64,
+    pub slow_commits: u64,
     pub store_pauses: u64,
     pub store_pause_s: f64,
+    /// The state store's checkpoints (log copied into the database, and synced) over the
+    /// interval: how many, and their mean length.
+    pub checkpoints: u64,
+    pub checkpoint_ms: f64,
+    /// Over the interval: what the gateway wrote to storage, and what the whole machine's
+    /// disks wrote (the broker's share is most of the rest), in MB/s; the state database's
+    /// size at the end of it.
+    pub gateway_write_mbs: f64,
+    pub disk_write_mbs: f64,
+    pub state_db_mib: f64,
 }
 
 impl Sample {
-    const CSV_HEADER: &str = "seconds,rss_kib,anon_kib,fds,threads,delivered,p50_ms,p99_ms,slow_accepts,slow_deliveries,store_pauses,store_pause_s";
+    const CSV_HEADER: &str = "seconds,rss_kib,anon_kib,fds,threads,delivered,p50_ms,p99_ms,slow_accepts,slow_deliveries,slow_queued,slow_commits,store_pauses,store_pause_s,checkpoints,checkpoint_ms,gateway_write_mbs,disk_write_mbs,state_db_mib";
 
     /// One line of `soak.csv` (also the progress line, after the `soak columns:` header).
     fn csv_row(&self) -> String {
         format!(
-            "{:.0},{},{},{},{},{},{:.2},{:.2},{},{},{},{:.3}",
+            "{:.0},{},{},{},{},{},{:.2},{:.2},{},{},{},{},{},{:.3},{},{:.1},{:.1},{:.1},{:.0}",
             self.at_s,
             self.rss_kib,
             self.anon_kib,
@@ -53,8 +67,15 @@ impl Sample {
             self.p99_ms,
             self.slow_accepts,
             self.slow_deliveries,
+            self.slow_queued,
+            self.slow_commits,
             self.store_pauses,
-            self.store_pause_s
+            self.store_pause_s,
+            self.checkpoints,
+            self.checkpoint_ms,
+            self.gateway_write_mbs,
+            self.disk_write_mbs,
+            self.state_db_mib
         )
     }
 }
@@ -66,8 +87,14 @@ struct Counters {
     accepts_fast: f64,
     deliveries: f64,
     deliveries_fast: f64,
+    queued: f64,
+    queued_fast: f64,
+    commits: f64,
+    commits_fast: f64,
     pauses: f64,
     pause_s: f64,
+    checkpoints: f64,
+    checkpoint_s: f64,
 }
 
 impl Counters {
@@ -90,10 +117,22 @@ impl Counters {
                 &mut c.deliveries
             } else if name.starts_with("wingspan_delivery_seconds_bucket") && fast {
                 &mut c.deliveries_fast
+            } else if name.starts_with("wingspan_delivery_queued_seconds_count") {
+                &mut c.queued
+            } else if name.starts_with("wingspan_delivery_queued_seconds_bucket") && fast {
+                &mut c.queued_fast
+            } else if name.starts_with("wingspan_audit_write_lag_seconds_count") {
+                &mut c.commits
+            } else if name.starts_with("wingspan_audit_write_lag_seconds_bucket") && fast {
+                &mut c.commits_fast
             } else if name.starts_with("wingspan_store_wal_restart_seconds_count") {
                 &mut c.pauses
             } else if name.starts_with("wingspan_store_wal_restart_seconds_sum") {
                 &mut c.pause_s
+            } else if name.starts_with("wingspan_store_checkpoint_seconds_count") {
+                &mut c.checkpoints
+            } else if name.starts_with("wingspan_store_checkpoint_seconds_sum") {
+                &mut c.checkpoint_s
             } else {
                 continue;
             };
@@ -114,6 +153,32 @@ fn proc_stat(pid: u32) -> (u64, u64, usize, u64) {
     };
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
     (field("VmRSS:"), field("RssAnon:"), fds, field("Threads:"))
+}
+
+/// Bytes this process has had written to storage (`/proc/PID/io`).
+fn proc_written(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Bytes written to the machine's whole disks (`/proc/diskstats`, partitions and virtual
+/// devices left out).
+fn disk_written() -> u64 {
+    let stats = std::fs::read_to_string("/proc/diskstats").unwrap_or_default();
+    stats
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let name = *f.get(2)?;
+            let whole = std::path::Path::new(&format!("/sys/block/{name}/device")).exists();
+            let sectors: u64 = f.get(9)?.parse().ok()?;
+            whole.then_some(sectors * 512)
+        })
+        .sum()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -335,6 +400,9 @@ pub async fn soak(
         Err(_) => Counters::default(),
     };
     let mut counters = gateway_counters().await;
+    let state_db = rig.gateways[0].state_dir.join("wingspan-state.db");
+    let (mut gw_written, mut disk) = (proc_written(pid), disk_written());
+    let mut sampled = Instant::now();
     while !load.is_finished() {
         tokio::time::sleep(Duration::from_secs(sample_secs)).await;
         let mut lat = Vec::new();
@@ -354,6 +422,18 @@ pub async fn soak(
         let now = gateway_counters().await;
         let slow =
             |n: f64, fast: f64, n0: f64, fast0: f64| ((n - n0) - (fast - fast0)).max(0.0) as u64;
+        let slow_queued = slow(
+            now.queued,
+            now.queued_fast,
+            counters.queued,
+            counters.queued_fast,
+        );
+        let slow_commits = slow(
+            now.commits,
+            now.commits_fast,
+            counters.commits,
+            counters.commits_fast,
+        );
         let (slow_accepts, slow_deliveries) = (
             slow(
                 now.accepts,
@@ -372,7 +452,17 @@ pub async fn soak(
             (now.pauses - counters.pauses).max(0.0) as u64,
             (now.pause_s - counters.pause_s).max(0.0),
         );
+        let (checkpoints, checkpoint_s) = (
+            (now.checkpoints - counters.checkpoints).max(0.0),
+            (now.checkpoint_s - counters.checkpoint_s).max(0.0),
+        );
         counters = now;
+        let (gw_now, disk_now) = (proc_written(pid), disk_written());
+        let secs = sampled.elapsed().as_secs_f64().max(0.001);
+        sampled = Instant::now();
+        let mbs = |now: u64, before: u64| now.saturating_sub(before) as f64 / 1e6 / secs;
+        let (gateway_write_mbs, disk_write_mbs) = (mbs(gw_now, gw_written), mbs(disk_now, disk));
+        (gw_written, disk) = (gw_now, disk_now);
         samples.push(Sample {
             at_s: t0.elapsed().as_secs_f64(),
             rss_kib,
@@ -384,8 +474,19 @@ pub async fn soak(
             p99_ms: percentile(&lat, 0.99),
             slow_accepts,
             slow_deliveries,
+            slow_queued,
+            slow_commits,
             store_pauses,
             store_pause_s,
+            checkpoints: checkpoints as u64,
+            checkpoint_ms: if checkpoints > 0.0 {
+                checkpoint_s / checkpoints * 1000.0
+            } else {
+                0.0
+            },
+            gateway_write_mbs,
+            disk_write_mbs,
+            state_db_mib: std::fs::metadata(&state_db).map_or(0.0, |m| m.len() as f64 / 1048576.0),
         });
         if let Some(s) = samples.last() {
             println!("soak {:>6.0} s: {}", s.at_s, s.csv_row());
@@ -497,11 +598,20 @@ wingspan_delivery_seconds_count{destination=\"emergency\"} 30
 wingspan_store_wal_restart_seconds_bucket{le=\"0.1\"} 1
 wingspan_store_wal_restart_seconds_sum 0.25
 wingspan_store_wal_restart_seconds_count 2
+wingspan_store_checkpoint_seconds_bucket{le=\"0.1\"} 40
+wingspan_store_checkpoint_seconds_sum 1.5
+wingspan_store_checkpoint_seconds_count 50
+wingspan_delivery_queued_seconds_bucket{le=\"0.1\"} 7
+wingspan_delivery_queued_seconds_count 9
+wingspan_audit_write_lag_seconds_bucket{le=\"0.1\"} 990
 wingspan_audit_write_lag_seconds_count 999
 ";
         let c = Counters::parse(text);
         assert_eq!((c.accepts, c.accepts_fast), (100.0, 95.0));
         assert_eq!((c.deliveries, c.deliveries_fast), (100.0, 90.0));
         assert_eq!((c.pauses, c.pause_s), (2.0, 0.25));
+        assert_eq!((c.checkpoints, c.checkpoint_s), (50.0, 1.5));
+        assert_eq!((c.commits, c.commits_fast), (999.0, 990.0));
+        assert_eq!((c.queued, c.queued_fast), (9.0, 7.0));
     }
 }

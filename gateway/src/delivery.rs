@@ -233,6 +233,12 @@ async fn handle(
 ) -> Result<(), BrokerError> {
     let dest = &ctx.config.destinations[index];
     let attempt = header_int(&delivery, ATTEMPT_HEADER).unwrap_or(1).max(1);
+    if attempt == 1
+        && let Some(at) = header_int(&delivery, ACCEPTED_HEADER)
+    {
+        let ms = u64::try_from(crate::intake::now_ms() - at).unwrap_or(0);
+        ctx.stats.consumed_after(Duration::from_millis(ms));
+    }
     let source = header_text(&delivery, SOURCE_HEADER).unwrap_or_default();
     let envelope: Envelope = match serde_json::from_slice(&delivery.data) {
         Ok(e) => e,

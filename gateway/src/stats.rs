@@ -96,6 +96,10 @@ pub struct Stats {
     accept_latency: Arc<Mutex<Histogram>>,
     /// Destination → from acceptance to the partner's confirmation.
     delivery_latency: Arc<Mutex<BTreeMap<String, Histogram>>>,
+    /// From acceptance to a delivery worker receiving a first copy: its time in the broker
+    /// (queue and transfer), which with `delivery_latency` tells the broker's share of a slow
+    /// delivery from the gateway's and the partner's.
+    queued_latency: Arc<Mutex<Histogram>>,
     last_error: Arc<Mutex<BTreeMap<String, LastError>>>,
 }
 
@@ -145,6 +149,11 @@ impl Stats {
             }
         }
         lock(&self.accept_latency).observe(elapsed);
+    }
+
+    /// A first copy in a delivery worker's hands, `elapsed` after the message was accepted.
+    pub fn consumed_after(&self, elapsed: Duration) {
+        lock(&self.queued_latency).observe(elapsed);
     }
 
     /// One copy delivered to `destination`, `elapsed` after the message was accepted.
@@ -233,6 +242,9 @@ pub struct StoreTimes {
     pub commit_lag: Histogram,
     /// Each time the writer stopped between batches to have the write-ahead log restarted.
     pub wal_restart: Histogram,
+    /// Each copy of the write-ahead log into the database, with its sync (checkpoint thread;
+    /// the writer does not wait for it, but its writes share the disk with the broker's).
+    pub checkpoint: Histogram,
 }
 
 /// A histogram without labels, with its HELP and TYPE lines.
@@ -324,6 +336,12 @@ pub fn render_prometheus(stats: &Stats, queues: &[QueueDepth], store: &StoreTime
     }
     unlabelled_histogram(
         &mut out,
+        "wingspan_delivery_queued_seconds",
+        "From acceptance to a delivery worker receiving the message's first copy (time in the broker).",
+        &lock(&stats.queued_latency),
+    );
+    unlabelled_histogram(
+        &mut out,
         "wingspan_audit_write_lag_seconds",
         "From a state/audit command's arrival at the store to its commit.",
         &store.commit_lag,
@@ -333,6 +351,12 @@ pub fn render_prometheus(stats: &Stats, queues: &[QueueDepth], store: &StoreTime
         "wingspan_store_wal_restart_seconds",
         "Pauses of the state store writer, between batches, to have its write-ahead log restarted.",
         &store.wal_restart,
+    );
+    unlabelled_histogram(
+        &mut out,
+        "wingspan_store_checkpoint_seconds",
+        "Copies of the state store's write-ahead log into its database, each with its sync (off the writer's path).",
+        &store.checkpoint,
     );
     let _ = writeln!(
         out,

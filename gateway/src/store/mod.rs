@@ -371,6 +371,7 @@ impl Store {
         // The log's length as the checkpoint thread last saw it, for the writer's `bound_wal`.
         let log_frames = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let writer_frames = log_frames.clone();
+        let checkpoint_times = times.clone();
         std::thread::Builder::new()
             .name("wingspan-store".into())
             .spawn(move || {
@@ -408,7 +409,9 @@ impl Store {
             .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         std::thread::Builder::new()
             .name("wingspan-ckpt".into())
-            .spawn(move || checkpoint_loop(checkpointer, stopped, &log_frames))?;
+            .spawn(move || {
+                checkpoint_loop(checkpointer, stopped, &log_frames, &checkpoint_times)
+            })?;
         Ok(Self {
             tx,
             readers: Arc::new(Readers {
@@ -969,12 +972,19 @@ fn checkpoint_loop(
     conn: Connection,
     stopped: std_mpsc::Receiver<()>,
     frames: &std::sync::atomic::AtomicI64,
+    times: &Mutex<StoreTimes>,
 ) {
     while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+        let started = std::time::Instant::now();
         match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
             Ok(n) => frames.store(n, std::sync::atomic::Ordering::Relaxed),
             Err(e) => tracing::warn!(error = %e, "state store checkpoint failed"),
         }
+        times
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .checkpoint
+            .observe(started.elapsed());
     }
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
