@@ -331,7 +331,13 @@ impl Filter {
             ("message_type = ?", &self.message_type),
             ("outcome = ?", &self.outcome),
             ("event = ?", &self.event),
-            ("subject_ref = ?", &self.subject_ref),
+            // The prefix first: the SQLite store indexes subjects by their first 16 hex
+            // digits (see the store's AUDIT_INDEXES); both stores then compare the whole value.
+            // Every `?` of a template stands for the same argument.
+            (
+                "substr(subject_ref, 1, 16) = substr(?, 1, 16) AND subject_ref = ?",
+                &self.subject_ref,
+            ),
         ] {
             if let Some(v) = v {
                 add(template, v.clone());
@@ -351,8 +357,9 @@ pub fn search(src: &mut AuditSource, f: &Filter) -> anyhow::Result<Vec<Record>> 
         AuditSource::Sqlite(conn) => conn,
         AuditSource::Postgres(pg) => return Ok(pg.search(f)?),
     };
-    let (conditions, text) = f.conditions(|_| "?".to_owned());
-    let mut clauses = vec!["seq > ?".to_owned()];
+    // ?1 is `after`; the filter's arguments follow, numbered (a template may use its twice).
+    let (conditions, text) = f.conditions(|n| format!("?{}", n + 1));
+    let mut clauses = vec!["seq > ?1".to_owned()];
     clauses.extend(conditions);
     let mut args: Vec<String> = vec![f.after_seq.to_string()];
     args.extend(text);
