@@ -411,7 +411,10 @@ pub async fn poison(base: &Path, size: Size, seed: u64) -> anyhow::Result<Outcom
             Some(l) => l.plus(r.ledger),
         });
     }
-    let (clean_rate, poison_rate) = (median(&clean_rates), median(&poison_rates));
+    let (clean_rate, poison_rate) = (
+        crate::soak::median(clean_rates.clone()),
+        crate::soak::median(poison_rates.clone()),
+    );
     let ratio = poison_rate / clean_rate;
     let rates = |v: &[f64]| {
         v.iter()
@@ -448,29 +451,35 @@ pub async fn poison(base: &Path, size: Size, seed: u64) -> anyhow::Result<Outcom
     Ok(out)
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// The good messages alone, on a rig of their own: their rate to the partner.
 async fn clean_round(dir: &Path, node: &Node, seed: u64, good: usize) -> anyhow::Result<f64> {
     let mut rig = Rig::start(dir, &RigOptions::new(node.url())).await?;
+    let (rate, _) = good_rate(&rig, seed, good, None).await;
+    rig.stop();
+    Ok(rate)
+}
+
+/// Send `good` messages (and, with `poison_every`, one poison after every `poison_every - 1`)
+/// and wait until every good one has reached its partner: the good messages' rate.
+async fn good_rate(
+    rig: &Rig,
+    seed: u64,
+    good: usize,
+    poison_every: Option<usize>,
+) -> (f64, Arc<Upstream>) {
+    let total = good + poison_every.map_or(0, |_| good / 100);
     let upstream = Arc::new(Upstream::default());
     let t = Instant::now();
     let plan = Plan {
         seed,
-        n: good,
+        n: total,
         transfer_every: 0,
-        poison_every: None,
+        poison_every,
     };
     let bases = rig.gateways.iter().map(|g| g.base()).collect();
     send(rig.http.clone(), bases, plan, 32, upstream.clone()).await;
-    until_good_delivered(&rig, &upstream, Duration::from_secs(600)).await;
-    let rate = good as f64 / t.elapsed().as_secs_f64();
-    rig.stop();
-    Ok(rate)
+    until_good_delivered(rig, &upstream, Duration::from_secs(600)).await;
+    (good as f64 / t.elapsed().as_secs_f64(), upstream)
 }
 
 struct PoisonRound {
@@ -492,22 +501,14 @@ async fn poison_round(
     let mut rig = Rig::start(dir, &RigOptions::new(node.url())).await?;
     rig.police
         .set_behaviour(Behaviour::RejectKeysWithPrefix("poison-".into()));
+    let (rate, upstream) = good_rate(&rig, seed, good, Some(101)).await;
     let total = good + good / 100;
-    let upstream = Arc::new(Upstream::default());
-    let t = Instant::now();
     let plan = Plan {
         seed,
         n: total,
         transfer_every: 0,
         poison_every: Some(101),
     };
-    let bases = rig.gateways.iter().map(|g| g.base()).collect();
-    send(rig.http.clone(), bases, plan.clone(), 32, upstream.clone()).await;
-    until_good_delivered(&rig, &upstream, Duration::from_secs(600)).await;
-    let good_sent = (0..total)
-        .filter(|i| !plan.message(*i).0.starts_with("poison-"))
-        .count();
-    let rate = good_sent as f64 / t.elapsed().as_secs_f64();
     let mut parked = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let poison_ids: std::collections::HashSet<String> = (0..total)
@@ -994,17 +995,7 @@ pub async fn instances(base: &Path, size: Size, seed: u64) -> anyhow::Result<Out
         })
         .await?;
     }
-    let mut total = Ledger::default();
-    for l in &ledgers {
-        total.accepted += l.accepted;
-        total.delivered += l.delivered;
-        total.parked += l.parked;
-        total.lost += l.lost;
-        total.duplicated_downstream += l.duplicated_downstream;
-        total.redeliveries_absorbed += l.redeliveries_absorbed;
-        total.lost_ids.extend(l.lost_ids.iter().cloned());
-    }
-    total.audit_verified = ledgers.iter().all(|l| l.audit_verified);
+    let total = ledgers.into_iter().reduce(Ledger::plus).unwrap_or_default();
     let mut out = Outcome {
         name: "1, 2 and 3 gateway instances, one PostgreSQL audit store",
         ledger: total,

@@ -80,21 +80,47 @@ impl Sample {
     }
 }
 
+/// One of the gateway's latency histograms, summed over its label sets: how many it
+/// observed, and how many of those within 0.1 s.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Latency {
+    count: f64,
+    fast: f64,
+}
+
+impl Latency {
+    /// Observations over 0.1 s since `before`.
+    fn slow_since(self, before: Self) -> u64 {
+        ((self.count - before.count) - (self.fast - before.fast)).max(0.0) as u64
+    }
+}
+
+/// A histogram's observations and their sum in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Totals {
+    count: f64,
+    sum_s: f64,
+}
+
+impl Totals {
+    fn since(self, before: Self) -> Self {
+        Self {
+            count: (self.count - before.count).max(0.0),
+            sum_s: (self.sum_s - before.sum_s).max(0.0),
+        }
+    }
+}
+
 /// The gateway's own cumulative counters the soak reads from `/metrics` at every sample.
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
-    accepts: f64,
-    accepts_fast: f64,
-    deliveries: f64,
-    deliveries_fast: f64,
-    queued: f64,
-    queued_fast: f64,
-    commits: f64,
-    commits_fast: f64,
-    pauses: f64,
-    pause_s: f64,
-    checkpoints: f64,
-    checkpoint_s: f64,
+    accepts: Latency,
+    deliveries: Latency,
+    queued: Latency,
+    commits: Latency,
+    /// The store's log restarts (its writer's pauses) and checkpoints.
+    pauses: Totals,
+    checkpoints: Totals,
 }
 
 impl Counters {
@@ -108,35 +134,37 @@ impl Counters {
             let Ok(v) = value.parse::<f64>() else {
                 continue;
             };
-            let fast = name.contains("le=\"0.1\"");
-            let slot = if name.starts_with("wingspan_accept_seconds_count") {
-                &mut c.accepts
-            } else if name.starts_with("wingspan_accept_seconds_bucket") && fast {
-                &mut c.accepts_fast
-            } else if name.starts_with("wingspan_delivery_seconds_count") {
-                &mut c.deliveries
-            } else if name.starts_with("wingspan_delivery_seconds_bucket") && fast {
-                &mut c.deliveries_fast
-            } else if name.starts_with("wingspan_delivery_queued_seconds_count") {
-                &mut c.queued
-            } else if name.starts_with("wingspan_delivery_queued_seconds_bucket") && fast {
-                &mut c.queued_fast
-            } else if name.starts_with("wingspan_audit_write_lag_seconds_count") {
-                &mut c.commits
-            } else if name.starts_with("wingspan_audit_write_lag_seconds_bucket") && fast {
-                &mut c.commits_fast
-            } else if name.starts_with("wingspan_store_wal_restart_seconds_count") {
-                &mut c.pauses
-            } else if name.starts_with("wingspan_store_wal_restart_seconds_sum") {
-                &mut c.pause_s
-            } else if name.starts_with("wingspan_store_checkpoint_seconds_count") {
-                &mut c.checkpoints
-            } else if name.starts_with("wingspan_store_checkpoint_seconds_sum") {
-                &mut c.checkpoint_s
-            } else {
+            // `histogram_part{labels}`: the part is count, sum or bucket.
+            let metric = name.split_once('{').map_or(name, |(m, _)| m);
+            let Some((histogram, part)) = metric.rsplit_once('_') else {
                 continue;
             };
-            *slot += v;
+            let fast = name.contains("le=\"0.1\"");
+            let totals = match histogram {
+                "wingspan_store_wal_restart_seconds" => Some(&mut c.pauses),
+                "wingspan_store_checkpoint_seconds" => Some(&mut c.checkpoints),
+                _ => None,
+            };
+            if let Some(t) = totals {
+                match part {
+                    "count" => t.count += v,
+                    "sum" => t.sum_s += v,
+                    _ => {}
+                }
+                continue;
+            }
+            let latency = match histogram {
+                "wingspan_accept_seconds" => &mut c.accepts,
+                "wingspan_delivery_seconds" => &mut c.deliveries,
+                "wingspan_delivery_queued_seconds" => &mut c.queued,
+                "wingspan_audit_write_lag_seconds" => &mut c.commits,
+                _ => continue,
+            };
+            match part {
+                "count" => latency.count += v,
+                "bucket" if fast => latency.fast += v,
+                _ => {}
+            }
         }
         c
     }
@@ -189,7 +217,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     percentile(&v, 0.5)
 }
@@ -420,41 +448,15 @@ pub async fn soak(
         lat.sort_by(f64::total_cmp);
         let (rss_kib, anon_kib, fds, threads) = proc_stat(pid);
         let now = gateway_counters().await;
-        let slow =
-            |n: f64, fast: f64, n0: f64, fast0: f64| ((n - n0) - (fast - fast0)).max(0.0) as u64;
-        let slow_queued = slow(
-            now.queued,
-            now.queued_fast,
-            counters.queued,
-            counters.queued_fast,
+        let (slow_accepts, slow_deliveries, slow_queued, slow_commits) = (
+            now.accepts.slow_since(counters.accepts),
+            now.deliveries.slow_since(counters.deliveries),
+            now.queued.slow_since(counters.queued),
+            now.commits.slow_since(counters.commits),
         );
-        let slow_commits = slow(
-            now.commits,
-            now.commits_fast,
-            counters.commits,
-            counters.commits_fast,
-        );
-        let (slow_accepts, slow_deliveries) = (
-            slow(
-                now.accepts,
-                now.accepts_fast,
-                counters.accepts,
-                counters.accepts_fast,
-            ),
-            slow(
-                now.deliveries,
-                now.deliveries_fast,
-                counters.deliveries,
-                counters.deliveries_fast,
-            ),
-        );
-        let (store_pauses, store_pause_s) = (
-            (now.pauses - counters.pauses).max(0.0) as u64,
-            (now.pause_s - counters.pause_s).max(0.0),
-        );
-        let (checkpoints, checkpoint_s) = (
-            (now.checkpoints - counters.checkpoints).max(0.0),
-            (now.checkpoint_s - counters.checkpoint_s).max(0.0),
+        let (pauses, checkpoints) = (
+            now.pauses.since(counters.pauses),
+            now.checkpoints.since(counters.checkpoints),
         );
         counters = now;
         let (gw_now, disk_now) = (proc_written(pid), disk_written());
@@ -476,11 +478,11 @@ pub async fn soak(
             slow_deliveries,
             slow_queued,
             slow_commits,
-            store_pauses,
-            store_pause_s,
-            checkpoints: checkpoints as u64,
-            checkpoint_ms: if checkpoints > 0.0 {
-                checkpoint_s / checkpoints * 1000.0
+            store_pauses: pauses.count as u64,
+            store_pause_s: pauses.sum_s,
+            checkpoints: checkpoints.count as u64,
+            checkpoint_ms: if checkpoints.count > 0.0 {
+                checkpoints.sum_s / checkpoints.count * 1000.0
             } else {
                 0.0
             },
@@ -579,7 +581,7 @@ pub async fn soak(
 
 #[cfg(test)]
 mod tests {
-    use super::Counters;
+    use super::{Counters, Latency, Totals};
 
     #[test]
     fn the_gateways_counters_are_read_from_its_metrics() {
@@ -607,11 +609,14 @@ wingspan_audit_write_lag_seconds_bucket{le=\"0.1\"} 990
 wingspan_audit_write_lag_seconds_count 999
 ";
         let c = Counters::parse(text);
-        assert_eq!((c.accepts, c.accepts_fast), (100.0, 95.0));
-        assert_eq!((c.deliveries, c.deliveries_fast), (100.0, 90.0));
-        assert_eq!((c.pauses, c.pause_s), (2.0, 0.25));
-        assert_eq!((c.checkpoints, c.checkpoint_s), (50.0, 1.5));
-        assert_eq!((c.commits, c.commits_fast), (999.0, 990.0));
-        assert_eq!((c.queued, c.queued_fast), (9.0, 7.0));
+        let latency = |count, fast| Latency { count, fast };
+        let totals = |count, sum_s| Totals { count, sum_s };
+        assert_eq!(c.accepts, latency(100.0, 95.0));
+        assert_eq!(c.deliveries, latency(100.0, 90.0));
+        assert_eq!(c.pauses, totals(2.0, 0.25));
+        assert_eq!(c.checkpoints, totals(50.0, 1.5));
+        assert_eq!(c.commits, latency(999.0, 990.0));
+        assert_eq!(c.queued, latency(9.0, 7.0));
+        assert_eq!(c.accepts.slow_since(latency(40.0, 38.0)), 3);
     }
 }

@@ -92,6 +92,14 @@ fn accepted_ms(d: &Delivery) -> i64 {
     header_int(d, ACCEPTED_HEADER).unwrap_or_else(crate::intake::now_ms)
 }
 
+/// How long ago the message was accepted, if the copy says when.
+fn since_accepted(d: &Delivery) -> Option<Duration> {
+    let at = header_int(d, ACCEPTED_HEADER)?;
+    Some(Duration::from_millis(
+        u64::try_from(crate::intake::now_ms() - at).unwrap_or(0),
+    ))
+}
+
 /// Run one worker per destination of the config in force until shutdown; when a reload
 /// swaps the config, stop them all gracefully (no new deliveries, in-flight ones finish,
 /// the unacknowledged return to their queues) and start the new config's. Nothing is lost in
@@ -234,10 +242,9 @@ async fn handle(
     let dest = &ctx.config.destinations[index];
     let attempt = header_int(&delivery, ATTEMPT_HEADER).unwrap_or(1).max(1);
     if attempt == 1
-        && let Some(at) = header_int(&delivery, ACCEPTED_HEADER)
+        && let Some(elapsed) = since_accepted(&delivery)
     {
-        let ms = u64::try_from(crate::intake::now_ms() - at).unwrap_or(0);
-        ctx.stats.consumed_after(Duration::from_millis(ms));
+        ctx.stats.consumed_after(elapsed);
     }
     let source = header_text(&delivery, SOURCE_HEADER).unwrap_or_default();
     let envelope: Envelope = match serde_json::from_slice(&delivery.data) {
@@ -334,10 +341,8 @@ async fn handle(
             bounded(limit, delivery.acker.ack(BasicAckOptions::default())).await?;
             ctx.stats
                 .record(&envelope.message_type, &dest.id, Event::Delivered);
-            if let Some(at) = header_int(&delivery, ACCEPTED_HEADER) {
-                let ms = u64::try_from(crate::intake::now_ms() - at).unwrap_or(0);
-                ctx.stats
-                    .delivered_after(&dest.id, Duration::from_millis(ms));
+            if let Some(elapsed) = since_accepted(&delivery) {
+                ctx.stats.delivered_after(&dest.id, elapsed);
             }
             ctx.store.delivery(
                 &envelope.source,
