@@ -24,16 +24,20 @@ pub const MESSAGE_TYPES: &[&str] = &[
 ];
 
 impl Adapter for Rehab {
-    fn name(&self) -> &'static str {
+    fn clearance(&self) -> wingspan_core::adapter::Clearance {
+        wingspan_core::adapter::Clearance::Clinical
+    }
+
+    fn name(&self) -> &str {
         "rehab"
     }
 
-    fn content_types(&self) -> &'static [&'static str] {
+    fn content_types(&self) -> &[&'static str] {
         &["application/json"]
     }
 
-    fn message_types(&self) -> &'static [&'static str] {
-        MESSAGE_TYPES
+    fn message_types(&self) -> Vec<&str> {
+        MESSAGE_TYPES.to_vec()
     }
 
     fn decode(&self, input: Inbound<'_>) -> Result<Envelope, AdapterError> {

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use wingspan_core::Envelope;
 use wingspan_core::config::Destination;
 
-use crate::{AdapterError, AdapterKind, Canonical, Encoded};
+use crate::{AdapterError, Canonical, Encoded};
 
 /// Apply `dest`'s field policy to `envelope` and encode it with `dest`'s adapter.
 /// `bytes` are the exact canonical bytes accepted, forwarded unchanged by the canonical
@@ -17,8 +17,7 @@ pub fn for_destination<'a>(
     envelope: &'a Envelope,
     bytes: Option<&'a [u8]>,
 ) -> Result<Encoded<'a>, AdapterError> {
-    let kind = AdapterKind::from_name(&dest.adapter)
-        .ok_or_else(|| AdapterError::Encode(format!("unknown adapter {:?}", dest.adapter)))?;
+    let adapter = &dest.codec;
     let policy = dest.policy(&envelope.message_type).ok_or_else(|| {
         AdapterError::Encode(format!(
             "destination {:?} has no field policy for {}",
@@ -27,15 +26,13 @@ pub fn for_destination<'a>(
     })?;
     let content_type = dest.content_type.as_deref();
     match policy.apply(&envelope.payload) {
-        None => kind
-            .adapter()
-            .encode(Canonical { envelope, bytes }, content_type),
+        None => adapter.encode(Canonical { envelope, bytes }, content_type),
         Some(payload) => {
             let cut = Envelope {
                 payload,
                 ..envelope.clone()
             };
-            let encoded = kind.adapter().encode(
+            let encoded = adapter.encode(
                 Canonical {
                     envelope: &cut,
                     bytes: None,

@@ -515,6 +515,16 @@ impl Writer {
         self.out.push_str(">\n");
     }
 
+    /// `<name a="v">text</name>`.
+    pub fn text_element_with(&mut self, name: &str, attrs: &[(&str, &str)], text: &str) {
+        self.open_tag(name, attrs);
+        self.out.push('>');
+        escape_into(&mut self.out, text);
+        self.out.push_str("</");
+        self.out.push_str(name);
+        self.out.push_str(">\n");
+    }
+
     /// `<name>text</name>` when there is a value.
     pub fn opt_text_element(&mut self, name: &str, text: Option<&str>) {
         if let Some(t) = text {

@@ -1,6 +1,7 @@
 //! wingspan-core: the pure core of the gateway. No I/O, no clock, no async.
 //!
 //! Map of the crate:
+//! - [`adapter`]: the adapter interface (partner bytes ↔ canonical envelope) and the set a config carries.
 //! - [`audit`]: audit records, the hash chain, signed checkpoints, verification.
 //! - [`envelope`]: the canonical envelope every message travels in.
 //! - [`json`]: the strict JSON reader for everything from outside (duplicate keys, depth, string length).
@@ -13,6 +14,7 @@
 //!
 //! The shell (the `wingspan` crate) owns every socket, file, timer and broker channel.
 
+pub mod adapter;
 pub mod admit;
 pub mod audit;
 pub mod config;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use wingspan_adapters::AdapterKind;
+use wingspan_adapters::{AdapterSet, declared};
 use wingspan_core::CompiledConfig;
 use wingspan_core::config::{self, ConfigError, RawConfig};
 use wingspan_core::schema::{SchemaCatalog, SchemaDoc};
@@ -25,6 +25,11 @@ pub struct Loaded {
     pub signing_key_file: PathBuf,
     /// The audit subject-reference secret file (resolved; may not exist yet).
     pub subject_key_file: PathBuf,
+    /// Where the declared adapters are (resolved; may not exist).
+    pub adapters_dir: PathBuf,
+    /// A digest of the declared adapters' files: a reload with the same config text but
+    /// changed programs is a change.
+    pub adapters_sha256: String,
 }
 
 /// `path` is a config file or a directory holding `wingspan.toml`.
@@ -120,8 +125,10 @@ pub fn load_str_with(
         Some(f) => Some(read("broker.ca_file", &base.join(f))?),
         None => None,
     };
-    let mut compiled = config::compile(raw, catalog, &AdapterKind::infos())
-        .map_err(|errors| located(origin, text, errors))?;
+    let adapters_dir = base.join(&raw.gateway.adapters_dir);
+    let adapters = adapter_set(&adapters_dir)?;
+    let mut compiled =
+        config::compile(raw, catalog, adapters).map_err(|errors| located(origin, text, errors))?;
     compiled.broker.ca_pem = ca_pem;
     Ok(Loaded {
         config: Arc::new(compiled),
@@ -133,7 +140,36 @@ pub fn load_str_with(
         config_text: text.to_owned(),
         signing_key_file,
         subject_key_file,
+        adapters_sha256: declared::digest(&adapters_dir),
+        adapters_dir,
     })
+}
+
+/// The built-in adapters and those declared under `dir`: every program compiled, every
+/// problem reported at `file:line:column`; a declared adapter may not take a built-in's name.
+pub fn adapter_set(dir: &Path) -> Result<AdapterSet, Vec<ConfigError>> {
+    let mut set = wingspan_adapters::builtins();
+    let declared = declared::load_all(dir).map_err(|problems| {
+        problems
+            .into_iter()
+            .map(|p| ConfigError::new(p.at, p.message))
+            .collect::<Vec<_>>()
+    })?;
+    let mut errors = Vec::new();
+    for a in declared {
+        let shown = a.dir().display().to_string();
+        if !set.insert(a) {
+            errors.push(ConfigError::new(
+                shown,
+                "a declared adapter may not take a built-in adapter's name",
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Prefix each problem's path with `file:line` where the config text shows it.

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod commands;
+
 // mimalloc: the gateway allocates many short-lived buffers per message; glibc malloc was
 // ~15% of its CPU in profiles.
 #[global_allocator]
@@ -23,6 +25,23 @@ struct Cli {
     log_json: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdapterCommand {
+    /// The built-in adapters and the declared ones, with their formats and message types.
+    List {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+    },
+    /// Each declared adapter's golden cases in both directions and its round trips: pass/fail,
+    /// a diff on failure, exit code 1 on any failure.
+    Test {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        /// Only this adapter.
+        name: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,7 +78,8 @@ enum Command {
     },
     /// Decode a partner document with an adapter and print the canonical envelope.
     Decode {
-        /// Adapter name (police, health, emergency, hr, aftercare, civil, rehab).
+        /// Adapter name: built-in (police, health, emergency, hr, aftercare, civil, rehab) or
+        /// declared in the config's adapters directory.
         #[arg(long)]
         adapter: String,
         /// Source id the envelope is attributed to (default: the adapter name).
@@ -87,6 +107,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Declared adapters (`<config>/adapters/<name>/`): list them, run their golden cases.
+    Adapter {
+        #[command(subcommand)]
+        command: AdapterCommand,
     },
     /// Print what a destination would receive for a canonical envelope (after its field policy).
     Encode {
@@ -465,9 +490,24 @@ fn decode_cmd(
         Err(code) => return code,
     };
     let source = source.unwrap_or_else(|| adapter.to_owned());
-    let result = wingspan::tools::decode(adapter, &source, content_type.as_deref(), &bytes)
+    // Built-in adapters work without a config; declared ones come with the config that
+    // declares them, whose problems are shown when the adapter is not a built-in.
+    let loaded = wingspan::load::load(&resolve(config));
+    let set = match &loaded {
+        Ok(l) => l.config.adapters.clone(),
+        Err(_) => wingspan_adapters::builtins(),
+    };
+    if let Err(errors) = &loaded
+        && !set.contains(adapter)
+    {
+        for e in errors {
+            eprintln!("{e}");
+        }
+        return 1;
+    }
+    let result = wingspan::tools::decode(&set, adapter, &source, content_type.as_deref(), &bytes)
         .and_then(|env| {
-            if let Ok(l) = wingspan::load::load(&resolve(config)) {
+            if let Ok(l) = &loaded {
                 wingspan::tools::validate(&l.config, &env)?;
             }
             Ok(env)
@@ -658,6 +698,12 @@ fn main() -> ExitCode {
                 config,
                 file,
             } => encode_cmd(&adapter, &destination, config, &file),
+            Command::Adapter { command } => match command {
+                AdapterCommand::List { config } => commands::adapter::list(&resolve(config)),
+                AdapterCommand::Test { config, name } => {
+                    commands::adapter::test(&resolve(config), name.as_deref())
+                }
+            },
             // The audit commands may use the synchronous PostgreSQL client: off the runtime.
             Command::Audit { command } => tokio::task::spawn_blocking(move || audit_cmd(command))
                 .await

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use wingspan_adapters::{AdapterKind, Inbound, render};
+use wingspan_adapters::{Inbound, render};
 use wingspan_core::route::RouteVerdict;
 use wingspan_core::{CompiledConfig, Envelope, Rejection, admit};
 
@@ -280,10 +280,10 @@ fn run_case(config: &CompiledConfig, base: &Path, case: &Case) -> Vec<String> {
             continue;
         }
         // What the destination received, read back by its own adapter.
-        let Some(kind) = AdapterKind::from_name(&p.adapter) else {
+        let Some(adapter) = config.adapters.get(&p.adapter) else {
             continue;
         };
-        let received = match kind.adapter().decode(Inbound {
+        let received = match adapter.decode(Inbound {
             source: "test",
             content_type: Some(&p.content_type),
             bytes: body,

@@ -3,15 +3,17 @@
 //! destination would receive, after its field policy). Both go through exactly the code the
 //! running gateway uses.
 
-use wingspan_adapters::{AdapterError, AdapterKind, Inbound, render};
+use std::sync::Arc;
+
+use wingspan_adapters::{Adapter, AdapterError, AdapterSet, Inbound, render};
 use wingspan_core::config::Destination;
 use wingspan_core::{CompiledConfig, Envelope};
 
 /// Why a tool could not produce output. Printed as `error[<kind>]: <detail>`, exit code 1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ToolError {
-    #[error("error[unknown-adapter]: no adapter named {0:?} (known: {known})", known = AdapterKind::NAMES.join(", "))]
-    UnknownAdapter(String),
+    #[error("error[unknown-adapter]: no adapter named {0:?} (known: {1})")]
+    UnknownAdapter(String, String),
     #[error("error[unknown-destination]: no destination {0:?} in the config")]
     UnknownDestination(String),
     #[error("error[{slug}]: {0}", slug = .0.slug())]
@@ -22,20 +24,22 @@ pub enum ToolError {
     Schema(String),
 }
 
-fn adapter(name: &str) -> Result<&'static dyn wingspan_adapters::Adapter, ToolError> {
-    AdapterKind::from_name(name)
-        .map(AdapterKind::adapter)
-        .ok_or_else(|| ToolError::UnknownAdapter(name.to_owned()))
+fn adapter(set: &AdapterSet, name: &str) -> Result<Arc<dyn Adapter>, ToolError> {
+    set.get(name).cloned().ok_or_else(|| {
+        ToolError::UnknownAdapter(name.to_owned(), set.names().collect::<Vec<_>>().join(", "))
+    })
 }
 
-/// Decode partner bytes with the named adapter; the envelope is attributed to `source`.
+/// Decode partner bytes with the named adapter (built-in, or declared in `set`); the
+/// envelope is attributed to `source`.
 pub fn decode(
+    set: &AdapterSet,
     adapter_name: &str,
     source: &str,
     content_type: Option<&str>,
     bytes: &[u8],
 ) -> Result<Envelope, ToolError> {
-    adapter(adapter_name)?
+    adapter(set, adapter_name)?
         .decode(Inbound {
             source,
             content_type,
@@ -71,7 +75,7 @@ pub fn encode(
     dest_id: &str,
     canonical: &[u8],
 ) -> Result<(&'static str, Vec<u8>), ToolError> {
-    adapter(adapter_name)?;
+    let codec = adapter(&config.adapters, adapter_name)?;
     let dest = config
         .destinations
         .iter()
@@ -82,6 +86,7 @@ pub fn encode(
     validate(config, &env)?;
     let dest = Destination {
         adapter: adapter_name.to_owned(),
+        codec,
         ..dest.clone()
     };
     let encoded = render::for_destination(&dest, &env, None).map_err(ToolError::Adapter)?;

@@ -150,16 +150,20 @@ fn parse(repr: Repr, bytes: &[u8]) -> Result<serde_json::Value, AdapterError> {
 }
 
 impl Adapter for Health {
-    fn name(&self) -> &'static str {
+    fn clearance(&self) -> wingspan_core::adapter::Clearance {
+        wingspan_core::adapter::Clearance::Clinical
+    }
+
+    fn name(&self) -> &str {
         "health"
     }
 
-    fn content_types(&self) -> &'static [&'static str] {
+    fn content_types(&self) -> &[&'static str] {
         CONTENT_TYPES
     }
 
-    fn message_types(&self) -> &'static [&'static str] {
-        MESSAGE_TYPES
+    fn message_types(&self) -> Vec<&str> {
+        MESSAGE_TYPES.to_vec()
     }
 
     fn decode(&self, input: Inbound<'_>) -> Result<Envelope, AdapterError> {

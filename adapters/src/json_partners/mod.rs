@@ -428,16 +428,16 @@ impl JsonPartner {
 }
 
 impl Adapter for JsonPartner {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         self.name
     }
 
-    fn content_types(&self) -> &'static [&'static str] {
+    fn content_types(&self) -> &[&'static str] {
         CONTENT_TYPES
     }
 
-    fn message_types(&self) -> &'static [&'static str] {
-        self.message_types
+    fn message_types(&self) -> Vec<&str> {
+        self.message_types.to_vec()
     }
 
     fn decode(&self, input: Inbound<'_>) -> Result<Envelope, AdapterError> {

@@ -62,16 +62,20 @@ const DECISIONS: &[(&str, &str)] = &[
 pub struct Police;
 
 impl Adapter for Police {
-    fn name(&self) -> &'static str {
+    fn clearance(&self) -> wingspan_core::adapter::Clearance {
+        wingspan_core::adapter::Clearance::MedicalJustification
+    }
+
+    fn name(&self) -> &str {
         "police"
     }
 
-    fn content_types(&self) -> &'static [&'static str] {
+    fn content_types(&self) -> &[&'static str] {
         CONTENT_TYPES
     }
 
-    fn message_types(&self) -> &'static [&'static str] {
-        MESSAGE_TYPES
+    fn message_types(&self) -> Vec<&str> {
+        MESSAGE_TYPES.to_vec()
     }
 
     fn decode(&self, input: Inbound<'_>) -> Result<Envelope, AdapterError> {

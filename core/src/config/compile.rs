@@ -1,9 +1,11 @@
 //! Check the raw config as a whole and compile it into the form the gateway runs with.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use super::ConfigError;
 use super::raw::{RawConfig, RawPredicate};
+use crate::adapter::{Adapter, AdapterError, AdapterSet, Canonical, Clearance, Encoded, Inbound};
 use crate::envelope::Envelope;
 use crate::policy::{self, CLINICAL_ADAPTERS, CLINICAL_FIELDS, MEDICAL_JUSTIFICATION, Selection};
 use crate::route::{Op, Predicate, Route, RouteTable};
@@ -35,6 +37,35 @@ pub struct CompiledConfig {
     pub destinations: Vec<Destination>,
     pub routes: RouteTable,
     pub schemas: SchemaCatalog,
+    /// Every adapter this config may name: built-in and declared in its directory.
+    pub adapters: AdapterSet,
+}
+
+/// Stands in for an adapter the config names but nobody provides, so that checking can go on
+/// and report every problem; a config with one never compiles.
+#[derive(Debug)]
+struct Missing;
+
+impl Adapter for Missing {
+    fn name(&self) -> &str {
+        "missing"
+    }
+    fn content_types(&self) -> &[&'static str] {
+        &[]
+    }
+    fn message_types(&self) -> Vec<&str> {
+        Vec::new()
+    }
+    fn decode(&self, _: Inbound<'_>) -> Result<Envelope, AdapterError> {
+        Err(AdapterError::Refused("no such adapter".into()))
+    }
+    fn encode<'a>(&self, _: Canonical<'a>, _: Option<&str>) -> Result<Encoded<'a>, AdapterError> {
+        Err(AdapterError::Encode("no such adapter".into()))
+    }
+}
+
+fn missing() -> Arc<dyn Adapter> {
+    Arc::new(Missing)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +166,8 @@ pub struct Source {
     pub allowed: HashSet<String>,
     /// Decodes the source's own format on `/v1/sources/{id}/messages`.
     pub adapter: String,
+    /// The adapter named by `adapter`, resolved when the config compiled.
+    pub codec: Arc<dyn Adapter>,
     /// Client-certificate identities that authenticate as this source.
     pub identities: Vec<String>,
     /// SHA-256 of the bearer tokens that authenticate as this source.
@@ -204,19 +237,12 @@ fn sha256_hex(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// What the config checker needs to know of an adapter (the registry lives in the adapters
-/// crate; the core only sees this description).
-#[derive(Debug, Clone, Copy)]
-pub struct AdapterInfo {
-    pub name: &'static str,
-    pub content_types: &'static [&'static str],
-    pub message_types: &'static [&'static str],
-}
-
 #[derive(Debug, Clone)]
 pub struct Destination {
     pub id: String,
     pub adapter: String,
+    /// The adapter named by `adapter`, resolved when the config compiled.
+    pub codec: Arc<dyn Adapter>,
     pub concurrency: u16,
     pub transport: Transport,
     pub max_attempts: u32,
@@ -321,7 +347,7 @@ fn compile_predicate(
 fn compile_fields(
     path: &str,
     d: &super::raw::RawDestination,
-    adapter: Option<&AdapterInfo>,
+    adapter: Option<&Arc<dyn Adapter>>,
     schemas: &SchemaCatalog,
     errors: &mut Vec<ConfigError>,
 ) -> HashMap<String, Selection> {
@@ -353,25 +379,26 @@ fn compile_fields(
         if let Some(a) = adapter {
             let names = policy::schema_field_names(schema);
             let carried = |f: &str| names.iter().any(|n| n == f) && selection.may_carry(f);
-            if !CLINICAL_ADAPTERS.contains(&a.name) {
+            let clearance = a.clearance();
+            if clearance != Clearance::Clinical {
                 for f in CLINICAL_FIELDS {
                     if carried(f) {
                         errors.push(ConfigError::new(
                             &fpath,
                             format!(
-                                "clinical field {f:?} may go only to adapters {}, not to {:?}",
+                                "clinical field {f:?} may go only to clinical adapters ({} and declared ones with clearance = \"clinical\"), not to {:?}",
                                 CLINICAL_ADAPTERS.join(", "),
-                                a.name
+                                a.name()
                             ),
                         ));
                     }
                 }
-                if a.name != "police" && carried(MEDICAL_JUSTIFICATION) {
+                if clearance != Clearance::MedicalJustification && carried(MEDICAL_JUSTIFICATION) {
                     errors.push(ConfigError::new(
                         &fpath,
                         format!(
                             "{MEDICAL_JUSTIFICATION:?} may go only to clinical adapters and police, not to {:?}",
-                            a.name
+                            a.name()
                         ),
                     ));
                 }
@@ -382,21 +409,15 @@ fn compile_fields(
     out
 }
 
-/// Check everything and build the compiled config. `adapters` lists the adapter names the
-/// registry knows. Every problem is reported, not just the first.
+/// Check everything and build the compiled config. `adapters` are every adapter the config
+/// may name (built-in and declared). Every problem is reported, not just the first.
 pub fn compile(
     raw: RawConfig,
     schemas: SchemaCatalog,
-    adapters: &[AdapterInfo],
+    adapters: AdapterSet,
 ) -> Result<CompiledConfig, Vec<ConfigError>> {
-    let adapter = |name: &str| adapters.iter().find(|a| a.name == name);
-    let adapter_names = || {
-        adapters
-            .iter()
-            .map(|a| a.name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let adapter = |name: &str| adapters.get(name);
+    let adapter_names = || adapters.names().collect::<Vec<_>>().join(", ");
     let mut errors = Vec::new();
 
     // Broker.
@@ -559,11 +580,11 @@ pub fn compile(
                     format!("no schema for message type {t:?}"),
                 ));
             } else if let Some(a) = source_adapter
-                && !a.message_types.contains(&t.as_str())
+                && !a.message_types().contains(&t.as_str())
             {
                 errors.push(ConfigError::new(
                     format!("sources[{i}].message_types[{j}]"),
-                    format!("adapter {:?} cannot decode {t:?}", a.name),
+                    format!("adapter {:?} cannot decode {t:?}", a.name()),
                 ));
             }
         }
@@ -600,6 +621,7 @@ pub fn compile(
                 id: s.id.clone(),
                 allowed: s.message_types.iter().cloned().collect(),
                 adapter: s.adapter.clone(),
+                codec: source_adapter.cloned().unwrap_or_else(missing),
                 identities: or_id(&s.identities),
                 tokens_sha256,
                 amqp_users: or_id(&s.amqp_users),
@@ -666,14 +688,14 @@ pub fn compile(
             ));
         }
         if let (Some(ct), Some(a)) = (&d.content_type, dest_adapter)
-            && !a.content_types.contains(&ct.as_str())
+            && !a.content_types().contains(&ct.as_str())
         {
             errors.push(ConfigError::new(
                 format!("{path}.content_type"),
                 format!(
                     "adapter {:?} writes {}, not {ct:?}",
-                    a.name,
-                    a.content_types.join(", ")
+                    a.name(),
+                    a.content_types().join(", ")
                 ),
             ));
         }
@@ -732,6 +754,7 @@ pub fn compile(
         destinations.push(Destination {
             id: d.id.clone(),
             adapter: d.adapter.clone(),
+            codec: dest_adapter.cloned().unwrap_or_else(missing),
             concurrency: d.concurrency,
             transport,
             max_attempts: d.retry.max_attempts,
@@ -792,11 +815,11 @@ pub fn compile(
                             ));
                         }
                         if let Some(a) = adapter(&dest.adapter)
-                            && !a.message_types.contains(&t.as_str())
+                            && !a.message_types().contains(&t.as_str())
                         {
                             errors.push(ConfigError::new(
                                 format!("{path}.destinations[{j}]"),
-                                format!("adapter {:?} of {d:?} cannot encode {t:?}", a.name),
+                                format!("adapter {:?} of {d:?} cannot encode {t:?}", a.name()),
                             ));
                         }
                     }
@@ -879,5 +902,6 @@ pub fn compile(
         destinations,
         routes: RouteTable::new(routes, names),
         schemas,
+        adapters,
     })
 }

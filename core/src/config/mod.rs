@@ -8,8 +8,8 @@ pub mod lint;
 pub mod raw;
 
 pub use compile::{
-    AdapterInfo, AdminUser, AuditSettings, BrokerSettings, CompiledConfig, Destination, Limits,
-    QueueType, Role, Source, TlsSettings, Transport, compile, constant_time_eq,
+    AdminUser, AuditSettings, BrokerSettings, CompiledConfig, Destination, Limits, QueueType, Role,
+    Source, TlsSettings, Transport, compile, constant_time_eq,
 };
 pub use lint::{lint, locate};
 pub use raw::RawConfig;

@@ -45,6 +45,10 @@ pub struct RawGateway {
     /// Directory for the gateway's local state (receipts, delivery status), relative to the config file.
     #[serde(default = "default_state_dir")]
     pub state_dir: String,
+    /// Directory of declared adapters (`<name>/adapter.toml`, `decode.vrl`, `encode.vrl`),
+    /// relative to the config file; absent or empty: built-in adapters only.
+    #[serde(default = "default_adapters_dir")]
+    pub adapters_dir: String,
 }
 
 impl Default for RawGateway {
@@ -53,6 +57,7 @@ impl Default for RawGateway {
             instance: default_instance(),
             schemas_dir: default_schemas_dir(),
             state_dir: default_state_dir(),
+            adapters_dir: default_adapters_dir(),
         }
     }
 }
@@ -435,6 +440,9 @@ fn default_instance() -> String {
 }
 fn default_schemas_dir() -> String {
     "../schemas".into()
+}
+fn default_adapters_dir() -> String {
+    "adapters".into()
 }
 fn default_state_dir() -> String {
     "../var".into()

@@ -21,7 +21,7 @@ use crate::broker::{Broker, PublishError, Publisher, Session};
 use crate::ingress::auth::{self, Caller, Limiters, Peer};
 use crate::intake::{Intake, IntakeError, Outcome};
 use crate::problem::Problem;
-use wingspan_adapters::{AdapterKind, Inbound};
+use wingspan_adapters::Inbound;
 use wingspan_core::Sender;
 
 /// The confirm-mode publisher of the current broker session, kept fresh by [`keep_publisher`].
@@ -294,16 +294,7 @@ async fn post_native(
         )
         .into_response();
     };
-    let Some(kind) = AdapterKind::from_name(&src.adapter) else {
-        return Problem::new(
-            500,
-            "internal",
-            "Internal error",
-            "source adapter not registered",
-        )
-        .into_response();
-    };
-    let adapter = kind.adapter();
+    let adapter = src.codec.clone();
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -1,0 +1,3 @@
+//! The CLI's commands, one module per command group (`wingspan <group> …`).
+
+pub mod adapter;
