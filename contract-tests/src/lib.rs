@@ -48,7 +48,7 @@ const fn partner(
 }
 
 /// The partners of the example config.
-pub const EXAMPLE_PARTNERS: [ExamplePartner; 8] = [
+pub const EXAMPLE_PARTNERS: [ExamplePartner; 9] = [
     partner("rehab", 18080, None, "rehab"),
     partner("police", 18081, Some("police"), "police"),
     partner("hospital-ma01", 18082, Some("health"), "health"),
@@ -57,4 +57,10 @@ pub const EXAMPLE_PARTNERS: [ExamplePartner; 8] = [
     partner("aftercare", 18085, Some("aftercare"), "aftercare"),
     partner("civil", 18086, Some("civil"), "civil"),
     partner("hospital-ma02", 18087, Some("health"), "health"),
+    // Declared in configuration, not in code: the simulator reads and writes HL7 v2 with the
+    // example config's own adapter definition.
+    partner("hospital-ma03", 18088, Some("hospital-ma03"), HL7V2_ADAPTER),
 ];
+
+/// The example config's declared HL7 v2 adapter, as a simulator names it (its directory).
+pub const HL7V2_ADAPTER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/adapters/hl7v2");

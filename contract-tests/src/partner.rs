@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wingspan_adapters::{AdapterKind, Canonical, Inbound};
+use wingspan_adapters::{Adapter, AdapterKind, Canonical, Inbound};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -42,8 +42,33 @@ pub struct PartnerOptions {
     /// The partner's wire format (an adapter name): what it receives is decoded with it —
     /// a document it cannot read is refused with 400, as a real partner would — and its
     /// replies are written in it and posted to `/v1/sources/{reply_as}/messages`.
-    /// `rehab` speaks the canonical envelope and replies on `/v1/messages`.
+    /// `rehab` speaks the canonical envelope and replies on `/v1/messages`. A path to a
+    /// declared adapter's directory (`config/adapters/hl7v2`) makes the partner speak that
+    /// adapter's format, read and written by its own programs.
     pub adapter: String,
+}
+
+/// The adapter a partner speaks: a built-in by name, or the declared one in a directory.
+pub fn resolve_adapter(adapter: &str) -> anyhow::Result<Arc<dyn Adapter>> {
+    if let Some(kind) = AdapterKind::from_name(adapter) {
+        return Ok(Arc::new(kind));
+    }
+    let dir = std::path::Path::new(adapter);
+    if dir.join("adapter.toml").is_file() {
+        return wingspan_adapters::declared::Declared::load(dir)
+            .map(|a| Arc::new(a) as Arc<dyn Adapter>)
+            .map_err(|problems| {
+                anyhow::anyhow!(
+                    "{}",
+                    problems
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            });
+    }
+    anyhow::bail!("no adapter {adapter:?}: neither a built-in nor a declared adapter's directory")
 }
 
 /// One message the partner accepted.
@@ -74,6 +99,7 @@ struct Book {
 #[derive(Debug)]
 struct Shared {
     options: PartnerOptions,
+    adapter: Arc<dyn Adapter>,
     gateway: Mutex<Option<String>>,
     behaviour: Mutex<Behaviour>,
     book: Mutex<Book>,
@@ -97,6 +123,7 @@ impl Partner {
     pub async fn start(addr: &str, options: PartnerOptions) -> anyhow::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let shared = Arc::new(Shared {
+            adapter: resolve_adapter(&options.adapter)?,
             gateway: Mutex::new(options.gateway.clone()),
             options,
             behaviour: Mutex::new(Behaviour::Accept),
@@ -320,10 +347,8 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let Some(kind) = AdapterKind::from_name(&shared.options.adapter) else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "partner has no adapter").into_response();
-    };
-    let request = match kind.adapter().decode(Inbound {
+    let adapter = shared.adapter.clone();
+    let request = match adapter.decode(Inbound {
         source: "gateway",
         content_type: Some(&wingspan_adapters::media_type(&content_type)),
         bytes: &body,
@@ -373,7 +398,7 @@ async fn receive(
             && let Ok(request) = serde_json::to_value(&request)
             && let Some(reply) = crate::samples::reply_for(&request, source)
             && let Some((url, content_type, bytes)) =
-                native_reply(kind, &gateway, source, &reply, &content_type)
+                native_reply(adapter.as_ref(), &gateway, source, &reply, &content_type)
         {
             tokio::spawn(send_reply(shared.clone(), url, content_type, bytes));
         }
@@ -395,20 +420,19 @@ async fn receive(
 /// `/v1/messages`, the others to `/v1/sources/{source}/messages`, in the representation the
 /// request came in (a hospital sent FHIR XML answers in FHIR XML).
 fn native_reply(
-    kind: AdapterKind,
+    adapter: &dyn Adapter,
     gateway: &str,
     source: &str,
     reply: &serde_json::Value,
     request_content_type: &str,
 ) -> Option<(String, &'static str, Vec<u8>)> {
     let envelope: wingspan_core::Envelope = serde_json::from_value(reply.clone()).ok()?;
-    if kind == AdapterKind::Rehab {
+    if adapter.name() == "rehab" {
         let bytes = serde_json::to_vec(&envelope).ok()?;
         return Some((format!("{gateway}/v1/messages"), "application/json", bytes));
     }
     let wanted = wingspan_adapters::media_type(request_content_type);
-    let encoded = kind
-        .adapter()
+    let encoded = adapter
         .encode(
             Canonical {
                 envelope: &envelope,

@@ -81,7 +81,7 @@ pub async fn run(config_dir: &Path) -> anyhow::Result<i32> {
         return Ok(2);
     }
     println!(
-        "wingspan demo: gateway on {gateway_url}, queues under '{prefix}', partner simulators on ports 18080-18087"
+        "wingspan demo: gateway on {gateway_url}, queues under '{prefix}', partner simulators on ports 18080-18088"
     );
 
     let mut batch: Vec<Value> = Vec::new();
@@ -94,6 +94,10 @@ pub async fn run(config_dir: &Path) -> anyhow::Result<i32> {
     }
     for i in 12..14 {
         batch.push(samples::consultation_request(i, "ma02", "routine"));
+    }
+    for i in 14..18 {
+        let urgency = ["routine", "urgent"][(i % 2) as usize];
+        batch.push(samples::consultation_request(i, "ma03", urgency));
     }
     for i in 0..4 {
         batch.push(samples::transfer_request(i));

@@ -41,6 +41,10 @@ enum AdapterCommand {
         config: PathBuf,
         /// Only this adapter.
         name: Option<String>,
+        /// Write the actual document of every encode case whose expected one is missing or
+        /// differs (review the diff before committing it).
+        #[arg(long)]
+        update: bool,
     },
 }
 
@@ -700,9 +704,11 @@ fn main() -> ExitCode {
             } => encode_cmd(&adapter, &destination, config, &file),
             Command::Adapter { command } => match command {
                 AdapterCommand::List { config } => commands::adapter::list(&resolve(config)),
-                AdapterCommand::Test { config, name } => {
-                    commands::adapter::test(&resolve(config), name.as_deref())
-                }
+                AdapterCommand::Test {
+                    config,
+                    name,
+                    update,
+                } => commands::adapter::test(&resolve(config), name.as_deref(), update),
             },
             // The audit commands may use the synchronous PostgreSQL client: off the runtime.
             Command::Audit { command } => tokio::task::spawn_blocking(move || audit_cmd(command))

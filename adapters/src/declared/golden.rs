@@ -123,6 +123,12 @@ fn pretty(env: &Envelope) -> String {
 
 /// Run every golden case of `a` and its round trips.
 pub fn run(a: &Declared) -> Vec<Outcome> {
+    run_with(a, false)
+}
+
+/// Like [`run`]; with `update`, an encode case whose expected document is missing or differs
+/// gets the actual one written (review the diff before committing it).
+pub fn run_with(a: &Declared, update: bool) -> Vec<Outcome> {
     let ext = wire_ext(a.codec());
     let golden = a.dir().join("golden");
     let mut out = Vec::new();
@@ -150,6 +156,14 @@ pub fn run(a: &Declared) -> Vec<Outcome> {
                 continue;
             }
         };
+        if update
+            && std::fs::read(&wire_path)
+                .ok()
+                .is_none_or(|e| !same_document(a.codec(), &e, &wire))
+            && let Err(e) = std::fs::write(&wire_path, &wire)
+        {
+            out.push(fail(name.clone(), format!("{}: {e}", wire_path.display())));
+        }
         match std::fs::read(&wire_path) {
             Ok(expected) if same_document(a.codec(), &expected, &wire) => out.push(Outcome {
                 name,

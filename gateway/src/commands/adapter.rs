@@ -46,7 +46,7 @@ pub fn list(config: &Path) -> i32 {
 }
 
 /// `wingspan adapter test [name]`: exit 1 when a case fails, or when there is none to run.
-pub fn test(config: &Path, name: Option<&str>) -> i32 {
+pub fn test(config: &Path, name: Option<&str>, update: bool) -> i32 {
     let adapters = match declared(config) {
         Ok(a) => a,
         Err(code) => return code,
@@ -64,7 +64,7 @@ pub fn test(config: &Path, name: Option<&str>) -> i32 {
     }
     let (mut passed, mut failed) = (0, 0);
     for a in selected {
-        let outcomes = golden::run(a);
+        let outcomes = golden::run_with(a, update);
         if outcomes.is_empty() {
             println!(
                 "FAIL {}: no golden cases under {}/golden",
