@@ -151,10 +151,15 @@ pub fn reply_for(request: &Value, source: &str) -> Option<Value> {
             "enforcement.material.decision",
             json!({"material_id": field("material_id"), "police_case_number": format!("JS-CZ-{}", &id[id.len().saturating_sub(6)..]), "decision": "approved", "decided_at": now(), "bureau": {"id": "psb-3204", "name": "Changzhou Public Security Bureau"}}),
         ),
-        "telemedicine.consultation.request" if source == "health" => (
-            "telemedicine.consultation.result",
-            json!({"consultation_id": field("consultation_id"), "hospital": {"id": "hosp-1", "name": "Changzhou Second People's Hospital"}, "status": "completed", "findings": "Reviewed; adjust sleep hygiene.", "recommendations": ["Follow-up in two weeks"], "completed_at": now()}),
-        ),
+        // A hospital (the FHIR alliances reply as `health`, the HL7 v2 ones as `hospital-…`).
+        "telemedicine.consultation.request"
+            if source == "health" || source.starts_with("hospital") =>
+        {
+            (
+                "telemedicine.consultation.result",
+                json!({"consultation_id": field("consultation_id"), "hospital": {"id": "hosp-1", "name": "Changzhou Second People's Hospital"}, "status": "completed", "findings": "Reviewed; adjust sleep hygiene.", "recommendations": ["Follow-up in two weeks"], "completed_at": now()}),
+            )
+        }
         "telemedicine.consultation.request" | "emergency.transfer.request" => {
             let key = if p.get("transfer_id").is_some() {
                 "transfer_id"
