@@ -183,6 +183,13 @@ fn config_copy(tag: &str) -> PathBuf {
                 "schemas_dir = {:?}",
                 repo.join("schemas").display().to_string()
             ),
+        )
+        .replace(
+            "adapters_dir = \"adapters\"",
+            &format!(
+                "adapters_dir = {:?}",
+                repo.join("config/adapters").display().to_string()
+            ),
         );
     std::fs::write(dir.join("wingspan.toml"), text).expect("write");
     dir

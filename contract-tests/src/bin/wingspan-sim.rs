@@ -1,6 +1,6 @@
 //! Run one partner simulator by hand:
 //!
-//! `wingspan-sim <name> <listen> [--reply-as <source>] [--gateway <url>] [--adapter <name>] [--behaviour <b>]`
+//! `wingspan-sim <name> <listen> [--reply-as <source>] [--gateway <url>] [--adapter <name or declared adapter directory>] [--behaviour <b>]`
 //!
 //! `<b>` is `accept` (default), `reject`, `fail:<status>`, `fail-first:<n>` or `delay:<ms>`.
 //! Prints a summary of what it received when stopped with Ctrl-C.
@@ -24,7 +24,7 @@ fn behaviour(text: &str) -> Option<Behaviour> {
     }
 }
 
-const USAGE: &str = "usage: wingspan-sim <name> <listen> [--reply-as <source>] [--gateway <url>] [--adapter <name>] [--behaviour accept|reject|fail:<status>|fail-first:<n>|delay:<ms>]";
+const USAGE: &str = "usage: wingspan-sim <name> <listen> [--reply-as <source>] [--gateway <url>] [--adapter <name or declared adapter directory>] [--behaviour accept|reject|fail:<status>|fail-first:<n>|delay:<ms>]";
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

@@ -77,6 +77,13 @@ impl World {
                 ),
             )
             .replace(
+                "adapters_dir = \"adapters\"",
+                &format!(
+                    "adapters_dir = {:?}",
+                    repo().join("config/adapters").display().to_string()
+                ),
+            )
+            .replace(
                 "state_dir = \"../var\"",
                 &format!("state_dir = {:?}", dir.join("state").display().to_string()),
             )
