@@ -132,7 +132,7 @@ fn value(root: &Value, schema: &Value, rng: &mut Rng, depth: usize) -> Value {
                     if (required.contains(&k.as_str()) || rng.coin()) && depth < 8 {
                         let v = if k == "alliance" {
                             // Alliances are routing keys: the example config's two, or another.
-                            json!(["ma01", "ma02", "ma07"][rng.below(3) as usize])
+                            json!(["ma01", "ma02", "ma03", "ma07"][rng.below(4) as usize])
                         } else {
                             value(root, v, rng, depth + 1)
                         };

@@ -200,7 +200,7 @@ fn the_example_route_tests_pass_and_a_wrong_expectation_fails_with_a_diff() {
     let out = wingspan(&["test", "--config", "config"]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    assert!(stdout.contains("8 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("9 passed, 0 failed"), "{stdout}");
 
     // The Changzhou handover expected at Suzhou's station and with its drug history at HR.
     let dir = config_copy("test");
@@ -219,7 +219,7 @@ fn the_example_route_tests_pass_and_a_wrong_expectation_fails_with_a_diff() {
     let out = wingspan(&["test", "--config", dir.to_str().expect("path")]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("7 passed, 1 failed"), "{stdout}");
+    assert!(stdout.contains("8 passed, 1 failed"), "{stdout}");
     assert!(
         stdout.contains("- aftercare-3205 (expected, not reached)"),
         "{stdout}"

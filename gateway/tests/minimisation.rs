@@ -177,6 +177,7 @@ fn the_check_sees_a_leak_when_there_is_one() {
     let env: Envelope = serde_json::from_value(env).expect("envelope");
     let everything = wingspan_core::config::Destination {
         adapter: "rehab".into(),
+        codec: loaded.config.adapters.get("rehab").expect("rehab").clone(),
         fields: [(
             "referral.handover".to_owned(),
             wingspan_core::policy::Selection::All,
