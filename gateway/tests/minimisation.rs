@@ -256,9 +256,12 @@ fn round_trip_one(loaded: &Loaded, message_type: &str, rng: &mut Rng) -> Result<
     for dest in routed.iter().filter_map(|&i| config.destinations.get(i)) {
         let policy = dest.policy(message_type).ok_or("no policy")?;
         let encoded = render::for_destination(dest, &env, None).map_err(|e| e.to_string())?;
-        let adapter = wingspan_adapters::AdapterKind::from_name(&dest.adapter)
-            .ok_or("adapter")?
-            .adapter();
+        // Built-in adapters here; declared ones (which may normalise header text such as a
+        // time zone) prove their round trips as fixed points in their golden cases.
+        let Some(kind) = wingspan_adapters::AdapterKind::from_name(&dest.adapter) else {
+            continue;
+        };
+        let adapter = kind.adapter();
         let back = adapter
             .decode(wingspan_adapters::Inbound {
                 source: "rehab",
