@@ -279,7 +279,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Value, Hl7Error> {
             }
             out.push(Value::String(id.to_owned()));
             match line.get(3..) {
-                Some(rest) if rest.is_empty() => "",
+                Some("") => "",
                 Some(rest) if rest.starts_with(d.field) => &rest[d.field.len_utf8()..],
                 _ => {
                     return Err(malformed(format!(
@@ -293,7 +293,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Value, Hl7Error> {
             continue;
         }
         for (f, field) in fields_text.split(d.field).enumerate() {
-            if out.len() + f >= limits.max_fields + 1 {
+            if out.len() + f > limits.max_fields {
                 return Err(Hl7Error::TooManyFields(seg_no, limits.max_fields));
             }
             out.push(split_value(field, &d, limits, seg_no)?);

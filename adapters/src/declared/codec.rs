@@ -137,7 +137,7 @@ fn read_element(el: &Element<'_>, o: &XmlOptions) -> Result<Value, AdapterError>
     for c in el.children.iter().filter(|c| ours(c.ns.as_deref(), o)) {
         let value = read_element(c, o)?;
         let name = c.name.to_string();
-        if o.repeated.iter().any(|r| *r == name) {
+        if o.repeated.contains(&name) {
             match map.entry(name).or_insert_with(|| Value::Array(Vec::new())) {
                 Value::Array(items) => items.push(value),
                 _ => {
