@@ -274,7 +274,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Value, Hl7Error> {
                     "segment {seg_no} has no valid segment id"
                 )));
             }
-            if i > 0 && id == "MSH" {
+            if id == "MSH" {
                 return Err(malformed("more than one MSH segment"));
             }
             out.push(Value::String(id.to_owned()));
@@ -292,8 +292,9 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Value, Hl7Error> {
             segments.push(Value::Array(out));
             continue;
         }
-        for (f, field) in fields_text.split(d.field).enumerate() {
-            if out.len() + f > limits.max_fields {
+        for field in fields_text.split(d.field) {
+            // `out` holds the segment id and the fields so far.
+            if out.len() > limits.max_fields {
                 return Err(Hl7Error::TooManyFields(seg_no, limits.max_fields));
             }
             out.push(split_value(field, &d, limits, seg_no)?);
@@ -515,6 +516,15 @@ mod tests {
         let wide = format!("MSH|^~\\&|a\rNTE{}", "|x".repeat(300));
         assert!(matches!(
             parse(wide.as_bytes(), &l),
+            Err(Hl7Error::TooManyFields(2, 256))
+        ));
+        // The bound is on fields, each counted once: 256 pass, 257 do not.
+        let widest = format!("MSH|^~\\&|a\rNTE{}", "|x".repeat(256));
+        let v = parse(widest.as_bytes(), &l).expect("256 fields are allowed");
+        assert_eq!(v["segments"][1].as_array().map(Vec::len), Some(257));
+        let over = format!("MSH|^~\\&|a\rNTE{}", "|x".repeat(257));
+        assert!(matches!(
+            parse(over.as_bytes(), &l),
             Err(Hl7Error::TooManyFields(2, 256))
         ));
         let reps = format!("MSH|^~\\&|a\rNTE|{}", "x~".repeat(200));

@@ -120,6 +120,33 @@ impl<'a> Element<'a> {
     }
 }
 
+impl XmlError {
+    /// The adapter error for a refused document of `format`: limits and forbidden constructs
+    /// are refusals; not well-formed is malformed, by category only (the parser's own detail
+    /// can name input tags).
+    pub fn into_adapter_error(self, format: &'static str) -> crate::AdapterError {
+        use crate::AdapterError;
+        match self {
+            Self::DocType
+            | Self::UnknownEntity
+            | Self::TooLarge(_)
+            | Self::TooDeep(_)
+            | Self::TooManyAttributes(_)
+            | Self::TooManyElements(_)
+            | Self::Encoding
+            | Self::ProcessingInstruction => AdapterError::Refused(self.to_string()),
+            Self::Malformed(_) => AdapterError::Malformed {
+                format,
+                detail: "not well-formed".into(),
+            },
+            Self::UnknownPrefix | Self::Empty => AdapterError::Malformed {
+                format,
+                detail: self.to_string(),
+            },
+        }
+    }
+}
+
 fn malformed(e: impl std::fmt::Display) -> XmlError {
     XmlError::Malformed(e.to_string())
 }

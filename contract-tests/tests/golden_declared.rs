@@ -22,19 +22,6 @@ fn load(name: &str) -> Arc<Declared> {
         .unwrap_or_else(|| panic!("no declared adapter {name}"))
 }
 
-fn files(dir: &Path, suffix: &str) -> Vec<(String, PathBuf)> {
-    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            Some((name.strip_suffix(suffix)?.to_owned(), e.path()))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 fn encode(a: &dyn Adapter, env: &Envelope) -> Vec<u8> {
     a.encode(
         Canonical {
@@ -69,7 +56,7 @@ fn declared_twins_write_the_same_bytes_and_read_the_same_envelopes() {
     for (builtin, name, dir, ext) in TWINS {
         let declared = load(name);
         let encode_dir = contract::path(&format!("{dir}/encode"));
-        let cases = files(&encode_dir, ".decoded.json");
+        let cases = golden::cases(&encode_dir, ".decoded.json");
         assert!(cases.len() >= 3, "{dir}: encode cases missing");
         for (case, path) in cases {
             let env: Envelope =
@@ -91,7 +78,7 @@ fn declared_twins_write_the_same_bytes_and_read_the_same_envelopes() {
             );
         }
         let decode_dir = contract::path(&format!("{dir}/decode"));
-        let fixtures = files(&decode_dir, &format!(".wire.{ext}"));
+        let fixtures = golden::cases(&decode_dir, &format!(".wire.{ext}"));
         assert!(fixtures.len() >= 2, "{dir}: decode fixtures missing");
         for (case, path) in fixtures {
             let bytes = std::fs::read(&path).expect("fixture");

@@ -82,7 +82,8 @@ pub struct Reloader {
     /// The file the gateway was started with.
     origin: PathBuf,
     started: Arc<Loaded>,
-    current: Arc<std::sync::Mutex<(String, String)>>,
+    /// The config in force: its SHA-256, its text, and the digest of its declared adapters.
+    current: Arc<std::sync::Mutex<(String, String, String)>>,
     lock: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -185,6 +186,7 @@ impl Reloader {
             current: Arc::new(std::sync::Mutex::new((
                 started.config_sha256.clone(),
                 started.config_text.clone(),
+                started.adapters_sha256.clone(),
             ))),
             started: Arc::new(started.clone()),
             lock: Default::default(),
@@ -276,7 +278,7 @@ impl Reloader {
         if !needs_restart.is_empty() {
             return Err(ReloadError::NeedsRestart(needs_restart));
         }
-        let (previous_sha256, previous_text) = self
+        let (previous_sha256, previous_text, previous_adapters) = self
             .current
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -285,7 +287,8 @@ impl Reloader {
             .iter()
             .map(ToString::to_string)
             .collect();
-        if loaded.config_sha256 == previous_sha256 {
+        let adapters_changed = loaded.adapters_sha256 != previous_adapters;
+        if loaded.config_sha256 == previous_sha256 && !adapters_changed {
             return Ok(Reloaded {
                 sha256: previous_sha256.clone(),
                 previous_sha256,
@@ -294,13 +297,19 @@ impl Reloader {
                 unchanged: true,
             });
         }
-        let changes = match (
+        let mut changes = match (
             wingspan_core::config::parse("running", &previous_text),
             wingspan_core::config::parse("offered", &loaded.config_text),
         ) {
             (Ok(a), Ok(b)) => wingspan_core::config::diff::describe(&a, &b),
             _ => Vec::new(),
         };
+        if adapters_changed {
+            changes.push(format!(
+                "declared adapters under {} changed",
+                loaded.adapters_dir.display()
+            ));
+        }
         // The new destinations' queues exist before anything is routed to them.
         if let Some(session) = self.broker.current() {
             let limit = self.broker.op_timeout;
@@ -316,8 +325,11 @@ impl Reloader {
             l.update(&loaded.config);
         }
         self.live.swap(loaded.config.clone());
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
-            (loaded.config_sha256.clone(), loaded.config_text.clone());
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = (
+            loaded.config_sha256.clone(),
+            loaded.config_text.clone(),
+            loaded.adapters_sha256.clone(),
+        );
         Ok(Reloaded {
             sha256: loaded.config_sha256.clone(),
             previous_sha256,

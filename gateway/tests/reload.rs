@@ -386,3 +386,67 @@ async fn reloading_under_load_loses_nothing_and_routes_nothing_twice() {
     gateway.shutdown().await;
     world.cleanup().await;
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_recompiles_declared_adapters_and_refuses_a_broken_program() {
+    let world = World::new("reload-adapters", false).await;
+    // The world's own copy of the adapters, so editing them disturbs no other test.
+    let adapters = world.dir.join("adapters");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    copy_dir(&repo.join("config/adapters"), &adapters);
+    world.rewrite(|t| {
+        let shared = format!(
+            "adapters_dir = {:?}",
+            repo.join("config/adapters").display().to_string()
+        );
+        assert!(t.contains(&shared), "the test config names the adapters");
+        t.replace(
+            &shared,
+            &format!("adapters_dir = {:?}", adapters.display().to_string()),
+        )
+    });
+    let (gateway, _base) = world.start_gateway().await;
+    let client = reqwest::Client::new();
+    let admin = format!("http://{}", gateway.admin_addr.expect("admin"));
+    let before = gateway.reloader.current_sha256();
+
+    // A program that does not compile: refused at file:line:column, the old config runs on.
+    let program = adapters.join("hl7v2/encode.vrl");
+    let good = std::fs::read_to_string(&program).expect("program");
+    std::fs::write(
+        &program,
+        good.replace("p = object!(.payload)", "p = .payload + 1"),
+    )
+    .expect("write");
+    let (status, body) = admin_post(&client, &admin, "/admin/reload", json!({})).await;
+    assert_eq!(status, 422, "{body}");
+    let problems = body["problems"].to_string();
+    assert!(problems.contains("hl7v2/encode.vrl:"), "{body}");
+    assert_eq!(gateway.reloader.current_sha256(), before);
+
+    // The same config text with a changed program is a change, not "unchanged".
+    std::fs::write(&program, format!("# revised mapping\n{good}")).expect("write");
+    let (status, body) = admin_post(&client, &admin, "/admin/reload", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["unchanged"], false, "{body}");
+    assert!(
+        body["changes"].to_string().contains("declared adapters"),
+        "{body}"
+    );
+    let (status, body) = admin_post(&client, &admin, "/admin/reload", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["unchanged"], true, "{body}");
+    gateway.shutdown().await;
+}

@@ -17,7 +17,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::xml::{self, Element, XmlError};
+use crate::xml::{self, Element};
 use crate::{AdapterError, hl7v2};
 
 /// A wire format a declared adapter can speak.
@@ -77,7 +77,7 @@ impl Codec {
                     max_bytes,
                     ..xml::Limits::default()
                 };
-                let root = xml::parse(bytes, &limits).map_err(xml_error)?;
+                let root = xml::parse(bytes, &limits).map_err(|e| e.into_adapter_error("XML"))?;
                 read_xml(&root, o)
             }
             Self::Hl7v2 => {
@@ -105,20 +105,6 @@ impl Codec {
             Self::Xml(_) | Self::FhirXml(_) => write_xml(value),
             Self::Hl7v2 => hl7v2::write(value).map_err(|e| AdapterError::Encode(e.to_string())),
         }
-    }
-}
-
-fn xml_error(e: XmlError) -> AdapterError {
-    match e {
-        XmlError::Malformed(_) => AdapterError::Malformed {
-            format: "XML",
-            detail: "not well-formed".into(),
-        },
-        XmlError::UnknownPrefix | XmlError::Empty => AdapterError::Malformed {
-            format: "XML",
-            detail: e.to_string(),
-        },
-        refused => AdapterError::Refused(refused.to_string()),
     }
 }
 
@@ -228,17 +214,19 @@ fn write_element(w: &mut xml::Writer, name: &str, content: &Value) -> Result<(),
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
+    // Nothing inside (`null`, or children that are all `null`): no element at all, unless it
+    // has attributes.
+    if body.is_null()
+        || body
+            .as_array()
+            .is_some_and(|c| c.iter().all(Value::is_null))
+    {
+        if !attrs.is_empty() {
+            w.empty(name, &attrs);
+        }
+        return Ok(());
+    }
     match body {
-        Value::Null => {
-            if !attrs.is_empty() {
-                w.empty(name, &attrs);
-            }
-        }
-        Value::Array(children) if children.iter().all(Value::is_null) => {
-            if !attrs.is_empty() {
-                w.empty(name, &attrs);
-            }
-        }
         Value::Array(children) => {
             w.start(name, &attrs);
             for c in children {

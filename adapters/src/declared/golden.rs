@@ -33,7 +33,9 @@ fn wire_ext(codec: &Codec) -> &'static str {
     }
 }
 
-fn cases(dir: &Path, suffix: &str) -> Vec<(String, PathBuf)> {
+/// The files in `dir` whose names end with `suffix`, as (name without the suffix, path),
+/// sorted; none when `dir` is missing.
+pub fn cases(dir: &Path, suffix: &str) -> Vec<(String, PathBuf)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };

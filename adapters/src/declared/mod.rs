@@ -94,14 +94,6 @@ fn problem(at: impl Into<String>, message: impl Into<String>) -> LoadProblem {
     }
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset.min(text.len()))
         .map_or(1, |t| t.matches('\n').count() + 1)
@@ -120,7 +112,7 @@ impl Declared {
                 .map_err(|e| vec![problem(shown(f), format!("cannot read: {e}"))])
         };
         let mut problems = Vec::new();
-        if !valid_name(&name) {
+        if !wingspan_core::config::valid_id(&name) {
             problems.push(problem(
                 dir.display().to_string(),
                 "an adapter's directory name is its name: lowercase letters, digits, '-' and '_'",

@@ -175,6 +175,8 @@ pub struct Program {
     source: String,
     program: VrlProgram,
     max_steps: u64,
+    /// Time functions read and write UTC unless a program names a zone.
+    timezone: TimeZone,
 }
 
 impl std::fmt::Debug for Program {
@@ -216,6 +218,7 @@ impl Program {
                 source: source.to_owned(),
                 program: result.program,
                 max_steps,
+                timezone: TimeZone::try_from("UTC".to_owned()).unwrap_or_default(),
             }),
             Err(list) => Err(problems(source, &list)),
         }
@@ -256,8 +259,8 @@ impl Program {
             }
         };
         let mut runtime = Runtime::default();
-        let timezone = TimeZone::try_from("UTC".to_owned()).unwrap_or_default();
-        match runtime.resolve_with_control(&mut target, &self.program, &timezone, &mut control) {
+        match runtime.resolve_with_control(&mut target, &self.program, &self.timezone, &mut control)
+        {
             Ok(_) => Ok(target.value),
             Err(Terminate::Interrupted) => Err(RunError::TooLong { steps: max }),
             Err(Terminate::Abort(e) | Terminate::Error(e)) => Err(self.error(e)),

@@ -438,25 +438,7 @@ pub fn encode_document(env: &Envelope) -> Result<Vec<u8>, AdapterError> {
 // ── Decoding ─────────────────────────────────────────────────────────────────────────────────
 
 fn xml_error(e: XmlError) -> AdapterError {
-    match e {
-        XmlError::DocType
-        | XmlError::UnknownEntity
-        | XmlError::TooLarge(_)
-        | XmlError::TooDeep(_)
-        | XmlError::TooManyAttributes(_)
-        | XmlError::TooManyElements(_)
-        | XmlError::Encoding
-        | XmlError::ProcessingInstruction => AdapterError::Refused(e.to_string()),
-        // The parser's own detail can name input tags: keep only the category.
-        XmlError::Malformed(_) => AdapterError::Malformed {
-            format: FORMAT,
-            detail: "not well-formed".into(),
-        },
-        XmlError::UnknownPrefix | XmlError::Empty => AdapterError::Malformed {
-            format: FORMAT,
-            detail: e.to_string(),
-        },
-    }
+    e.into_adapter_error(FORMAT)
 }
 
 fn unmappable(what: String) -> AdapterError {

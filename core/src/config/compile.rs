@@ -272,7 +272,9 @@ pub enum Transport {
     },
 }
 
-fn valid_id(id: &str) -> bool {
+/// An id as config names things (sources, destinations, declared adapters): 1–64 lowercase
+/// letters, digits, '-' and '_'.
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id

@@ -9,7 +9,7 @@ pub mod raw;
 
 pub use compile::{
     AdminUser, AuditSettings, BrokerSettings, CompiledConfig, Destination, Limits, QueueType, Role,
-    Source, TlsSettings, Transport, compile, constant_time_eq,
+    Source, TlsSettings, Transport, compile, constant_time_eq, valid_id,
 };
 pub use lint::{lint, locate};
 pub use raw::RawConfig;
