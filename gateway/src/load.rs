@@ -126,7 +126,8 @@ pub fn load_str_with(
         None => None,
     };
     let adapters_dir = base.join(&raw.gateway.adapters_dir);
-    let adapters = adapter_set(&adapters_dir)?;
+    let adapters_sha256 = declared::digest(&adapters_dir);
+    let adapters = adapter_set_cached(&adapters_dir, &adapters_sha256)?;
     let mut compiled =
         config::compile(raw, catalog, adapters).map_err(|errors| located(origin, text, errors))?;
     compiled.broker.ca_pem = ca_pem;
@@ -140,9 +141,30 @@ pub fn load_str_with(
         config_text: text.to_owned(),
         signing_key_file,
         subject_key_file,
-        adapters_sha256: declared::digest(&adapters_dir),
+        adapters_sha256,
         adapters_dir,
     })
+}
+
+/// [`adapter_set`], reused while the files under `dir` are unchanged: a reload that changes
+/// a route does not recompile every mapping program (VRL compiles at tens of milliseconds
+/// per program). Keyed by the directory and the digest of every file in it.
+fn adapter_set_cached(dir: &Path, digest: &str) -> Result<AdapterSet, Vec<ConfigError>> {
+    type Compiled = Option<(PathBuf, String, AdapterSet)>;
+    static LAST: std::sync::Mutex<Compiled> = std::sync::Mutex::new(None);
+    if let Some((d, sha, set)) = &*LAST.lock().unwrap_or_else(|p| p.into_inner())
+        && d == dir
+        && sha == digest
+    {
+        return Ok(set.clone());
+    }
+    let set = adapter_set(dir)?;
+    // Kept only if nothing changed while it compiled (else the digest would name other files).
+    if declared::digest(dir) == digest {
+        *LAST.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((dir.to_path_buf(), digest.to_owned(), set.clone()));
+    }
+    Ok(set)
 }
 
 /// The built-in adapters and those declared under `dir`: every program compiled, every
