@@ -46,10 +46,220 @@ fn decode(a: &dyn Adapter, bytes: &[u8]) -> Envelope {
 
 /// Every re-expressed partner: the built-in, its declared twin, the golden directory, the
 /// extension of its wire files.
-const TWINS: [(AdapterKind, &str, &str, &str); 2] = [
+const TWINS: [(AdapterKind, &str, &str, &str); 3] = [
     (AdapterKind::Hr, "hr-declared", "hr", "json"),
     (AdapterKind::Civil, "civil-declared", "civil", "json"),
+    (AdapterKind::Police, "police-declared", "police", "xml"),
 ];
+
+/// The outcome of one side of a differential case: the bytes or envelope, or the refusal's kind.
+fn outcome<T: std::fmt::Debug>(r: Result<T, wingspan_adapters::AdapterError>) -> String {
+    match r {
+        Ok(v) => format!("ok {v:?}"),
+        Err(e) => format!("refused ({})", e.slug()),
+    }
+}
+
+/// Beyond the golden files: the police twin and the built-in agree on edge cases and hostile
+/// documents, each accepted the same way or refused with the same kind of problem.
+#[test]
+fn the_police_twin_agrees_with_the_builtin_on_edge_cases() {
+    let declared = load("police-declared");
+    let builtin = AdapterKind::Police;
+    let base = std::fs::read_to_string(contract::path(
+        "police/decode/decision-rejected-prefixed.wire.xml",
+    ))
+    .expect("fixture");
+    let swaps: &[(&str, &str)] = &[
+        ("", ""),
+        (
+            "<ps:Decision>Rejected</ps:Decision>",
+            "<ps:Decision>Maybe</ps:Decision>",
+        ),
+        (
+            "<ps:Decision>Rejected</ps:Decision>",
+            "<ps:Decision> Rejected </ps:Decision>",
+        ),
+        (
+            "<ps:MaterialId>mat-2026-0117</ps:MaterialId>",
+            "<ps:MaterialId>  </ps:MaterialId>",
+        ),
+        ("<ps:MaterialId>mat-2026-0117</ps:MaterialId>", ""),
+        ("<ps:Bureau>", "<ps:Surprise>x</ps:Surprise><ps:Bureau>"),
+        (
+            "<ps:BureauId>psb-3204</ps:BureauId>",
+            "<ps:BureauId>psb-3204</ps:BureauId><ps:Rank>3</ps:Rank>",
+        ),
+        ("<ps:InReplyTo>enforcement-3f2c9a</ps:InReplyTo>", ""),
+        (
+            "<ps:InReplyTo>enforcement-3f2c9a</ps:InReplyTo>",
+            "<ps:InReplyTo></ps:InReplyTo>",
+        ),
+        ("<ps:Reasons>", "<ps:Reasons><cz:Note>extension</cz:Note>"),
+        (
+            "<ps:Reason>The annex is unsigned.</ps:Reason>",
+            "<ps:Reason>  The annex is unsigned.\n</ps:Reason>",
+        ),
+        (
+            "<ps:Reason>The annex is unsigned.</ps:Reason>",
+            "<ps:Reason></ps:Reason>",
+        ),
+        (
+            "<ps:Reason>The annex is unsigned.</ps:Reason>",
+            "<ps:Reason><ps:B>x</ps:B></ps:Reason>",
+        ),
+        (
+            "<ps:DocumentType>enforcement.material.decision</ps:DocumentType>",
+            "<ps:DocumentType>enforcement.material.submit</ps:DocumentType>",
+        ),
+        (
+            "<ps:Header>",
+            "<ps:Header><ps:DocumentId>again</ps:DocumentId>",
+        ),
+        (
+            "<ps:MaterialDecision>",
+            "<ps:MaterialSubmission/><ps:MaterialDecision>",
+        ),
+        ("ps:ExchangeDocument xmlns:ps", "ps:ExchangeDoc xmlns:ps"),
+        (
+            "<!-- Written",
+            "<!DOCTYPE x [<!ENTITY e \"e\">]><!-- Written",
+        ),
+        ("</ps:ExchangeDocument>", ""),
+    ];
+    for (from, to) in swaps {
+        let mut doc = base.replacen(from, to, 1);
+        if from.starts_with("ps:ExchangeDocument") {
+            doc = doc.replace("</ps:ExchangeDocument>", "</ps:ExchangeDoc>");
+        }
+        let inbound = |a: &dyn Adapter| {
+            outcome(a.decode(Inbound {
+                source: "partner",
+                content_type: None,
+                bytes: doc.as_bytes(),
+            }))
+        };
+        assert_eq!(
+            inbound(declared.as_ref()),
+            inbound(&builtin),
+            "decode, {from:?} → {to:?}"
+        );
+    }
+    // An empty list keeps its wrapper and reads back empty.
+    let rejected: Envelope = serde_json::from_slice(
+        &std::fs::read(contract::path(
+            "police/encode/decision-rejected.decoded.json",
+        ))
+        .expect("read"),
+    )
+    .expect("envelope");
+    let submission: Envelope = serde_json::from_slice(
+        &std::fs::read(contract::path(
+            "police/encode/submission-release-notice.decoded.json",
+        ))
+        .expect("read"),
+    )
+    .expect("envelope");
+    let edits: Vec<(&Envelope, &str, serde_json::Value)> = vec![
+        (&rejected, "/payload/reasons", serde_json::json!([])),
+        (
+            &rejected,
+            "/payload/requested_materials",
+            serde_json::json!(["One", "Two <&>"]),
+        ),
+        (&rejected, "/payload/decision", serde_json::json!("maybe")),
+        (
+            &rejected,
+            "/payload/decided_at",
+            serde_json::json!("2026-11-30 15:19"),
+        ),
+        (
+            &rejected,
+            "/payload/decided_at",
+            serde_json::json!("2026-11-30T15:19:00.125Z"),
+        ),
+        (
+            &submission,
+            "/payload/summary",
+            serde_json::json!("line 1\r\nline 2\t中文"),
+        ),
+        (
+            &submission,
+            "/payload/summary",
+            serde_json::json!("bell \u{7}"),
+        ),
+        (
+            &submission,
+            "/payload/respond_by",
+            serde_json::json!("tomorrow"),
+        ),
+        (
+            &submission,
+            "/payload/medical_justification",
+            serde_json::json!("clinical words"),
+        ),
+        (
+            &submission,
+            "/payload/material_type",
+            serde_json::json!("outside_medical_treatment"),
+        ),
+        (&submission, "/payload/documents", serde_json::json!([])),
+        (
+            &submission,
+            "/payload/centre/alliance",
+            serde_json::json!("ma01"),
+        ),
+        (
+            &submission,
+            "/payload/person/gender",
+            serde_json::json!("other"),
+        ),
+        (
+            &submission,
+            "/payload/person/birth_date",
+            serde_json::Value::Null,
+        ),
+    ];
+    let mut with_justification = submission.clone();
+    with_justification.payload["material_type"] = serde_json::json!("outside_medical_treatment");
+    with_justification.payload["medical_justification"] = serde_json::json!("clinical words");
+    let mut cases: Vec<Envelope> = vec![with_justification];
+    for (env, pointer, value) in edits {
+        let mut env = env.clone();
+        let (parent, key) = pointer.rsplit_once('/').expect("pointer");
+        let map = env
+            .payload
+            .pointer_mut(parent.trim_start_matches("/payload"))
+            .and_then(serde_json::Value::as_object_mut)
+            .expect("parent");
+        if value.is_null() {
+            map.remove(key);
+        } else {
+            map.insert(key.to_owned(), value);
+        }
+        cases.push(env);
+    }
+    for env in &cases {
+        let outbound = |a: &dyn Adapter| {
+            outcome(
+                a.encode(
+                    Canonical {
+                        envelope: env,
+                        bytes: None,
+                    },
+                    None,
+                )
+                .map(|e| String::from_utf8_lossy(&e.body).into_owned()),
+            )
+        };
+        assert_eq!(
+            outbound(declared.as_ref()),
+            outbound(&builtin),
+            "encode {:?}",
+            env.payload
+        );
+    }
+}
 
 #[test]
 fn declared_twins_write_the_same_bytes_and_read_the_same_envelopes() {

@@ -133,7 +133,8 @@ fn read_element(el: &Element<'_>, o: &XmlOptions) -> Result<Value, AdapterError>
                 }
             }
         } else if map.contains_key(&name) {
-            return Err(AdapterError::unmappable(format!(
+            // Refused like a duplicate JSON key: two readers could pick different ones.
+            return Err(AdapterError::Refused(format!(
                 "element {} appears more than once in {}",
                 c.name, el.name
             )));
@@ -141,12 +142,14 @@ fn read_element(el: &Element<'_>, o: &XmlOptions) -> Result<Value, AdapterError>
             map.insert(name, value);
         }
     }
-    let text = el.text.trim();
+    // Text exactly as sent (whitespace between child elements is not text): a program trims
+    // identifiers and codes itself (`strip_whitespace`), as free text must arrive unchanged.
+    let text = &el.text;
     if map.is_empty() {
-        return Ok(Value::String(text.to_owned()));
+        return Ok(Value::String(text.to_string()));
     }
-    if !text.is_empty() {
-        map.insert("#text".into(), Value::String(text.to_owned()));
+    if !text.trim().is_empty() {
+        map.insert("#text".into(), Value::String(text.to_string()));
     }
     Ok(Value::Object(map))
 }
@@ -166,6 +169,23 @@ fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
         && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+}
+
+/// Whether XML 1.0 can carry `c` at all (its Char production).
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// Text refused when XML 1.0 cannot carry it (control characters): the partner would receive a
+/// document that is not well-formed.
+fn carried(name: &str, text: String) -> Result<String, AdapterError> {
+    if text.chars().all(xml_char) {
+        Ok(text)
+    } else {
+        Err(AdapterError::Encode(format!(
+            "{name} contains a character XML 1.0 cannot carry"
+        )))
+    }
 }
 
 fn text_of(v: &Value) -> Option<String> {
@@ -194,7 +214,7 @@ fn write_element(w: &mut xml::Writer, name: &str, content: &Value) -> Result<(),
                         ));
                     }
                     if let Some(t) = text_of(v) {
-                        attrs.push((a.to_owned(), t));
+                        attrs.push((a.to_owned(), carried(name, t)?));
                     } else if !v.is_null() {
                         return Err(AdapterError::Encode(format!(
                             "attribute {a} of {name} is not a value"
@@ -215,13 +235,14 @@ fn write_element(w: &mut xml::Writer, name: &str, content: &Value) -> Result<(),
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     // Nothing inside (`null`, or children that are all `null`): no element at all, unless it
-    // has attributes.
+    // has attributes or is asked for in the object form (`{"$": []}`: an empty list that keeps
+    // its wrapper).
     if body.is_null()
         || body
             .as_array()
             .is_some_and(|c| c.iter().all(Value::is_null))
     {
-        if !attrs.is_empty() {
+        if !attrs.is_empty() || (content.is_object() && body.is_array()) {
             w.empty(name, &attrs);
         }
         return Ok(());
@@ -252,7 +273,7 @@ fn write_element(w: &mut xml::Writer, name: &str, content: &Value) -> Result<(),
             )));
         }
         scalar => {
-            let text = text_of(scalar).unwrap_or_default();
+            let text = carried(name, text_of(scalar).unwrap_or_default())?;
             w.text_element_with(name, &attrs, &text);
         }
     }
@@ -296,13 +317,13 @@ mod tests {
         let v = Codec::Xml(opts()).read(doc, 1 << 20).expect("reads");
         assert_eq!(
             v,
-            json!({"Doc": {"@version": "2", "Id": "a-1",
+            json!({"Doc": {"@version": "2", "Id": " a-1 ",
                            "Items": {"Item": ["one", "two & three"]},
                            "Only": {"Item": ["solo"]}}})
         );
         let twice = br#"<Doc xmlns="urn:example"><Id>1</Id><Id>2</Id></Doc>"#;
         let e = Codec::Xml(opts()).read(twice, 1 << 20).expect_err("twice");
-        assert_eq!(e.slug(), "unmappable-document");
+        assert_eq!(e.slug(), "refused-document");
         let foreign = br#"<Doc xmlns="urn:else"/>"#;
         assert_eq!(
             Codec::Xml(opts())
@@ -326,13 +347,13 @@ mod tests {
         let v = json!({"Doc": {"@xmlns": "urn:example", "$": [
             {"Id": "a-1"}, null, {"Missing": null}, {"Empty": []},
             {"Items": [{"Item": "one"}, {"Item": "<two>"}]},
-            {"Count": 3}, {"Flag": {"@code": "x", "$": "text"}}
+            {"Count": 3}, {"Flag": {"@code": "x", "$": "text"}}, {"Kept": {"$": []}}
         ]}});
         let bytes = Codec::Xml(opts()).write(&v).expect("writes");
         let text = String::from_utf8(bytes.clone()).expect("utf-8");
         assert_eq!(
             text,
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Doc xmlns=\"urn:example\">\n  <Id>a-1</Id>\n  <Items>\n    <Item>one</Item>\n    <Item>&lt;two&gt;</Item>\n  </Items>\n  <Count>3</Count>\n  <Flag code=\"x\">text</Flag>\n</Doc>\n"
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Doc xmlns=\"urn:example\">\n  <Id>a-1</Id>\n  <Items>\n    <Item>one</Item>\n    <Item>&lt;two&gt;</Item>\n  </Items>\n  <Count>3</Count>\n  <Flag code=\"x\">text</Flag>\n  <Kept/>\n</Doc>\n"
         );
         let back = Codec::Xml(opts()).read(&bytes, 1 << 20).expect("reads");
         assert_eq!(back["Doc"]["Items"]["Item"], json!(["one", "<two>"]));
@@ -341,6 +362,8 @@ mod tests {
             json!({"a": 1, "b": 2}),
             json!({"1x": "v"}),
             json!({"D": [1]}),
+            json!({"D": "bell \u{7}"}),
+            json!({"D": {"@a": "nul \u{0}", "$": "x"}}),
         ] {
             assert_eq!(
                 Codec::Xml(opts()).write(&bad).expect_err("bad").slug(),

@@ -290,7 +290,8 @@ impl<'a> Obj<'a> {
     }
 }
 
-/// A list of texts as `<wrapper><item/>…</wrapper>` (an empty list keeps its wrapper).
+/// A list of texts as `<wrapper><item/>…</wrapper>` (an empty list keeps its wrapper, as
+/// `<wrapper/>`).
 fn text_list(
     w: &mut Out,
     wrapper: &str,
@@ -298,6 +299,10 @@ fn text_list(
     items: Option<&[Value]>,
 ) -> Result<(), AdapterError> {
     let Some(items) = items else { return Ok(()) };
+    if items.is_empty() {
+        w.w.empty(wrapper, &[]);
+        return Ok(());
+    }
     w.start(wrapper);
     for v in items {
         let t = v

@@ -169,7 +169,7 @@ fn minimal_documents_round_trip() {
     // An empty list keeps its wrapper and comes back empty, not absent.
     let mut d = decision("approved");
     d.payload["reasons"] = json!([]);
-    assert!(text_of(&d).contains("<Reasons>\n"));
+    assert!(text_of(&d).contains("<Reasons/>\n"));
     assert_eq!(round_trip(&d), expected(&d));
 }
 
