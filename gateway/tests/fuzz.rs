@@ -2,8 +2,10 @@
 //! (flipped, inserted, deleted and repeated bytes, truncation) of valid documents of every
 //! partner format. No input may panic; every outcome is a value or a typed error.
 //!
-//! Targets: each adapter's decode for each of its media types, the safe XML parser, the
-//! strict JSON reader and the whole ingress pipeline (`admit`) under the example config.
+//! Targets: each adapter's decode for each of its media types, the declared adapters of the
+//! example config (codec and decode program, seeded with their golden documents), the safe XML
+//! parser, the strict JSON reader and the whole ingress pipeline (`admit`) under the example
+//! config.
 //! `WINGSPAN_FUZZ_CASES` sets the cases per target (default 1,000, which keeps CI's run to
 //! seconds); e.g. `WINGSPAN_FUZZ_CASES=200000 cargo test --release -p wingspan --test fuzz`
 //! for a longer hunt.
@@ -14,7 +16,7 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use wingspan_adapters::{AdapterKind, Canonical, Inbound};
+use wingspan_adapters::{Adapter, AdapterKind, Canonical, Inbound};
 use wingspan_core::Envelope;
 use wingspan_sim::samples;
 
@@ -180,6 +182,36 @@ fn every_adapter_decoder_survives_mutated_and_arbitrary_input() {
                 });
             });
         }
+    }
+}
+
+#[test]
+fn every_declared_adapter_survives_mutated_and_arbitrary_input() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/adapters");
+    let declared = wingspan_adapters::declared::load_all(&dir)
+        .unwrap_or_else(|p| panic!("declared adapters do not load: {p:?}"));
+    assert!(declared.len() >= 4, "the example config declares adapters");
+    for adapter in declared {
+        // Every partner document of its golden cases, both directions.
+        let mut seeds = Vec::new();
+        for sub in ["encode", "decode"] {
+            let Ok(entries) = std::fs::read_dir(adapter.dir().join("golden").join(sub)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().contains(".wire.") {
+                    seeds.push(std::fs::read(e.path()).expect("golden document"));
+                }
+            }
+        }
+        let ct = adapter.content_types()[0];
+        fuzz(&format!("{} (declared)", adapter.name()), seeds, |bytes| {
+            let _ = adapter.decode(Inbound {
+                source: "fuzz",
+                content_type: Some(ct),
+                bytes,
+            });
+        });
     }
 }
 

@@ -244,19 +244,66 @@ impl Declared {
 
     /// The partner document value the encode program makes of an envelope.
     pub fn encode_value(&self, envelope: &Envelope) -> Result<Value, AdapterError> {
-        let input =
-            serde_json::to_value(envelope).map_err(|e| AdapterError::Encode(e.to_string()))?;
         let out = self
             .encode
-            .run(VrlValue::from(input))
+            .run(envelope_to_vrl(envelope))
             .map_err(|e| AdapterError::Encode(format!("encode.vrl: {e}")))?;
         to_json(out).map_err(|what| AdapterError::Encode(format!("encode.vrl: {what}")))
     }
 }
 
+/// The envelope as the encode program's `.`, built from references (no intermediate JSON
+/// value): `message_id`, `message_type`, `schema_version`, `source`, `sent_at`,
+/// `correlation_id` (when set) and `payload`.
+fn envelope_to_vrl(env: &Envelope) -> VrlValue {
+    let text = |s: &str| VrlValue::from(s);
+    let mut map = vrl::value::ObjectMap::new();
+    map.insert("message_id".into(), text(&env.message_id));
+    map.insert("message_type".into(), text(&env.message_type));
+    map.insert("schema_version".into(), text(&env.schema_version));
+    map.insert("source".into(), text(&env.source));
+    map.insert("sent_at".into(), text(&env.sent_at));
+    if let Some(c) = &env.correlation_id {
+        map.insert("correlation_id".into(), text(c));
+    }
+    map.insert("payload".into(), json_to_vrl(&env.payload));
+    VrlValue::Object(map)
+}
+
+/// A JSON value as a VRL value, by reference.
+fn json_to_vrl(v: &Value) -> VrlValue {
+    match v {
+        Value::Null => VrlValue::Null,
+        Value::Bool(b) => VrlValue::Boolean(*b),
+        Value::String(s) => VrlValue::from(s.as_str()),
+        Value::Array(items) => VrlValue::Array(items.iter().map(json_to_vrl).collect()),
+        Value::Object(map) => VrlValue::Object(
+            map.iter()
+                .map(|(k, v)| (k.as_str().into(), json_to_vrl(v)))
+                .collect(),
+        ),
+        // Integers stay integers; other numbers as VRL's own conversion has them.
+        Value::Number(_) => VrlValue::from(v.clone()),
+    }
+}
+
+/// A program's result as JSON, moving what can be moved; bytes must be UTF-8.
 fn to_json(v: VrlValue) -> Result<Value, &'static str> {
-    v.try_into()
-        .map_err(|_| "the result holds bytes that are not UTF-8")
+    const NOT_UTF8: &str = "the result holds bytes that are not UTF-8";
+    Ok(match v {
+        VrlValue::Null => Value::Null,
+        VrlValue::Boolean(b) => Value::Bool(b),
+        VrlValue::Bytes(b) => Value::String(String::from_utf8(Vec::from(b)).map_err(|_| NOT_UTF8)?),
+        VrlValue::Array(items) => {
+            Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?)
+        }
+        VrlValue::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| Ok((String::from(k), to_json(v)?)))
+                .collect::<Result<Map<_, _>, &'static str>>()?,
+        ),
+        other => other.try_into().map_err(|_| NOT_UTF8)?,
+    })
 }
 
 fn text(map: &mut Map<String, Value>, key: &str) -> Result<Option<String>, AdapterError> {

@@ -258,9 +258,32 @@ impl Program {
                 ControlFlow::Continue(())
             }
         };
-        let mut runtime = Runtime::default();
-        match runtime.resolve_with_control(&mut target, &self.program, &self.timezone, &mut control)
-        {
+        // One runtime per thread, emptied before each run: its variable table keeps its
+        // allocation from one message to the next.
+        thread_local! {
+            static RUNTIME: std::cell::RefCell<Runtime> = std::cell::RefCell::new(Runtime::default());
+        }
+        let resolved = RUNTIME.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut runtime) => {
+                runtime.clear();
+                let r = runtime.resolve_with_control(
+                    &mut target,
+                    &self.program,
+                    &self.timezone,
+                    &mut control,
+                );
+                runtime.clear();
+                r
+            }
+            // Not reentrant in practice (a program cannot call another); a fresh one if it were.
+            Err(_) => Runtime::default().resolve_with_control(
+                &mut target,
+                &self.program,
+                &self.timezone,
+                &mut control,
+            ),
+        });
+        match resolved {
             Ok(_) => Ok(target.value),
             Err(Terminate::Interrupted) => Err(RunError::TooLong { steps: max }),
             Err(Terminate::Abort(e) | Terminate::Error(e)) => Err(self.error(e)),

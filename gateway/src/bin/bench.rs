@@ -6,13 +6,16 @@
 //! - gateway: the real gateway (AMQP ingress → decode, validate, route, encode → confirmed
 //!   delivery to an AMQP destination → receipt committed to SQLite → ack), with the police
 //!   adapter's field policy and XML encoder on (`WINGSPAN_BENCH_ADAPTER=rehab` for the
-//!   canonical pass-through).
+//!   canonical pass-through, `police-declared` for the police document written by the example
+//!   config's declared adapter).
 //!
 //! Runs alternate (raw, gateway, raw, gateway, …); the medians and their ratio are printed,
 //! and the last line reads `ratio=<gateway/raw> gateway=<msg/s> raw=<msg/s>`.
 //!
 //! `cargo run --release -p wingspan --bin wingspan-bench -- [N] [RUNS] [gateway|raw]` (defaults
-//! 50000 5, both sides).
+//! 50000 5, both sides). `… [N] [RUNS] declared` alternates the gateway with the built-in
+//! `police` adapter and with its declared twin `police-declared` (VRL) instead, and ends with
+//! `declared_ratio=<declared/built-in> declared=<msg/s> builtin=<msg/s>`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -181,16 +184,18 @@ async fn raw(n: usize, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
 }
 
 /// The real gateway with one AMQP destination.
-async fn gateway(n: usize, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
+async fn gateway(n: usize, bodies: &[Vec<u8>], adapter: &str) -> anyhow::Result<f64> {
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let prefix = format!("bench-gw-{tag}");
     let dir = std::env::temp_dir().join(&prefix);
     let schemas = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+    let adapters = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/adapters");
     let text = format!(
         r#"
 [gateway]
 instance = "bench"
 schemas_dir = {schemas:?}
+adapters_dir = {adapters:?}
 state_dir = {state:?}
 [broker]
 url = {url:?}
@@ -211,10 +216,10 @@ message_types = ["enforcement.material.submit"]
 destinations = ["partner"]
 "#,
         schemas = schemas.display().to_string(),
+        adapters = adapters.display().to_string(),
         state = dir.display().to_string(),
         url = url(),
         prefetch = prefetch(),
-        adapter = adapter(),
         user = amqp_user(),
     );
     let loaded = wingspan::load::load_str("bench.toml", &text, &dir)
@@ -370,13 +375,33 @@ async fn main() -> anyhow::Result<()> {
         println!("audit_append_median={:.0} records/s", median(rates));
         return Ok(());
     }
+    if only.as_deref() == Some("declared") {
+        let bodies = bodies(n);
+        println!(
+            "wingspan-bench declared: N={n} persistent messages, police vs police-declared, {runs} run(s) each, alternating"
+        );
+        let (mut builtins, mut declared) = (Vec::new(), Vec::new());
+        for run in 1..=runs {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let b = gateway(n, &bodies, "police").await?;
+            println!("run {run}: police          {b:>9.0} msg/s");
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let d = gateway(n, &bodies, "police-declared").await?;
+            println!("run {run}: police-declared {d:>9.0} msg/s");
+            builtins.push(b);
+            declared.push(d);
+        }
+        let (b, d) = (median(builtins), median(declared));
+        println!("declared_ratio={:.3} declared={d:.0} builtin={b:.0}", d / b);
+        return Ok(());
+    }
     if let Some(side) = only.as_deref() {
         let bodies = bodies(n);
         for run in 1..=runs {
             let rate = if side == "raw" {
                 raw(n, &bodies).await?
             } else {
-                gateway(n, &bodies).await?
+                gateway(n, &bodies, &adapter()).await?
             };
             println!("run {run}: {side} {rate:>9.0} msg/s");
         }
@@ -397,7 +422,7 @@ async fn main() -> anyhow::Result<()> {
         let r = raw(n, &bodies).await?;
         println!("run {run}: raw     {r:>9.0} msg/s");
         settle().await;
-        let g = gateway(n, &bodies).await?;
+        let g = gateway(n, &bodies, &adapter()).await?;
         println!("run {run}: gateway {g:>9.0} msg/s");
         raws.push(r);
         gws.push(g);

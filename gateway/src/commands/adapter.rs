@@ -1,10 +1,46 @@
 //! `wingspan adapter list|test`: the declared adapters of a config, and their golden cases in
 //! both directions with their round trips (pass/fail, a diff on failure).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::Subcommand;
 use wingspan_adapters::Adapter;
 use wingspan_adapters::declared::{self, golden};
+
+use super::resolve;
+
+#[derive(Subcommand, Debug)]
+pub enum AdapterCommand {
+    /// The built-in adapters and the declared ones, with their formats and message types.
+    List {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+    },
+    /// Each declared adapter's golden cases in both directions and its round trips: pass/fail,
+    /// a diff on failure, exit code 1 on any failure.
+    Test {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        /// Only this adapter.
+        name: Option<String>,
+        /// Write the actual document of every encode case whose expected one is missing or
+        /// differs (review the diff before committing it).
+        #[arg(long)]
+        update: bool,
+    },
+}
+
+/// `wingspan adapter …`.
+pub fn run(command: AdapterCommand) -> i32 {
+    match command {
+        AdapterCommand::List { config } => list(&resolve(config)),
+        AdapterCommand::Test {
+            config,
+            name,
+            update,
+        } => test(&resolve(config), name.as_deref(), update),
+    }
+}
 
 /// Load the config (which compiles every declared adapter) and the adapters themselves.
 fn declared(config: &Path) -> Result<Vec<std::sync::Arc<declared::Declared>>, i32> {
