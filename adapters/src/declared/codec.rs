@@ -17,6 +17,10 @@
 
 use serde_json::{Map, Value};
 
+use std::borrow::Cow;
+
+use vrl::value::Value as VrlValue;
+
 use crate::xml::{self, Element};
 use crate::{AdapterError, hl7v2};
 
@@ -96,14 +100,19 @@ impl Codec {
         }
     }
 
-    /// The program's output → partner bytes.
-    pub fn write(&self, value: &Value) -> Result<Vec<u8>, AdapterError> {
+    /// The program's output → partner bytes. XML is written from the program's value itself;
+    /// JSON and HL7 v2 from its JSON form.
+    pub fn write(&self, value: VrlValue) -> Result<Vec<u8>, AdapterError> {
+        let json = |v| {
+            super::to_json(v).map_err(|what| AdapterError::Encode(format!("encode.vrl: {what}")))
+        };
         match self {
-            Self::Json | Self::FhirJson => {
-                serde_json::to_vec(value).map_err(|e| AdapterError::Encode(e.to_string()))
+            Self::Json | Self::FhirJson => serde_json::to_vec(&json(value)?)
+                .map_err(|e| AdapterError::Encode(e.to_string())),
+            Self::Xml(_) | Self::FhirXml(_) => write_xml(&value),
+            Self::Hl7v2 => {
+                hl7v2::write(&json(value)?).map_err(|e| AdapterError::Encode(e.to_string()))
             }
-            Self::Xml(_) | Self::FhirXml(_) => write_xml(value),
-            Self::Hl7v2 => hl7v2::write(value).map_err(|e| AdapterError::Encode(e.to_string())),
         }
     }
 }
@@ -178,7 +187,7 @@ fn xml_char(c: char) -> bool {
 
 /// Text refused when XML 1.0 cannot carry it (control characters): the partner would receive a
 /// document that is not well-formed.
-fn carried(name: &str, text: String) -> Result<String, AdapterError> {
+fn carried<'t>(name: &str, text: Cow<'t, str>) -> Result<Cow<'t, str>, AdapterError> {
     if text.chars().all(xml_char) {
         Ok(text)
     } else {
@@ -188,23 +197,34 @@ fn carried(name: &str, text: String) -> Result<String, AdapterError> {
     }
 }
 
-fn text_of(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
+/// A scalar's text (`None`: not a scalar; text must be UTF-8), borrowed where it can be.
+fn text_of(v: &VrlValue) -> Result<Option<Cow<'_, str>>, AdapterError> {
+    Ok(Some(match v {
+        VrlValue::Bytes(b) => Cow::Borrowed(
+            std::str::from_utf8(b)
+                .map_err(|_| AdapterError::Encode("a text is not UTF-8".into()))?,
+        ),
+        VrlValue::String(t) => Cow::Owned(t.to_string()),
+        VrlValue::Integer(n) => Cow::Owned(n.to_string()),
+        // Written as JSON writes numbers (`1.0`, not `1`).
+        VrlValue::Float(f) => Cow::Owned(
+            serde_json::Number::from_f64(f.into_inner())
+                .map_or_else(|| f.to_string(), |n| n.to_string()),
+        ),
+        VrlValue::Boolean(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        _ => return Ok(None),
+    }))
 }
 
-fn write_element(w: &mut xml::Writer, name: &str, content: &Value) -> Result<(), AdapterError> {
+fn write_element(w: &mut xml::Writer, name: &str, content: &VrlValue) -> Result<(), AdapterError> {
     if !valid_name(name) {
         return Err(AdapterError::Encode(
             "an element name is not a valid XML name".into(),
         ));
     }
-    let (attrs, body): (Vec<(String, String)>, &Value) = match content {
-        Value::Object(map) => {
+    let null = VrlValue::Null;
+    let (attrs, body): (Vec<(&str, Cow<'_, str>)>, &VrlValue) = match content {
+        VrlValue::Object(map) => {
             let mut attrs = Vec::new();
             for (k, v) in map {
                 if let Some(a) = k.strip_prefix('@') {
@@ -213,34 +233,31 @@ fn write_element(w: &mut xml::Writer, name: &str, content: &Value) -> Result<(),
                             "an attribute name is not a valid XML name".into(),
                         ));
                     }
-                    if let Some(t) = text_of(v) {
-                        attrs.push((a.to_owned(), carried(name, t)?));
+                    if let Some(t) = text_of(v)? {
+                        attrs.push((a, carried(name, t)?));
                     } else if !v.is_null() {
                         return Err(AdapterError::Encode(format!(
                             "attribute {a} of {name} is not a value"
                         )));
                     }
-                } else if k != "$" {
+                } else if k.as_str() != "$" {
                     return Err(AdapterError::Encode(format!(
                         "{name}: an object holds \"@attributes\" and \"$\" only"
                     )));
                 }
             }
-            (attrs, map.get("$").unwrap_or(&Value::Null))
+            (attrs, map.get("$").unwrap_or(&null))
         }
         other => (Vec::new(), other),
     };
-    let attrs: Vec<(&str, &str)> = attrs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let attrs: Vec<(&str, &str)> = attrs.iter().map(|(k, v)| (*k, v.as_ref())).collect();
     // Nothing inside (`null`, or children that are all `null`): no element at all, unless it
     // has attributes or is asked for in the object form (`{"$": []}`: an empty list that keeps
     // its wrapper).
     if body.is_null()
         || body
             .as_array()
-            .is_some_and(|c| c.iter().all(Value::is_null))
+            .is_some_and(|c| c.iter().all(VrlValue::is_null))
     {
         if !attrs.is_empty() || (content.is_object() && body.is_array()) {
             w.empty(name, &attrs);
@@ -248,14 +265,14 @@ fn write_element(w: &mut xml::Writer, name: &str, content: &Value) -> Result<(),
         return Ok(());
     }
     match body {
-        Value::Array(children) => {
+        VrlValue::Array(children) => {
             w.start(name, &attrs);
             for c in children {
                 match c {
-                    Value::Null => {}
-                    Value::Object(one) if one.len() == 1 => {
+                    VrlValue::Null => {}
+                    VrlValue::Object(one) if one.len() == 1 => {
                         if let Some((k, v)) = one.iter().next() {
-                            write_element(w, k, v)?;
+                            write_element(w, k.as_str(), v)?;
                         }
                     }
                     _ => {
@@ -267,20 +284,24 @@ fn write_element(w: &mut xml::Writer, name: &str, content: &Value) -> Result<(),
             }
             w.end(name);
         }
-        Value::Object(_) => {
+        VrlValue::Object(_) => {
             return Err(AdapterError::Encode(format!(
                 "{name}: \"$\" holds the children (an array) or the text"
             )));
         }
         scalar => {
-            let text = carried(name, text_of(scalar).unwrap_or_default())?;
-            w.text_element_with(name, &attrs, &text);
+            let Some(text) = text_of(scalar)? else {
+                return Err(AdapterError::Encode(format!(
+                    "{name}: the content is not text, children or null"
+                )));
+            };
+            w.text_element_with(name, &attrs, &carried(name, text)?);
         }
     }
     Ok(())
 }
 
-fn write_xml(value: &Value) -> Result<Vec<u8>, AdapterError> {
+fn write_xml(value: &VrlValue) -> Result<Vec<u8>, AdapterError> {
     let root = value
         .as_object()
         .filter(|m| m.len() == 1)
@@ -289,7 +310,7 @@ fn write_xml(value: &Value) -> Result<Vec<u8>, AdapterError> {
             AdapterError::Encode("expected an object with one key, the root element".into())
         })?;
     let mut w = xml::Writer::new();
-    write_element(&mut w, root.0, root.1)?;
+    write_element(&mut w, root.0.as_str(), root.1)?;
     Ok(w.finish())
 }
 
@@ -349,7 +370,7 @@ mod tests {
             {"Items": [{"Item": "one"}, {"Item": "<two>"}]},
             {"Count": 3}, {"Flag": {"@code": "x", "$": "text"}}, {"Kept": {"$": []}}
         ]}});
-        let bytes = Codec::Xml(opts()).write(&v).expect("writes");
+        let bytes = Codec::Xml(opts()).write(VrlValue::from(v)).expect("writes");
         let text = String::from_utf8(bytes.clone()).expect("utf-8");
         assert_eq!(
             text,
@@ -366,7 +387,7 @@ mod tests {
             json!({"D": {"@a": "nul \u{0}", "$": "x"}}),
         ] {
             assert_eq!(
-                Codec::Xml(opts()).write(&bad).expect_err("bad").slug(),
+                Codec::Xml(opts()).write(VrlValue::from(bad)).expect_err("bad").slug(),
                 "cannot-encode"
             );
         }

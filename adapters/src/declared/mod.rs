@@ -243,12 +243,10 @@ impl Declared {
     }
 
     /// The partner document value the encode program makes of an envelope.
-    pub fn encode_value(&self, envelope: &Envelope) -> Result<Value, AdapterError> {
-        let out = self
-            .encode
+    pub fn encode_value(&self, envelope: &Envelope) -> Result<VrlValue, AdapterError> {
+        self.encode
             .run(envelope_to_vrl(envelope))
-            .map_err(|e| AdapterError::Encode(format!("encode.vrl: {e}")))?;
-        to_json(out).map_err(|what| AdapterError::Encode(format!("encode.vrl: {what}")))
+            .map_err(|e| AdapterError::Encode(format!("encode.vrl: {e}")))
     }
 }
 
@@ -288,7 +286,7 @@ fn json_to_vrl(v: &Value) -> VrlValue {
 }
 
 /// A program's result as JSON, moving what can be moved; bytes must be UTF-8.
-fn to_json(v: VrlValue) -> Result<Value, &'static str> {
+pub(crate) fn to_json(v: VrlValue) -> Result<Value, &'static str> {
     const NOT_UTF8: &str = "the result holds bytes that are not UTF-8";
     Ok(match v {
         VrlValue::Null => Value::Null,
@@ -394,7 +392,7 @@ impl Adapter for Declared {
             return Err(AdapterError::UnsupportedType(env.message_type.clone()));
         }
         let value = self.encode_value(env)?;
-        let body = self.codec.write(&value)?;
+        let body = self.codec.write(value)?;
         if body.len() > MAX_DOCUMENT_BYTES {
             return Err(AdapterError::Encode(format!(
                 "the document is larger than {MAX_DOCUMENT_BYTES} bytes"
