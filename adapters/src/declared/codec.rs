@@ -107,8 +107,9 @@ impl Codec {
             super::to_json(v).map_err(|what| AdapterError::Encode(format!("encode.vrl: {what}")))
         };
         match self {
-            Self::Json | Self::FhirJson => serde_json::to_vec(&json(value)?)
-                .map_err(|e| AdapterError::Encode(e.to_string())),
+            Self::Json | Self::FhirJson => {
+                serde_json::to_vec(&json(value)?).map_err(|e| AdapterError::Encode(e.to_string()))
+            }
             Self::Xml(_) | Self::FhirXml(_) => write_xml(&value),
             Self::Hl7v2 => {
                 hl7v2::write(&json(value)?).map_err(|e| AdapterError::Encode(e.to_string()))
@@ -387,7 +388,10 @@ mod tests {
             json!({"D": {"@a": "nul \u{0}", "$": "x"}}),
         ] {
             assert_eq!(
-                Codec::Xml(opts()).write(VrlValue::from(bad)).expect_err("bad").slug(),
+                Codec::Xml(opts())
+                    .write(VrlValue::from(bad))
+                    .expect_err("bad")
+                    .slug(),
                 "cannot-encode"
             );
         }
