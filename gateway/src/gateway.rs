@@ -104,6 +104,7 @@ impl Gateway {
                 checkpoint_secs: config.audit.checkpoint_secs,
             },
         )?;
+        store.retain((&config.retention).into());
         // Nothing is accepted before the config it runs under is on record.
         let mut loaded_entry = wingspan_core::audit::Entry::new(
             wingspan_core::audit::Event::ConfigLoaded,

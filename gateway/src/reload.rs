@@ -324,6 +324,7 @@ impl Reloader {
         if let Some(l) = &self.limiters {
             l.update(&loaded.config);
         }
+        self.store.retain((&loaded.config.retention).into());
         self.live.swap(loaded.config.clone());
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = (
             loaded.config_sha256.clone(),

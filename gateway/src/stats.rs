@@ -245,6 +245,8 @@ pub struct StoreTimes {
     /// Each copy of the write-ahead log into the database, with its sync (checkpoint thread;
     /// the writer does not wait for it, but its writes share the disk with the broker's).
     pub checkpoint: Histogram,
+    /// Rows pruned past their retention windows: receipts, delivery states, parked states.
+    pub pruned: [u64; 3],
 }
 
 /// A histogram without labels, with its HELP and TYPE lines.
@@ -358,6 +360,17 @@ pub fn render_prometheus(stats: &Stats, queues: &[QueueDepth], store: &StoreTime
         "Copies of the state store's write-ahead log into its database, each with its sync (off the writer's path).",
         &store.checkpoint,
     );
+    let _ = writeln!(
+        out,
+        "# HELP wingspan_store_pruned_total Rows pruned from the state store past their retention window."
+    );
+    let _ = writeln!(out, "# TYPE wingspan_store_pruned_total counter");
+    for (kind, n) in ["receipts", "deliveries", "parked"]
+        .iter()
+        .zip(store.pruned)
+    {
+        let _ = writeln!(out, "wingspan_store_pruned_total{{kind=\"{kind}\"}} {n}");
+    }
     let _ = writeln!(
         out,
         "# HELP wingspan_queue_messages Messages ready in a gateway queue (destination, retry, parked, ingress)."

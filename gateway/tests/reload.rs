@@ -425,11 +425,9 @@ async fn a_reload_recompiles_declared_adapters_and_refuses_a_broken_program() {
     // A program that does not compile: refused at file:line:column, the old config runs on.
     let program = adapters.join("hl7v2/encode.vrl");
     let good = std::fs::read_to_string(&program).expect("program");
-    std::fs::write(
-        &program,
-        good.replace("p = object!(.payload)", "p = .payload + 1"),
-    )
-    .expect("write");
+    let broken = good.replace("p = object!(del(.payload))", "p = del(.payload) + 1");
+    assert_ne!(broken, good, "the test breaks the program's first line");
+    std::fs::write(&program, broken).expect("write");
     let (status, body) = admin_post(&client, &admin, "/admin/reload", json!({})).await;
     assert_eq!(status, 422, "{body}");
     let problems = body["problems"].to_string();

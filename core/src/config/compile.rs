@@ -96,6 +96,10 @@ pub struct BrokerSettings {
 pub struct Retention {
     pub parked_secs: u64,
     pub parked_secs_by_type: HashMap<String, u64>,
+    /// The deduplication window: receipts older than this are pruned.
+    pub receipts_secs: u64,
+    /// Delivery states of copies accepted longer ago than this are pruned (≤ `receipts_secs`).
+    pub deliveries_secs: u64,
 }
 
 impl Retention {
@@ -106,6 +110,14 @@ impl Retention {
             .copied()
             .unwrap_or(self.parked_secs)
             .saturating_mul(1000)
+    }
+
+    /// The longest any parked copy is kept.
+    pub fn parked_max_secs(&self) -> u64 {
+        self.parked_secs_by_type
+            .values()
+            .copied()
+            .fold(self.parked_secs, u64::max)
     }
 }
 
@@ -491,6 +503,21 @@ pub fn compile(
     }
     if raw.retention.parked_secs == 0 {
         errors.push(ConfigError::new("retention.parked_secs", "must be above 0"));
+    }
+    if raw.retention.receipts_secs == 0 {
+        errors.push(ConfigError::new(
+            "retention.receipts_secs",
+            "must be above 0: it is the deduplication window",
+        ));
+    }
+    match raw.retention.deliveries_secs {
+        Some(d) if d == 0 || d > raw.retention.receipts_secs => {
+            errors.push(ConfigError::new(
+                "retention.deliveries_secs",
+                "must be above 0 and at most receipts_secs (a state is read through its receipt)",
+            ));
+        }
+        _ => {}
     }
     if raw.limits.max_body_bytes < 256 {
         errors.push(ConfigError::new(
@@ -885,6 +912,11 @@ pub fn compile(
         retention: Retention {
             parked_secs: raw.retention.parked_secs,
             parked_secs_by_type: raw.retention.parked_secs_by_type.into_iter().collect(),
+            receipts_secs: raw.retention.receipts_secs,
+            deliveries_secs: raw
+                .retention
+                .deliveries_secs
+                .unwrap_or(raw.retention.receipts_secs),
         },
         audit: AuditSettings {
             store: raw.audit.store.clone(),

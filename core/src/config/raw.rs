@@ -176,6 +176,15 @@ pub struct RawRetention {
     /// Per message type, overriding `parked_secs`.
     #[serde(default)]
     pub parked_secs_by_type: std::collections::BTreeMap<String, u64>,
+    /// Seconds a receipt is kept (default 30 days): the deduplication window. Within it a
+    /// message sent again is answered with its original receipt; after it, the same id is a
+    /// new message.
+    #[serde(default = "default_window_secs")]
+    pub receipts_secs: u64,
+    /// Seconds a copy's delivery state is kept (default: as long as receipts); at most
+    /// `receipts_secs`. A parked copy's state is kept while the copy may still be parked.
+    #[serde(default)]
+    pub deliveries_secs: Option<u64>,
 }
 
 impl Default for RawRetention {
@@ -183,8 +192,14 @@ impl Default for RawRetention {
         Self {
             parked_secs: default_parked_secs(),
             parked_secs_by_type: Default::default(),
+            receipts_secs: default_window_secs(),
+            deliveries_secs: None,
         }
     }
+}
+
+fn default_window_secs() -> u64 {
+    30 * 24 * 3600
 }
 
 fn default_parked_secs() -> u64 {

@@ -1,0 +1,312 @@
+//! The audit trail's shell: its keys (read, or created on first start), the entries the
+//! gateway's steps produce, and the commands compliance runs (`wingspan audit …`).
+//! Records are appended by the state store's writer thread, in the same transaction as the
+//! receipt or delivery state they account for (see `store`); hashing and verification are
+//! the core's (`wingspan_core::audit`).
+
+use wingspan_core::Envelope;
+use wingspan_core::audit::{Entry, Event};
+
+use crate::load::Loaded;
+
+mod export;
+mod keys;
+pub mod pg;
+pub mod sqlite;
+
+pub use export::{Manifest, export, verify_export};
+pub use keys::{AuditKeys, keys, trusted_key};
+
+/// Now, RFC 3339 UTC with microseconds: the audit clock.
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// An entry about one message, with its header fields filled in.
+pub fn about(event: Event, env: &Envelope) -> Entry {
+    let mut e = Entry::new(event, now());
+    e.message_id = Some(env.message_id.clone());
+    e.correlation_id = env.correlation_id.clone();
+    e.source = Some(env.source.clone());
+    e.message_type = Some(env.message_type.clone());
+    e.actor = Some("gateway".into());
+    e
+}
+
+/// An operator's reason as recorded: one line, at most 200 characters. Operators are told
+/// (README, console) that it is for why, never for whom.
+pub fn bounded_reason(reason: &str) -> String {
+    reason
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect()
+}
+
+/// The person a message is about, if its payload names one.
+pub fn person_id(env: &Envelope) -> Option<&str> {
+    env.payload
+        .pointer("/person/person_id")
+        .and_then(serde_json::Value::as_str)
+}
+
+// ── Compliance commands ───────────────────────────────────────────────────────────────────
+
+use rusqlite::{Connection, OpenFlags, params_from_iter};
+use wingspan_core::audit::{Checkpoint, GENESIS, Record, Report, Verifier};
+
+use pg::PgAudit;
+use sqlite::{read_checkpoints, read_trail};
+
+/// An audit store to read: the embedded SQLite database or the shared PostgreSQL one.
+#[derive(Debug)]
+pub enum AuditSource {
+    Sqlite(Connection),
+    Postgres(Box<PgAudit>),
+}
+
+/// Where an audit store is: what `open` needs.
+#[derive(Debug, Clone)]
+pub enum Location {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Location {
+    pub fn of(loaded: &Loaded) -> Self {
+        match &loaded.config.audit.store {
+            Some(url) => Self::Postgres(url.clone()),
+            None => Self::Sqlite(loaded.state_dir.join("wingspan-state.db")),
+        }
+    }
+
+    /// Open for reading (SQLite read-only).
+    pub fn open(&self) -> anyhow::Result<AuditSource> {
+        match self {
+            Self::Sqlite(path) => {
+                Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .map(AuditSource::Sqlite)
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot open the audit store {}: {e}", path.display())
+                    })
+            }
+            Self::Postgres(url) => PgAudit::connect(url)
+                .map(|pg| AuditSource::Postgres(Box::new(pg)))
+                .map_err(|e| anyhow::anyhow!("cannot open the audit store: {e}")),
+        }
+    }
+}
+
+/// The audit store of a loaded config, opened for reading.
+pub fn open_store(loaded: &Loaded) -> anyhow::Result<AuditSource> {
+    Location::of(loaded).open()
+}
+
+impl AuditSource {
+    fn chains(&mut self) -> anyhow::Result<Vec<String>> {
+        Ok(match self {
+            Self::Sqlite(conn) => conn
+                .prepare("SELECT DISTINCT chain_id FROM audit ORDER BY chain_id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?,
+            Self::Postgres(pg) => pg.chains()?,
+        })
+    }
+
+    /// Every record of a chain in storage order, one at a time (constant memory).
+    fn each_record(&mut self, chain_id: &str, f: &mut dyn FnMut(Record)) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(conn) => sqlite::each_record(conn, chain_id, f)?,
+            Self::Postgres(pg) => pg.each_record(chain_id, f)?,
+        }
+        Ok(())
+    }
+
+    /// Where the record with this hash stands in its chain, and the seq of the one after it.
+    fn locate(
+        &mut self,
+        chain_id: &str,
+        hash: &str,
+    ) -> anyhow::Result<Option<(usize, Option<u64>)>> {
+        let mut at = Locate::new(hash);
+        self.each_record(chain_id, &mut |r| at.push(&r))?;
+        Ok(at.found())
+    }
+
+    fn checkpoints(&mut self) -> anyhow::Result<Vec<Checkpoint>> {
+        Ok(match self {
+            Self::Sqlite(conn) => read_checkpoints(conn)?,
+            Self::Postgres(pg) => pg.read_checkpoints()?,
+        })
+    }
+}
+
+/// Finds, in one pass over records in chain order, where the one with a hash stands and the
+/// seq of the one after it (to name where a broken chain broke).
+struct Locate<'a> {
+    hash: &'a str,
+    seen: usize,
+    found: Option<usize>,
+    next: Option<u64>,
+}
+
+impl<'a> Locate<'a> {
+    fn new(hash: &'a str) -> Self {
+        Self {
+            hash,
+            seen: 0,
+            found: None,
+            next: None,
+        }
+    }
+
+    fn push(&mut self, r: &Record) {
+        if self.found.is_some() && self.next.is_none() {
+            self.next = Some(r.seq);
+        }
+        if self.found.is_none() && r.hash == self.hash {
+            self.found = Some(self.seen);
+        }
+        self.seen += 1;
+    }
+
+    fn found(&self) -> Option<(usize, Option<u64>)> {
+        self.found.map(|j| (j, self.next))
+    }
+}
+
+/// Verify every chain of the store.
+pub fn verify_store(src: &mut AuditSource, key: &str) -> anyhow::Result<Vec<Report>> {
+    let checkpoints = src.checkpoints()?;
+    src.chains()?
+        .into_iter()
+        .map(|chain| {
+            // One record at a time: a chain of millions verifies in constant memory (holding
+            // the chain took 9.7 GB after the 30-minute soak's 13 million records).
+            let mut v = Verifier::new(&chain, &checkpoints, Some(key), GENESIS);
+            src.each_record(&chain, &mut |r| v.push(&r))?;
+            let located = match v.broken_link().map(str::to_owned) {
+                Some(hash) => src.locate(&chain, &hash)?,
+                None => None,
+            };
+            Ok(v.finish(|_| located))
+        })
+        .collect()
+}
+
+/// Search filters; all given ones must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub source: Option<String>,
+    pub destination: Option<String>,
+    pub message_type: Option<String>,
+    pub outcome: Option<String>,
+    pub event: Option<String>,
+    /// Already turned into a subject reference (never the person id itself).
+    pub subject_ref: Option<String>,
+    pub limit: usize,
+    /// Only records with `seq` above this (pagination).
+    pub after_seq: u64,
+}
+
+impl Filter {
+    /// The filter's SQL conditions (beyond `seq > after`) and their text arguments, in order;
+    /// `placeholder(n)` writes the n-th argument's placeholder (n from 1), for either store.
+    pub fn conditions(&self, placeholder: impl Fn(usize) -> String) -> (Vec<String>, Vec<String>) {
+        let (mut clauses, mut args) = (Vec::new(), Vec::new());
+        let mut add = |template: &str, v: String| {
+            args.push(v);
+            clauses.push(template.replace('?', &placeholder(args.len())));
+        };
+        for (template, v) in [
+            ("at >= ?", &self.since),
+            ("at < ?", &self.until),
+            ("source = ?", &self.source),
+            ("message_type = ?", &self.message_type),
+            ("outcome = ?", &self.outcome),
+            ("event = ?", &self.event),
+            // The prefix first: the SQLite store indexes subjects by their first 16 hex
+            // digits (see the store's AUDIT_INDEXES); both stores then compare the whole value.
+            // Every `?` of a template stands for the same argument.
+            (
+                "substr(subject_ref, 1, 16) = substr(?, 1, 16) AND subject_ref = ?",
+                &self.subject_ref,
+            ),
+        ] {
+            if let Some(v) = v {
+                add(template, v.clone());
+            }
+        }
+        if let Some(d) = &self.destination {
+            // A routed record names several destinations, comma-separated.
+            add("(',' || destination || ',') LIKE ?", format!("%,{d},%"));
+        }
+        (clauses, args)
+    }
+}
+
+/// Records matching a filter, in chain order.
+pub fn search(src: &mut AuditSource, f: &Filter) -> anyhow::Result<Vec<Record>> {
+    let conn = match src {
+        AuditSource::Sqlite(conn) => conn,
+        AuditSource::Postgres(pg) => return Ok(pg.search(f)?),
+    };
+    // ?1 is `after`; the filter's arguments follow, numbered (a template may use its twice).
+    let (conditions, text) = f.conditions(|n| format!("?{}", n + 1));
+    let mut clauses = vec!["seq > ?1".to_owned()];
+    clauses.extend(conditions);
+    let mut args: Vec<String> = vec![f.after_seq.to_string()];
+    args.extend(text);
+    let sql = format!(
+        "SELECT seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash
+         FROM audit WHERE {} ORDER BY seq LIMIT {}",
+        clauses.join(" AND "),
+        f.limit.max(1)
+    );
+    let records = conn
+        .prepare(&sql)?
+        .query_map(params_from_iter(args.iter()), sqlite::record_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(records)
+}
+
+/// The whole timeline of a message and its replies.
+pub fn trail(src: &mut AuditSource, message_id: &str) -> anyhow::Result<Vec<Record>> {
+    Ok(match src {
+        AuditSource::Sqlite(conn) => read_trail(conn, message_id)?,
+        AuditSource::Postgres(pg) => pg.trail(message_id)?,
+    })
+}
+
+/// A table for people: one line per record.
+pub fn table(records: &[Record]) -> String {
+    let mut out = format!(
+        "{:>7}  {:<27}  {:<16}  {:<10}  {:<16}  {:<32}  {}\n",
+        "seq", "at", "event", "source", "destination", "message", "outcome / reason"
+    );
+    for r in records {
+        let e = &r.entry;
+        let detail = match (&e.outcome, &e.reason) {
+            (Some(o), Some(r)) => format!("{o} / {r}"),
+            (Some(o), None) => o.clone(),
+            (None, Some(r)) => r.clone(),
+            (None, None) => String::new(),
+        };
+        out.push_str(&format!(
+            "{:>7}  {:<27}  {:<16}  {:<10}  {:<16}  {:<32}  {}\n",
+            r.seq,
+            e.at,
+            e.event.as_str(),
+            e.source.as_deref().unwrap_or("-"),
+            e.destination.as_deref().unwrap_or("-"),
+            e.message_id.as_deref().unwrap_or("-"),
+            detail
+        ));
+    }
+    out
+}

@@ -1,0 +1,81 @@
+//! The audit trail in the embedded SQLite database, read side: records and checkpoints as
+//! the store's writer wrote them (tables `audit` and `audit_checkpoints`).
+
+use rusqlite::{Connection, params};
+use wingspan_core::audit::{Checkpoint, Entry, Event, Record};
+
+/// One audit row (columns in `RECORD_COLUMNS` order) as a record.
+pub fn record_from_row(r: &rusqlite::Row<'_>) -> Result<Record, rusqlite::Error> {
+    let event: String = r.get(2)?;
+    Ok(Record {
+        seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+        chain_id: r.get(1)?,
+        entry: Entry {
+            // An unknown event code cannot match its hash: verification reports it.
+            event: Event::parse(&event).unwrap_or(Event::Recovered),
+            at: r.get(3)?,
+            message_id: r.get(4)?,
+            correlation_id: r.get(5)?,
+            source: r.get(6)?,
+            destination: r.get(7)?,
+            message_type: r.get(8)?,
+            payload_sha256: r.get(9)?,
+            outcome: r.get(10)?,
+            reason: r.get(11)?,
+            actor: r.get(12)?,
+            subject_ref: r.get(13)?,
+        },
+        prev_hash: r.get(14)?,
+        hash: r.get(15)?,
+    })
+}
+
+pub const RECORD_COLUMNS: &str = "seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash";
+
+/// Every record of a chain in storage order, one at a time (constant memory).
+pub fn each_record(
+    conn: &Connection,
+    chain_id: &str,
+    f: &mut dyn FnMut(Record),
+) -> Result<(), rusqlite::Error> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {RECORD_COLUMNS} FROM audit WHERE chain_id = ?1 ORDER BY seq"
+    ))?;
+    let mut rows = stmt.query(params![chain_id])?;
+    while let Some(row) = rows.next()? {
+        f(record_from_row(row)?);
+    }
+    Ok(())
+}
+
+/// Every checkpoint, in order.
+pub fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, rusqlite::Error> {
+    conn.prepare(
+        "SELECT chain_id, seq, hash, signed_at, key_id, signature FROM audit_checkpoints ORDER BY chain_id, seq",
+    )?
+    .query_map([], |r| {
+        Ok(Checkpoint {
+            chain_id: r.get(0)?,
+            seq: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+            hash: r.get(2)?,
+            signed_at: r.get(3)?,
+            key_id: r.get(4)?,
+            signature: r.get(5)?,
+        })
+    })?
+    .collect()
+}
+
+/// The records of a message and of every reply to it, in chain order.
+pub fn read_trail(conn: &Connection, message_id: &str) -> Result<Vec<Record>, rusqlite::Error> {
+    conn.prepare(&format!(
+        "SELECT {RECORD_COLUMNS} FROM audit WHERE thread IN (
+           SELECT seq FROM audit WHERE message_id = ?1 AND thread = seq
+           UNION ALL
+           SELECT a.seq FROM receipts r JOIN audit a ON a.message_id = r.message_id AND a.thread = a.seq
+             WHERE r.correlation_id = ?1)
+         ORDER BY seq"
+    ))?
+    .query_map(params![message_id], record_from_row)?
+    .collect()
+}

@@ -1,0 +1,307 @@
+//! Retention: receipts and delivery states are pruned once their windows have passed, a few
+//! at a time, inside the writer's own transactions, so that intake never waits for a large
+//! delete.
+//!
+//! Order matters. A copy's delivery state is read through its message's receipt (status,
+//! replies), so states go first: a cursor walks receipts in acceptance order, deleting the
+//! states of each message accepted before the delivery window, and a receipt is deleted only
+//! once the cursor has passed it. A parked copy's state (`dead-lettered`) is what the parked
+//! list shows, so it stays while the copy may still be parked, and goes by its own index.
+//! The cursor is kept in the database, in the same transaction, so that a restart neither
+//! walks again what was done nor leaves a state behind its deleted receipt.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// The windows in force, in seconds (0: nothing is pruned). Shared between the store's
+/// handle (a reload sets them) and its writer thread.
+#[derive(Debug, Default)]
+pub struct Windows {
+    receipts: AtomicU64,
+    deliveries: AtomicU64,
+    parked: AtomicU64,
+}
+
+/// The windows as numbers, for one pruning pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retain {
+    /// Receipts accepted longer ago than this are deleted: the deduplication window.
+    pub receipts_secs: u64,
+    /// Delivery states of messages accepted longer ago than this are deleted (≤ receipts).
+    pub deliveries_secs: u64,
+    /// A parked copy's state is kept this long after it was parked.
+    pub parked_secs: u64,
+}
+
+impl Windows {
+    pub fn set(&self, r: Retain) {
+        self.receipts.store(r.receipts_secs, Ordering::Relaxed);
+        self.deliveries
+            .store(r.deliveries_secs.min(r.receipts_secs), Ordering::Relaxed);
+        self.parked.store(r.parked_secs, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Retain {
+        Retain {
+            receipts_secs: self.receipts.load(Ordering::Relaxed),
+            deliveries_secs: self.deliveries.load(Ordering::Relaxed),
+            parked_secs: self.parked.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How many rows one pass deletes at most, from each kind: a batch of `n` receipts prunes up
+/// to twice as many, so pruning keeps up with intake; an idle writer prunes up to
+/// [`IDLE_BUDGET`] a pass.
+pub(super) fn budget(receipts_in_batch: usize) -> usize {
+    64 + 2 * receipts_in_batch
+}
+
+/// Rows an idle writer's pass deletes at most (a backlog, after retention is first turned
+/// on over an old store, is worked off between batches, never in one long transaction).
+pub(super) const IDLE_BUDGET: usize = 2048;
+
+/// What one pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub receipts: usize,
+    pub deliveries: usize,
+    pub parked: usize,
+}
+
+impl Pruned {
+    pub fn total(self) -> usize {
+        self.receipts + self.deliveries + self.parked
+    }
+}
+
+/// The instant `secs` before `now_unix` (seconds since the epoch), in the store's RFC 3339
+/// form; receipts and states accepted or updated before it are past their window.
+fn cutoff(now_unix: i64, secs: u64) -> String {
+    let t = now_unix.saturating_sub(i64::try_from(secs).unwrap_or(i64::MAX));
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// One pruning pass in the writer's transaction: at most `budget` rows of each kind.
+pub(super) fn prune(
+    tx: &Connection,
+    retain: Retain,
+    now_unix: i64,
+    budget: usize,
+) -> Result<Pruned, rusqlite::Error> {
+    let mut pruned = Pruned::default();
+    if retain.receipts_secs == 0 {
+        return Ok(pruned);
+    }
+    let limit = i64::try_from(budget).unwrap_or(i64::MAX);
+    // 1. Delivery states, walking receipts in acceptance order from the cursor.
+    let deliveries_before = cutoff(now_unix, retain.deliveries_secs.min(retain.receipts_secs));
+    let cursor: (String, String, String) = tx
+        .prepare_cached(
+            "SELECT accepted_at, message_id, source FROM retention_cursor WHERE id = 1",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?
+        .unwrap_or_default();
+    let walked: Vec<(String, String, String)> = tx
+        .prepare_cached(
+            "SELECT accepted_at, message_id, source FROM receipts INDEXED BY receipts_by_time
+             WHERE (accepted_at, message_id, source) > (?1, ?2, ?3) AND accepted_at < ?4
+             ORDER BY accepted_at, message_id, source LIMIT ?5",
+        )?
+        .query_map(
+            params![cursor.0, cursor.1, cursor.2, deliveries_before, limit],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?
+        .collect::<Result<_, _>>()?;
+    if let Some(last) = walked.last() {
+        let mut delete = tx.prepare_cached(
+            "DELETE FROM deliveries WHERE message_id = ?1 AND source = ?2 AND state <> 'dead-lettered'",
+        )?;
+        for (_, message_id, source) in &walked {
+            pruned.deliveries += delete.execute(params![message_id, source])?;
+        }
+        tx.prepare_cached(
+            "INSERT INTO retention_cursor (id, accepted_at, message_id, source) VALUES (1, ?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET accepted_at = excluded.accepted_at,
+               message_id = excluded.message_id, source = excluded.source",
+        )?
+        .execute(params![last.0, last.1, last.2])?;
+    }
+    let cursor = walked.last().cloned().unwrap_or(cursor);
+    // 2. Receipts past the deduplication window that the cursor has passed.
+    pruned.receipts = tx
+        .prepare_cached(
+            "DELETE FROM receipts WHERE (message_id, source) IN (
+               SELECT message_id, source FROM receipts INDEXED BY receipts_by_time
+               WHERE accepted_at < ?1 AND (accepted_at, message_id, source) <= (?2, ?3, ?4)
+               ORDER BY accepted_at LIMIT ?5)",
+        )?
+        .execute(params![
+            cutoff(now_unix, retain.receipts_secs),
+            cursor.0,
+            cursor.1,
+            cursor.2,
+            limit
+        ])?;
+    // 3. Parked copies' states, once the copy can no longer be parked and the delivery
+    //    window has passed too.
+    let parked_before = cutoff(now_unix, retain.parked_secs.max(retain.deliveries_secs));
+    pruned.parked = tx
+        .prepare_cached(
+            "DELETE FROM deliveries WHERE (message_id, source, destination) IN (
+               SELECT message_id, source, destination FROM deliveries INDEXED BY deliveries_parked
+               WHERE state = 'dead-lettered' AND updated_at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![parked_before, limit])?;
+    Ok(pruned)
+}
+
+impl From<&wingspan_core::config::compile::Retention> for Retain {
+    fn from(r: &wingspan_core::config::compile::Retention) -> Self {
+        Self {
+            receipts_secs: r.receipts_secs,
+            deliveries_secs: r.deliveries_secs,
+            parked_secs: r.parked_max_secs(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DeliveryState, NewReceipt, deliveries, receipts, schema};
+
+    /// 2026-01-01T00:00:00Z and a time `secs` after it, in the store's form.
+    const T0: i64 = 1_767_225_600;
+    fn at(secs: i64) -> String {
+        cutoff(T0 + secs, 0)
+    }
+
+    fn store() -> Connection {
+        let dir = std::env::temp_dir().join(format!("wingspan-ret-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let conn = schema::open(&dir.join("t.db")).expect("open");
+        schema::create_or_migrate(&conn).expect("schema");
+        conn
+    }
+
+    /// Message `i` accepted at second `i`, with a state for `police` (delivered, or parked).
+    fn accept(conn: &Connection, i: i64, state: DeliveryState) {
+        let r = NewReceipt {
+            source: "rehab".into(),
+            message_id: format!("m-{i:03}"),
+            message_type: "t".into(),
+            correlation_id: None,
+            correlation_unknown: false,
+            destinations: vec!["police".into()],
+            delivered: vec![],
+        };
+        receipts::insert(conn, &r, &at(i)).expect("receipt");
+        deliveries::record(
+            conn,
+            "rehab",
+            &r.message_id,
+            "police",
+            state,
+            1,
+            None,
+            &at(i),
+        )
+        .expect("state");
+    }
+
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).expect("count")
+    }
+
+    #[test]
+    fn states_go_before_their_receipts_a_few_at_a_time_and_parked_ones_stay_while_parked() {
+        let conn = store();
+        for i in 0..100 {
+            let parked = i % 10 == 0;
+            accept(
+                &conn,
+                i,
+                if parked {
+                    DeliveryState::DeadLettered
+                } else {
+                    DeliveryState::Delivered
+                },
+            );
+        }
+        let retain = Retain {
+            receipts_secs: 80,
+            deliveries_secs: 50,
+            parked_secs: 1000,
+        };
+        // At second 100: states of messages accepted before second 50 go (not the parked
+        // ones), receipts of those before second 20; 8 rows a pass at most.
+        let mut passes = 0;
+        let mut total = Pruned::default();
+        loop {
+            let p = prune(&conn, retain, T0 + 100, 8).expect("prune");
+            assert!(
+                p.receipts <= 8 && p.deliveries <= 8 && p.parked <= 8,
+                "{p:?}"
+            );
+            // A receipt never goes before its states have.
+            let orphans = count(
+                &conn,
+                "SELECT count(*) FROM deliveries d WHERE state <> 'dead-lettered' AND NOT EXISTS
+                   (SELECT 1 FROM receipts r WHERE r.message_id = d.message_id AND r.source = d.source)",
+            );
+            assert_eq!(orphans, 0, "a state outlived its receipt");
+            total.receipts += p.receipts;
+            total.deliveries += p.deliveries;
+            total.parked += p.parked;
+            passes += 1;
+            if p.total() == 0 {
+                break;
+            }
+            assert!(passes < 50, "pruning did not converge");
+        }
+        assert_eq!(total.receipts, 20, "receipts accepted at 0..20");
+        assert_eq!(total.deliveries, 45, "delivered states accepted at 0..50");
+        assert_eq!(
+            total.parked, 0,
+            "parked states stay while the copy may be parked"
+        );
+        assert_eq!(count(&conn, "SELECT count(*) FROM receipts"), 80);
+        assert_eq!(count(&conn, "SELECT count(*) FROM deliveries"), 55);
+        // Later, past the parked window too: the parked states go.
+        let p = prune(&conn, retain, T0 + 1100, 1000).expect("prune");
+        assert_eq!(p.parked, 10);
+        assert_eq!(count(&conn, "SELECT count(*) FROM receipts"), 0);
+        assert_eq!(count(&conn, "SELECT count(*) FROM deliveries"), 0);
+    }
+
+    #[test]
+    fn the_cursor_survives_and_no_window_prunes_nothing() {
+        let conn = store();
+        for i in 0..30 {
+            accept(&conn, i, DeliveryState::Delivered);
+        }
+        assert_eq!(
+            prune(&conn, Retain::default(), T0 + 1000, 100).expect("prune"),
+            Pruned::default()
+        );
+        let retain = Retain {
+            receipts_secs: 10,
+            deliveries_secs: 10,
+            parked_secs: 10,
+        };
+        let p = prune(&conn, retain, T0 + 25, 5).expect("prune");
+        assert_eq!((p.deliveries, p.receipts), (5, 5));
+        let cursor: String = conn
+            .query_row("SELECT message_id FROM retention_cursor", [], |r| r.get(0))
+            .expect("cursor");
+        assert_eq!(cursor, "m-004", "the cursor is kept with the pass");
+        let p = prune(&conn, retain, T0 + 25, 100).expect("prune");
+        assert_eq!((p.deliveries, p.receipts), (10, 10), "accepted at 5..15");
+    }
+}

@@ -1,0 +1,159 @@
+//! The SQLite database: connection settings, tables, indexes, migrations, read pool.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+use super::wal::{WAL_FRAME_BYTES, WAL_LIMIT_FRAMES};
+
+pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Small pages: every receipt lands on a random leaf (message ids are random), and each
+    // commit writes whole dirty pages to the WAL; 1 KiB pages write a quarter of 4 KiB ones.
+    // Takes effect when the database is created.
+    conn.pragma_update(None, "page_size", 1024)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // WAL + NORMAL survives a process crash (the failure the ack rule is about); a power loss
+    // may forget the newest receipts, which costs at worst a duplicate the partner absorbs.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // No checkpoint inside a commit: a checkpoint copies the WAL into the database and syncs,
+    // and every receipt waiting on that commit would wait for it. The checkpoint thread does it.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // The log's file is reused from its beginning when the log restarts (see `bound_wal`),
+    // and cut back to this size if it ever grew longer (readers held a restart off).
+    conn.pragma_update(
+        None,
+        "journal_size_limit",
+        WAL_LIMIT_FRAMES * WAL_FRAME_BYTES,
+    )?;
+    // SQLite's default 2 MB page cache, for every connection. A reader's cache is dropped
+    // whenever the writer has committed (hundreds of times a second under load), so a large
+    // one bought nothing but resident memory (it was 64 MiB a reader). The writer reads
+    // through the memory map; its cache holds little more than the pages a commit dirties,
+    // and SQLite scans the whole cache's hash table at the end of every transaction: a large
+    // one cost a third of the gateway's CPU at small batches (HTTP ingress).
+    conn.pragma_update(None, "cache_size", -2000)?;
+    // Because a reader's cache is dropped so often, without memory mapping every duplicate
+    // lookup would pread its pages again. The map is capped: its pages count
+    // in the process's resident memory, and with a 1 GiB map that grew with the database for
+    // the whole of a 30-minute soak (anonymous memory stayed flat).
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+    Ok(conn)
+}
+
+/// How much of the state database each connection maps (SQLite `mmap_size`).
+pub(super) const MMAP_BYTES: i64 = 64 << 20;
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS receipts (
+  source TEXT NOT NULL, message_id TEXT NOT NULL, message_type TEXT NOT NULL,
+  correlation_id TEXT, destinations TEXT NOT NULL, delivered TEXT, accepted_at TEXT NOT NULL,
+  correlation_unknown INTEGER,
+  PRIMARY KEY (message_id, source)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS receipts_by_correlation ON receipts(correlation_id) WHERE correlation_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS receipts_by_time ON receipts(accepted_at);
+CREATE TABLE IF NOT EXISTS retention_cursor (
+  id INTEGER PRIMARY KEY CHECK (id = 1), accepted_at TEXT NOT NULL, message_id TEXT NOT NULL,
+  source TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY, chain_id TEXT NOT NULL, event TEXT NOT NULL, at TEXT NOT NULL,
+  message_id TEXT, correlation_id TEXT, source TEXT, destination TEXT, message_type TEXT,
+  payload_sha256 TEXT, outcome TEXT, reason TEXT, actor TEXT, subject_ref TEXT,
+  prev_hash TEXT NOT NULL, hash TEXT NOT NULL, thread INTEGER);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+  chain_id TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, signed_at TEXT NOT NULL,
+  key_id TEXT NOT NULL, signature TEXT NOT NULL, PRIMARY KEY (chain_id, seq));
+CREATE TABLE IF NOT EXISTS configs (
+  sha256 TEXT PRIMARY KEY, text TEXT NOT NULL, first_loaded_at TEXT NOT NULL,
+  last_loaded_at TEXT NOT NULL, loads INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deliveries (
+  source TEXT NOT NULL, message_id TEXT NOT NULL, destination TEXT NOT NULL,
+  state TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, updated_at TEXT NOT NULL,
+  PRIMARY KEY (message_id, source, destination)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_parked ON deliveries(updated_at) WHERE state = 'dead-lettered';
+";
+
+/// The audit trail's indexes, by thread (see [`thread_of`]). Message ids are random, so an
+/// index entry per record by message id (five per message) landed each on a random leaf of an
+/// ever larger index: the store's write rate fell with its size, and the soak fell behind.
+/// Only a thread's first record is indexed by message id; the others by thread, whose values
+/// grow with the chain (their inserts land at the index's end).
+///
+/// Subjects (keyed hashes, 64 hex digits) are random too, and a message's first records name
+/// its person: the whole value indexed, with 1 KiB pages an index entry took ~75 bytes, the
+/// index was five levels deep and split often, and it was the largest share of what the
+/// store wrote — 16 of the ~44 pages a commit wrote to the log in the soak, and most of the
+/// random writes into the database. It now holds the first 16 hex digits (64 bits: a lookup
+/// compares the whole value after), of records that name a subject only: entries a third of
+/// the size. (Read in `audit::Filter::conditions`.)
+pub(super) const AUDIT_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS audit_threads ON audit(message_id) WHERE thread = seq;
+CREATE INDEX IF NOT EXISTS audit_by_thread ON audit(thread);
+DROP INDEX IF EXISTS audit_subjects;
+CREATE INDEX IF NOT EXISTS audit_subject_keys ON audit(substr(subject_ref, 1, 16))
+  WHERE subject_ref IS NOT NULL;
+";
+
+/// Stores made before threads: number every record's thread (all records of one message id
+/// and source become one thread, from the first), then drop the per-record indexes.
+pub(super) const AUDIT_THREADS_MIGRATION: &str = "
+ALTER TABLE audit ADD COLUMN thread INTEGER;
+UPDATE audit SET thread = (SELECT min(a.seq) FROM audit a
+  WHERE a.message_id = audit.message_id AND a.source IS audit.source)
+  WHERE message_id IS NOT NULL;
+DROP INDEX IF EXISTS audit_by_message;
+DROP INDEX IF EXISTS audit_by_subject;
+";
+
+/// Read connections, one per concurrent reader (WAL readers see committed data and never
+/// block the writer). Reads are index lookups of microseconds, run inline on the caller's thread.
+#[derive(Debug)]
+pub(super) struct Readers {
+    pub(super) path: std::path::PathBuf,
+    pub(super) idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    pub(super) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open(&self.path)?,
+        };
+        let result = f(&conn).map_err(StoreError::from);
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
+        result
+    }
+}
+
+/// Create the tables and indexes, and bring a store made by an older gateway up to date.
+pub(super) fn create_or_migrate(writer: &Connection) -> Result<(), rusqlite::Error> {
+    writer.execute_batch(SCHEMA)?;
+    // Stores created before replies were flagged lack the column.
+    let has_flag: i64 = writer.query_row(
+        "SELECT count(*) FROM pragma_table_info('receipts') WHERE name = 'correlation_unknown'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_flag == 0 {
+        writer.execute_batch("ALTER TABLE receipts ADD COLUMN correlation_unknown INTEGER")?;
+    }
+    let has_threads: i64 = writer.query_row(
+        "SELECT count(*) FROM pragma_table_info('audit') WHERE name = 'thread'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_threads == 0 {
+        writer.execute_batch(&format!("BEGIN; {AUDIT_THREADS_MIGRATION} COMMIT;"))?;
+    }
+    writer.execute_batch(AUDIT_INDEXES)
+}

@@ -1,0 +1,752 @@
+use super::*;
+use crate::audit::sqlite::{each_record, read_trail};
+use schema::open;
+use wal::bound_wal;
+use wingspan_core::audit::{Event, Record};
+
+/// Every record of a chain, in storage order.
+fn read_chain(conn: &Connection, chain_id: &str) -> Result<Vec<Record>, rusqlite::Error> {
+    let mut records = Vec::new();
+    each_record(conn, chain_id, &mut |r| records.push(r))?;
+    Ok(records)
+}
+
+const SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+
+#[test]
+fn the_write_ahead_log_restarts_once_past_its_limit() {
+    let dir = std::env::temp_dir().join(format!("wingspan-wal-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("t.db");
+    let writer = open(&path).expect("open");
+    writer
+        .execute_batch("CREATE TABLE t (x BLOB)")
+        .expect("table");
+    let (reader, probe) = (open(&path).expect("reader"), open(&path).expect("probe"));
+    let insert = || {
+        writer
+            .execute("INSERT INTO t VALUES (randomblob(1000))", [])
+            .expect("insert");
+    };
+    // The log's length, as the checkpoint thread sees it (copying as it goes).
+    let frames = || -> i64 {
+        probe
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+            .expect("probe")
+    };
+    for _ in 0..3000 {
+        insert();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("read");
+    }
+    let wal = std::fs::metadata(dir.join("t.db-wal")).map_or(0, |m| m.len());
+    assert!(wal > 3 << 20, "the log should have grown: {wal}");
+    // A reader inside a read transaction holds the log: no restart while it reads.
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM t;")
+        .expect("begin read");
+    assert!(bound_wal(&writer), "the writer's copy did not finish");
+    insert();
+    assert!(
+        frames() > 3000,
+        "restarted under a reader's feet: {}",
+        frames()
+    );
+    reader.execute_batch("COMMIT").expect("end read");
+    // Nothing holds it now: the writer copies the rest and its next transaction starts the
+    // log again from its beginning.
+    insert();
+    assert!(bound_wal(&writer));
+    insert();
+    assert!(
+        frames() < 10,
+        "the log was not restarted: {} frames",
+        frames()
+    );
+    let rows: i64 = reader
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .expect("read after");
+    assert_eq!(rows, 3003);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn setup() -> AuditSetup {
+    AuditSetup {
+        chain_id: "gw-test".into(),
+        postgres: None,
+        keys: Arc::new(AuditKeys::from_parts(SEED, b"subject-secret").expect("keys")),
+        checkpoint_every: 50,
+        checkpoint_secs: 60,
+    }
+}
+
+fn entry(i: usize) -> Entry {
+    let mut e = Entry::new(Event::Accepted, format!("2026-11-29T10:00:00.{i:06}Z"));
+    e.message_id = Some(format!("m-{i}"));
+    e
+}
+
+/// As `wingspan audit verify` does it: streamed, one record at a time.
+fn verify_db(dir: &Path) -> wingspan_core::audit::Report {
+    let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
+    let key = AuditKeys::from_parts(SEED, b"x")
+        .expect("keys")
+        .signing
+        .public_hex();
+    let mut src = crate::audit::AuditSource::Sqlite(conn);
+    crate::audit::verify_store(&mut src, &key)
+        .expect("verify")
+        .into_iter()
+        .find(|r| r.chain_id == "gw-test")
+        .expect("the chain")
+}
+
+/// Appends are chained and signed; every way of tampering with the database directly is
+/// found and named; a reopened store continues the chain.
+#[tokio::test]
+async fn audit_chain_survives_reopen_and_every_tampering_is_found() {
+    let dir = std::env::temp_dir().join(format!("wingspan-audit-{}", uuid::Uuid::new_v4()));
+    {
+        let store = Store::open(&dir, setup()).expect("open");
+        for i in 0..120 {
+            store.audit(vec![entry(i)]).await.expect("append");
+        }
+    }
+    // Give the writer thread its final checkpoint after the handles are gone.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = verify_db(&dir);
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.records, 120);
+    assert!(r.checkpoints >= 2, "signed every 50 records: {r:?}");
+    {
+        let store = Store::open(&dir, setup()).expect("reopen");
+        store.audit(vec![entry(120)]).await.expect("append");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(verify_db(&dir).ok());
+    assert_eq!(verify_db(&dir).records, 121);
+
+    let copy = |name: &str| {
+        let d = dir.with_extension(name);
+        std::fs::create_dir_all(&d).expect("dir");
+        let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
+        conn.execute_batch(&format!(
+            "VACUUM INTO '{}'",
+            d.join("wingspan-state.db").display()
+        ))
+        .expect("copy");
+        (
+            d.clone(),
+            Connection::open(d.join("wingspan-state.db")).expect("open copy"),
+        )
+    };
+    use wingspan_core::audit::Finding;
+    let (d, c) = copy("modified");
+    c.execute("UPDATE audit SET outcome = 'forged' WHERE seq = 40", [])
+        .expect("tamper");
+    assert_eq!(verify_db(&d).finding, Some(Finding::Modified { seq: 40 }));
+
+    let (d, c) = copy("deleted");
+    c.execute("DELETE FROM audit WHERE seq = 40", [])
+        .expect("tamper");
+    assert_eq!(verify_db(&d).finding, Some(Finding::Deleted { seq: 41 }));
+
+    let (d, c) = copy("reordered");
+    c.execute_batch("UPDATE audit SET seq = -1 WHERE seq = 40; UPDATE audit SET seq = 40 WHERE seq = 41; UPDATE audit SET seq = 41 WHERE seq = -1;").expect("tamper");
+    assert_eq!(verify_db(&d).finding, Some(Finding::Reordered { seq: 40 }));
+
+    let (d, c) = copy("inserted");
+    // A forged record with a valid hash of its own, linked after record 39, and every
+    // later record moved up one place to make room.
+    let prev: String = c
+        .query_row("SELECT hash FROM audit WHERE seq = 39", [], |r| r.get(0))
+        .expect("hash");
+    let mut forged = Entry::new(Event::Delivered, "2026-11-29T10:00:00.000039Z");
+    forged.message_id = Some("m-forged".into());
+    let hash = wingspan_core::audit::record_hash("gw-test", &forged, &prev);
+    c.execute_batch("UPDATE audit SET seq = seq + 100000 WHERE seq >= 40; UPDATE audit SET seq = seq - 100000 + 1 WHERE seq >= 100000;").expect("shift");
+    c.execute(
+        "INSERT INTO audit (seq, chain_id, event, at, message_id, prev_hash, hash) VALUES (40, 'gw-test', 'delivered', ?1, 'm-forged', ?2, ?3)",
+        params![forged.at, prev, hash],
+    )
+    .expect("insert");
+    assert_eq!(verify_db(&d).finding, Some(Finding::Inserted { seq: 40 }));
+
+    let (d, c) = copy("truncated");
+    c.execute("DELETE FROM audit WHERE seq > 60", [])
+        .expect("tamper");
+    assert!(matches!(
+        verify_db(&d).finding,
+        Some(Finding::Deleted { .. })
+    ));
+
+    let (d, c) = copy("resigned");
+    c.execute("UPDATE audit_checkpoints SET signature = replace(signature, substr(signature, 1, 2), 'ff') WHERE seq = 50", []).expect("tamper");
+    assert_eq!(verify_db(&d).bad_signatures, vec![50]);
+}
+
+/// PostgreSQL test store: a fresh schema of the local `test` database (trust auth).
+pub(crate) fn pg_schema() -> (String, postgres::Client) {
+    let schema = format!("t_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let mut admin = postgres::Client::connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test",
+        postgres::NoTls,
+    )
+    .expect("PostgreSQL at 127.0.0.1:5432 (bash .ci/run starts it)");
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .expect("schema");
+    let url = format!("postgres://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}");
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    client.batch_execute("SELECT 1").expect("ping");
+    (url, client)
+}
+
+/// The same chain and the same tampering, in the PostgreSQL store several instances share.
+/// (A plain test: the synchronous PostgreSQL client must not run on a runtime's thread.)
+#[test]
+fn postgres_audit_chain_verifies_and_every_tampering_is_found() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    use wingspan_core::audit::Finding;
+    let (url, mut sql) = pg_schema();
+    let dir = std::env::temp_dir().join(format!("wingspan-audit-{}", uuid::Uuid::new_v4()));
+    let pg_setup = || AuditSetup {
+        postgres: Some(url.clone()),
+        ..setup()
+    };
+    rt.block_on(async {
+        let store = Store::open(&dir, pg_setup()).expect("open");
+        for i in 0..120 {
+            store.audit(vec![entry(i)]).await.expect("append");
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    rt.block_on(async {
+        // A second start continues the chain where it stands.
+        let store = Store::open(&dir, pg_setup()).expect("reopen");
+        store.audit(vec![entry(120)]).await.expect("append");
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let key = AuditKeys::from_parts(SEED, b"x")
+        .expect("keys")
+        .signing
+        .public_hex();
+    let verify = |url: &str| {
+        let mut src = crate::audit::Location::Postgres(url.to_owned())
+            .open()
+            .expect("open");
+        let r = crate::audit::verify_store(&mut src, &key).expect("verify");
+        r.into_iter().next().expect("one chain")
+    };
+    let r = verify(&url);
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.records, 121);
+    assert!(r.checkpoints >= 2);
+    // Nothing of it went to the embedded database.
+    let local = Connection::open(dir.join("wingspan-state.db")).expect("open");
+    assert_eq!(read_chain(&local, "gw-test").expect("read").len(), 0);
+
+    let check = |sql: &mut postgres::Client, tamper: &str, undo: &str| {
+        sql.batch_execute(tamper).expect("tamper");
+        let r = verify(&url);
+        sql.batch_execute(undo).expect("undo");
+        r
+    };
+    let r = check(
+        &mut sql,
+        "UPDATE audit SET outcome = 'forged' WHERE seq = 40",
+        "UPDATE audit SET outcome = NULL WHERE seq = 40",
+    );
+    assert_eq!(r.finding, Some(Finding::Modified { seq: 40 }));
+    let r = check(
+        &mut sql,
+        "CREATE TABLE saved AS SELECT * FROM audit WHERE seq = 40; DELETE FROM audit WHERE seq = 40",
+        "INSERT INTO audit SELECT * FROM saved; DROP TABLE saved",
+    );
+    assert_eq!(r.finding, Some(Finding::Deleted { seq: 41 }));
+    let r = check(
+        &mut sql,
+        "UPDATE audit SET seq = -1 WHERE seq = 40; UPDATE audit SET seq = 40 WHERE seq = 41; UPDATE audit SET seq = 41 WHERE seq = -1",
+        "UPDATE audit SET seq = -1 WHERE seq = 40; UPDATE audit SET seq = 40 WHERE seq = 41; UPDATE audit SET seq = 41 WHERE seq = -1",
+    );
+    assert_eq!(r.finding, Some(Finding::Reordered { seq: 40 }));
+    let r = check(
+        &mut sql,
+        "CREATE TABLE saved AS SELECT * FROM audit WHERE seq > 60; DELETE FROM audit WHERE seq > 60",
+        "INSERT INTO audit SELECT * FROM saved; DROP TABLE saved",
+    );
+    assert!(matches!(r.finding, Some(Finding::Deleted { .. })), "{r:?}");
+    // The first signed checkpoint (at 50 unless a signature had to wait for a later batch).
+    let first: i64 = sql
+        .query_one("SELECT min(seq) FROM audit_checkpoints", &[])
+        .expect("first checkpoint")
+        .get(0);
+    let r = check(
+        &mut sql,
+        &format!(
+            "UPDATE audit_checkpoints SET signature = 'ff' || substr(signature, 3) WHERE seq = {first}"
+        ),
+        "SELECT 1",
+    );
+    assert_eq!(r.bad_signatures, vec![u64::try_from(first).expect("seq")]);
+    // Insertion: a forged record with a valid hash of its own after record 39.
+    let mut forged = Entry::new(Event::Delivered, "2026-11-29T10:00:00.000039Z");
+    forged.message_id = Some("m-forged".into());
+    let prev: String = sql
+        .query_one("SELECT hash FROM audit WHERE seq = 39", &[])
+        .expect("hash")
+        .get(0);
+    let hash = wingspan_core::audit::record_hash("gw-test", &forged, &prev);
+    sql.batch_execute("UPDATE audit SET seq = seq + 100000 WHERE seq >= 40; UPDATE audit SET seq = seq - 100000 + 1 WHERE seq >= 100000;").expect("shift");
+    sql.execute(
+        "INSERT INTO audit (seq, chain_id, event, at, message_id, prev_hash, hash) VALUES (40, 'gw-test', 'delivered', $1, 'm-forged', $2, $3)",
+        &[&forged.at, &prev, &hash],
+    )
+    .expect("insert");
+    assert_eq!(verify(&url).finding, Some(Finding::Inserted { seq: 40 }));
+    if let Some(schema) = url.rsplit("%3D").next() {
+        let _ = sql.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+    }
+}
+
+/// A damaged last record is cut back at start, with a record saying so; the chain verifies.
+#[tokio::test]
+async fn a_damaged_tail_is_cut_back_with_a_recovery_record() {
+    let dir = std::env::temp_dir().join(format!("wingspan-audit-{}", uuid::Uuid::new_v4()));
+    {
+        let store = Store::open(
+            &dir,
+            AuditSetup {
+                checkpoint_every: 1000,
+                ..setup()
+            },
+        )
+        .expect("open");
+        for i in 0..10 {
+            store.audit(vec![entry(i)]).await.expect("append");
+        }
+        drop(store);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    {
+        let c = Connection::open(dir.join("wingspan-state.db")).expect("open");
+        // Drop the final checkpoint and tear the last record, as a crash mid-write would.
+        c.execute_batch("DELETE FROM audit_checkpoints; UPDATE audit SET hash = substr(hash, 1, 10) WHERE seq = 10;").expect("tear");
+    }
+    let store = Store::open(&dir, setup()).expect("reopen");
+    store.audit(vec![entry(11)]).await.expect("append");
+    drop(store);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let c = Connection::open(dir.join("wingspan-state.db")).expect("open");
+    let records = read_chain(&c, "gw-test").expect("records");
+    assert_eq!(
+        records.len(),
+        11,
+        "nine intact, the recovery record, the new one"
+    );
+    assert_eq!(records[9].entry.event, Event::Recovered);
+    assert!(verify_db(&dir).ok());
+}
+
+fn about(event: Event, id: &str, source: &str) -> Entry {
+    let mut e = Entry::new(event, crate::audit::now());
+    e.message_id = Some(id.to_owned());
+    e.source = Some(source.to_owned());
+    e
+}
+
+/// The events of a message's trail, in chain order.
+fn trail_events(dir: &Path, id: &str) -> Vec<String> {
+    let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
+    read_trail(&conn, id)
+        .expect("trail")
+        .into_iter()
+        .map(|r| r.entry.event.as_str().to_owned())
+        .collect()
+}
+
+/// Every row of a query on the store's database.
+fn rows<T>(
+    dir: &Path,
+    sql: &str,
+    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Vec<T> {
+    let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
+    conn.prepare(sql)
+        .expect("prepare")
+        .query_map([], row)
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// A message's records are found by its id through their thread: records written after a
+/// reopen (the writer's memory of threads gone) join the thread; a message sent again is a
+/// thread of its own; the same id from another source is another message.
+#[tokio::test]
+async fn a_messages_trail_is_found_through_its_thread() {
+    let dir = std::env::temp_dir().join(format!("wingspan-threads-{}", uuid::Uuid::new_v4()));
+    {
+        let store = Store::open(&dir, setup()).expect("open");
+        store
+            .audit(vec![
+                about(Event::Received, "m-1", "rehab"),
+                about(Event::Accepted, "m-1", "rehab"),
+                about(Event::Received, "m-1", "police"),
+                about(Event::Received, "m-2", "rehab"),
+            ])
+            .await
+            .expect("audit");
+    }
+    let store = Store::open(&dir, setup()).expect("reopen");
+    store
+        .audit(vec![
+            about(Event::Delivered, "m-1", "rehab"),
+            about(Event::Received, "m-1", "rehab"),
+            about(Event::Duplicate, "m-1", "rehab"),
+        ])
+        .await
+        .expect("audit");
+    drop(store);
+    assert_eq!(
+        trail_events(&dir, "m-1"),
+        [
+            "received",
+            "accepted",
+            "received",
+            "delivered",
+            "received",
+            "duplicate"
+        ]
+    );
+    assert_eq!(trail_events(&dir, "m-2"), ["received"]);
+    let threads: Vec<(i64, i64)> = rows(
+        &dir,
+        "SELECT seq, thread FROM audit WHERE message_id = 'm-1' ORDER BY seq",
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    );
+    // rehab's m-1 (1), police's m-1 (3), the delivery joins rehab's after the reopen,
+    // rehab's m-1 sent again (6) with its duplicate record.
+    assert_eq!(threads, [(1, 1), (2, 1), (3, 3), (5, 1), (6, 6), (7, 6)]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A search by subject finds exactly that subject's records (two subjects sharing the
+/// indexed 16-digit prefix are told apart by the whole value), through the prefix index.
+#[tokio::test]
+async fn a_search_by_subject_uses_the_prefix_index_and_compares_the_whole_value() {
+    let dir = std::env::temp_dir().join(format!("wingspan-subjects-{}", uuid::Uuid::new_v4()));
+    let (a, b) = (
+        "0123456789abcdef".to_owned() + &"a".repeat(48),
+        "0123456789abcdef".to_owned() + &"b".repeat(48),
+    );
+    {
+        let store = Store::open(&dir, setup()).expect("open");
+        let mut entries = Vec::new();
+        for (i, subject) in [Some(&a), Some(&b), None, Some(&a)].into_iter().enumerate() {
+            let mut e = about(Event::Received, &format!("m-{i}"), "rehab");
+            e.subject_ref = subject.cloned();
+            entries.push(e);
+        }
+        store.audit(entries).await.expect("audit");
+    }
+    let filter = crate::audit::Filter {
+        subject_ref: Some(a.clone()),
+        limit: 100,
+        ..Default::default()
+    };
+    let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
+    let mut src = crate::audit::AuditSource::Sqlite(conn);
+    let found: Vec<String> = crate::audit::search(&mut src, &filter)
+        .expect("search")
+        .into_iter()
+        .filter_map(|r| r.entry.message_id)
+        .collect();
+    assert_eq!(found, ["m-0", "m-3"]);
+    let (conditions, args) = filter.conditions(|n| format!("?{}", n + 1));
+    let plan: Vec<String> = {
+        let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT seq FROM audit WHERE seq > ?1 AND {}",
+            conditions.join(" AND ")
+        );
+        let mut stmt = conn.prepare(&sql).expect("plan");
+        let params: Vec<String> = std::iter::once("0".to_owned()).chain(args).collect();
+        stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
+            r.get::<_, String>(3)
+        })
+        .expect("plan rows")
+        .collect::<Result<_, _>>()
+        .expect("plan")
+    };
+    assert!(
+        plan.iter().any(|l| l.contains("audit_subject_keys")),
+        "the subject index is not used: {plan:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A store written before threads (per-record indexes, no thread column) is migrated at
+/// open: every record of a message is found by its id, and the chain still verifies.
+#[tokio::test]
+async fn a_store_from_before_threads_is_migrated() {
+    let dir = std::env::temp_dir().join(format!("wingspan-prethreads-{}", uuid::Uuid::new_v4()));
+    {
+        let store = Store::open(&dir, setup()).expect("open");
+        store
+            .audit(vec![
+                about(Event::Received, "m-1", "rehab"),
+                about(Event::Received, "m-2", "rehab"),
+                about(Event::Delivered, "m-1", "rehab"),
+            ])
+            .await
+            .expect("audit");
+    }
+    // Back to the old shape.
+    let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
+    conn.execute_batch(
+        "DROP INDEX audit_threads; DROP INDEX audit_by_thread; DROP INDEX audit_subject_keys;
+         ALTER TABLE audit DROP COLUMN thread;
+         CREATE INDEX audit_by_message ON audit(message_id) WHERE message_id IS NOT NULL;
+         CREATE INDEX audit_by_subject ON audit(subject_ref) WHERE subject_ref IS NOT NULL;
+         CREATE INDEX audit_subjects ON audit(subject_ref);",
+    )
+    .expect("old shape");
+    drop(conn);
+    drop(Store::open(&dir, setup()).expect("migrated"));
+    assert_eq!(trail_events(&dir, "m-1"), ["received", "delivered"]);
+    let indexes: Vec<String> = rows(
+        &dir,
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit' ORDER BY name",
+        |r| r.get(0),
+    );
+    assert_eq!(
+        indexes,
+        ["audit_by_thread", "audit_subject_keys", "audit_threads"]
+    );
+    assert_eq!(verify_db(&dir).finding, None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn receipt(id: &str, correlation: Option<&str>, delivered: &[&str]) -> NewReceipt {
+    NewReceipt {
+        source: "rehab".into(),
+        message_id: id.into(),
+        message_type: "referral.handover".into(),
+        correlation_id: correlation.map(str::to_owned),
+        correlation_unknown: false,
+        destinations: vec!["aftercare-3204".into(), "hr".into(), "partner".into()],
+        delivered: delivered.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+/// A message's early audit records fail in one batch (the store is full), the cap is
+/// lifted, and its receipt comes in the next: the receipt is refused too, so the message
+/// is never acknowledged with a trail that lacks its first records.
+#[tokio::test]
+async fn a_receipt_whose_early_records_failed_is_refused() {
+    let dir = std::env::temp_dir().join(format!("wingspan-early-{}", uuid::Uuid::new_v4()));
+    let store = Store::open(&dir, setup()).expect("open");
+    store
+        .limit_pages(Some(store.pages().expect("pages")))
+        .await
+        .expect("cap");
+    let early: Vec<Entry> = (0..200)
+        .map(|_| about(Event::Received, "m-1", "rehab"))
+        .collect();
+    let mut queued = store.audit_enqueue(early).await.expect("enqueue");
+    assert!(
+        (&mut queued.outcome).await.expect("answer").is_err(),
+        "the full store must refuse the early records"
+    );
+    store.limit_pages(None).await.expect("lift");
+    let refused = store
+        .put_receipt(receipt("m-1", None, &[]), Vec::new(), Some(&queued))
+        .await;
+    assert!(
+        refused.is_err(),
+        "receipt committed without its early records"
+    );
+    assert_eq!(store.receipt("rehab", "m-1").await.expect("lookup"), None);
+    // The same receipt without the dependency, and another message's whole path, commit.
+    let next = store
+        .audit_enqueue(vec![about(Event::Received, "m-2", "rehab")])
+        .await
+        .expect("enqueue");
+    store
+        .put_receipt(receipt("m-2", None, &[]), Vec::new(), Some(&next))
+        .await
+        .expect("m-2 receipt");
+    assert!(next.outcome.await.expect("answer").is_ok());
+    assert!(
+        store
+            .receipt("rehab", "m-2")
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    drop(store);
+    assert_eq!(trail_events(&dir, "m-2"), ["received"]);
+    assert!(trail_events(&dir, "m-1").is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn receipts_status_and_replies_survive_a_reopen() {
+    let dir = std::env::temp_dir().join(format!("wingspan-store-{}", uuid::Uuid::new_v4()));
+    let store = Store::open(&dir, setup()).expect("open");
+    assert_eq!(store.receipt("rehab", "m-1").await.expect("lookup"), None);
+    store
+        .put_receipt(receipt("m-1", None, &["partner"]), Vec::new(), None)
+        .await
+        .expect("put");
+    store.delivery(
+        "rehab",
+        "m-1",
+        "hr",
+        DeliveryState::Retrying,
+        1,
+        Some("HTTP 503".into()),
+    );
+    store.delivery("rehab", "m-1", "hr", DeliveryState::Delivered, 2, None);
+    // A late retry report must not undo the delivery.
+    store.delivery(
+        "rehab",
+        "m-1",
+        "hr",
+        DeliveryState::Retrying,
+        1,
+        Some("late".into()),
+    );
+    store
+        .put_receipt(receipt("r-1", Some("m-1"), &[]), Vec::new(), None)
+        .await
+        .expect("put reply");
+    drop(store);
+
+    let store = Store::open(&dir, setup()).expect("reopen");
+    let r = store
+        .receipt("rehab", "m-1")
+        .await
+        .expect("lookup")
+        .expect("receipt");
+    assert_eq!(r.destinations, vec!["aftercare-3204", "hr", "partner"]);
+    assert_eq!(
+        store.receipt("police", "m-1").await.expect("lookup"),
+        None,
+        "ids are per source"
+    );
+    let status = store.status("m-1").await.expect("status").expect("known");
+    let state = |d: &str| {
+        status
+            .destinations
+            .iter()
+            .find(|s| s.destination == d)
+            .map(|s| (s.state.clone(), s.attempts))
+    };
+    assert_eq!(state("aftercare-3204"), Some(("queued".into(), 0)));
+    assert_eq!(state("hr"), Some(("delivered".into(), 2)));
+    assert_eq!(state("partner"), Some(("delivered".into(), 1)));
+    assert_eq!(status.replies.len(), 1);
+    assert_eq!(status.replies[0].message_id, "r-1");
+    assert!(store.known("m-1").await.expect("known"));
+    assert!(!store.known("m-2").await.expect("known"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With a one-second window, a running store prunes receipts and delivery states by
+/// itself (the idle writer), keeps a parked copy's state, and a message sent again after
+/// the window is new; one accepted meanwhile is still a duplicate.
+#[tokio::test]
+async fn a_running_store_prunes_past_its_windows_and_the_same_id_is_new_after_them() {
+    let dir = std::env::temp_dir().join(format!("wingspan-prune-{}", uuid::Uuid::new_v4()));
+    let store = Store::open(&dir, setup()).expect("open");
+    store.retain(Retain {
+        receipts_secs: 1,
+        deliveries_secs: 1,
+        parked_secs: 3600,
+    });
+    for id in ["m-1", "m-2"] {
+        store
+            .put_receipt(receipt(id, None, &[]), Vec::new(), None)
+            .await
+            .expect("put");
+        store.delivery("rehab", id, "hr", DeliveryState::Delivered, 1, None);
+    }
+    store.delivery(
+        "rehab",
+        "m-2",
+        "partner",
+        DeliveryState::DeadLettered,
+        3,
+        None,
+    );
+    assert!(
+        store
+            .receipt("rehab", "m-1")
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    // Past the window (whole seconds) and an idle writer's pass or two.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store
+        .receipt("rehab", "m-1")
+        .await
+        .expect("lookup")
+        .is_some()
+    {
+        assert!(std::time::Instant::now() < deadline, "never pruned");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    store
+        .put_receipt(receipt("m-3", None, &[]), Vec::new(), None)
+        .await
+        .expect("put");
+    let (receipts, states, parked): (i64, i64, i64) = store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT count(*) FROM receipts WHERE message_id IN ('m-1', 'm-2')),
+                        (SELECT count(*) FROM deliveries WHERE state = 'delivered'),
+                        (SELECT count(*) FROM deliveries WHERE state = 'dead-lettered')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?)
+        })
+        .await
+        .expect("read");
+    assert_eq!(
+        (receipts, states, parked),
+        (0, 0, 1),
+        "the parked state stays"
+    );
+    assert!(
+        store
+            .receipt("rehab", "m-3")
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .status("m-1")
+            .await
+            .expect("status")
+            .map(|s| s.message_id),
+        None
+    );
+    assert_eq!(store.times().pruned[0], 2, "receipts pruned, counted");
+    // The same id again is a new message: accepted, and found.
+    store
+        .put_receipt(receipt("m-1", None, &[]), Vec::new(), None)
+        .await
+        .expect("put again");
+    assert!(
+        store
+            .receipt("rehab", "m-1")
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+}

@@ -1,0 +1,341 @@
+//! The store thread: commands, batches, one transaction per batch (group commit).
+
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+use wingspan_core::audit::{Entry, Head, Record};
+
+use super::chain::{Chain, Threads, append, sign_if_due};
+use super::retention::{self, Pruned, Retain, Windows};
+use super::wal::{WAL_CHECK_EVERY, WAL_LIMIT_FRAMES, bound_wal};
+use super::{AuditSetup, DeliveryState, NewReceipt, configs, deliveries, receipts};
+use crate::audit::pg::PgAudit;
+use crate::stats::StoreTimes;
+
+pub(super) type Done = oneshot::Sender<Result<(), String>>;
+
+pub(super) enum Cmd {
+    /// A receipt with its audit records; `Some(failed)`: only if the records it follows
+    /// (its message's early records) were written.
+    Receipt(NewReceipt, String, Done, Vec<Entry>, Option<Failed>),
+    /// Audit records; `Some` waits for their commit.
+    Audit(Vec<Entry>, Option<Done>),
+    /// Audit records that a later command depends on: the flag is raised if their batch fails.
+    AuditFirst(Vec<Entry>, Done, Failed),
+    /// Cap the database at this many pages (`None`: SQLite's maximum).
+    MaxPages(Option<u64>),
+    /// A config that went live: kept by hash (text, first and last load, how many loads).
+    Config {
+        sha256: String,
+        text: String,
+        at: String,
+        done: Done,
+    },
+    Delivery {
+        source: String,
+        message_id: String,
+        destination: String,
+        state: DeliveryState,
+        attempts: u32,
+        error: Option<String>,
+        at: String,
+    },
+}
+
+/// Raised by the store thread when the batch holding records queued with
+/// [`Store::audit_enqueue`] failed. A receipt queued after them carries it, and is refused if
+/// it is raised: a message is never acknowledged (its receipt never exists) without its early
+/// audit records, even when their batch failed and the receipt's, the next one, would commit.
+#[derive(Debug, Clone, Default)]
+pub struct Failed(Arc<std::sync::atomic::AtomicBool>);
+
+impl Failed {
+    fn raise(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+    fn is_raised(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Records queued with [`Store::audit_enqueue`]: the outcome of their commit, and the flag a
+/// receipt that follows them carries ([`Store::put_receipt`]).
+#[derive(Debug)]
+pub struct Queued {
+    pub outcome: oneshot::Receiver<Result<(), String>>,
+    pub failed: Failed,
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cmd")
+    }
+}
+
+/// What the writer thread shares with the store's handle and the checkpoint thread.
+pub(super) struct Shared {
+    pub(super) times: Arc<Mutex<StoreTimes>>,
+    /// The log's length as the checkpoint thread last saw it, for [`bound_wal`].
+    pub(super) log_frames: Arc<std::sync::atomic::AtomicI64>,
+    pub(super) windows: Arc<Windows>,
+}
+
+pub(super) fn write_loop(
+    mut conn: Connection,
+    rx: std_mpsc::Receiver<Cmd>,
+    mut chain: Chain,
+    mut pg: Option<PgAudit>,
+    setup: &AuditSetup,
+    shared: &Shared,
+) {
+    let (times, log_frames, windows) = (&*shared.times, &*shared.log_frames, &*shared.windows);
+    const BATCH: usize = 2048;
+    const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+    let period = std::time::Duration::from_secs(setup.checkpoint_secs);
+    // An idle writer wakes at least this often: to sign when due, and to prune.
+    let idle = period.min(std::time::Duration::from_secs(1));
+    // After a failed PostgreSQL append the outcome is unknown: the commit may have happened
+    // with only its answer lost. The chain of record is PostgreSQL's, so the next batch
+    // continues from the head found there.
+    let mut pg_in_doubt = false;
+    let mut wal_checked = std::time::Instant::now();
+    let mut last_commit = std::time::Instant::now() - GATHER;
+    let mut threads = Threads::default();
+    loop {
+        let first = match rx.recv_timeout(idle) {
+            Ok(c) => c,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                sign_if_due(&conn, pg.as_mut(), &mut chain, setup, period);
+                prune_idle(&mut conn, windows, times);
+                continue;
+            }
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let arrived = std::time::Instant::now();
+        let mut batch = vec![first];
+        // Group commit: under load (the last commit ended moments ago) wait up to `GATHER` for
+        // more commands, so that a commit carries several messages and the pages they share
+        // (the tables' ends, the indexes' upper levels) go to the log once, not once each.
+        let gather_until = if arrived.duration_since(last_commit) < GATHER {
+            arrived + GATHER
+        } else {
+            arrived
+        };
+        while batch.len() < BATCH {
+            let wait = gather_until.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        if pg_in_doubt && let Some(pg) = pg.as_mut() {
+            match pg.ensure().and_then(|()| pg.head(&setup.chain_id)) {
+                Ok((found, _)) => {
+                    if found.next_seq != chain.head.next_seq {
+                        tracing::warn!(
+                            ours = chain.head.next_seq,
+                            theirs = found.next_seq,
+                            "the audit store had committed a batch whose answer was lost; continuing from its head"
+                        );
+                        chain.head = found;
+                    }
+                    pg_in_doubt = false;
+                }
+                Err(e) => tracing::error!(error = %e, "audit store still unavailable"),
+            }
+        }
+        // A new cap (or its lifting) applies before the batch, not in its order within it:
+        // records queued while the store was full would otherwise fail the batch that lifts
+        // the cap, and with it the first records that found room again.
+        for cmd in &batch {
+            if let Cmd::MaxPages(n) = cmd {
+                let n = n.map_or(4_294_967_294, |n| i64::try_from(n).unwrap_or(i64::MAX));
+                if let Err(e) = conn.pragma_update(None, "max_page_count", n) {
+                    tracing::error!(error = %e, "state store size cap not applied");
+                }
+            }
+        }
+        // The head moves only if the transaction commits.
+        let mut head = chain.head.clone();
+        let mut elsewhere = pg.as_ref().map(|_| Vec::new());
+        let mut pruned = Pruned::default();
+        let result = (|| {
+            // Immediate: the write lock is taken (waiting for it if need be) before the batch
+            // reads anything. A deferred transaction that read first would fail at once,
+            // without waiting, if another connection committed meanwhile (an instance still
+            // closing on the same file: tests reopen a store at once).
+            let mut tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| e.to_string())?;
+            for cmd in &mut batch {
+                apply(&tx, &mut threads, &mut head, cmd, &mut elsewhere)
+                    .map_err(|e| e.to_string())?;
+            }
+            let receipts = batch
+                .iter()
+                .filter(|c| matches!(c, Cmd::Receipt(..)))
+                .count();
+            pruned = prune_within(&mut tx, windows.get(), retention::budget(receipts));
+            // The audit records commit first: a receipt is never committed without them.
+            if let (Some(pg), Some(records)) = (pg.as_mut(), &elsewhere) {
+                pg.ensure()
+                    .and_then(|()| pg.append(records))
+                    .map_err(|e| format!("audit store: {e}"))?;
+            }
+            tx.commit().map_err(|e| e.to_string())
+        })();
+        let outcome = result;
+        match &outcome {
+            Ok(()) => {
+                chain.head = head;
+                let mut times = times.lock().unwrap_or_else(|p| p.into_inner());
+                times.commit_lag.observe(arrived.elapsed());
+                count_pruned(&mut times, pruned);
+            }
+            Err(e) => {
+                pg_in_doubt = pg.is_some();
+                threads.forget();
+                tracing::error!(error = %e, "state store write failed");
+            }
+        }
+        for cmd in batch {
+            match cmd {
+                Cmd::Receipt(_, _, done, _, Some(after)) if after.is_raised() => {
+                    let _ = done.send(Err(
+                        "the message's earlier audit records were not written".into()
+                    ));
+                }
+                Cmd::AuditFirst(_, done, failed) => {
+                    if outcome.is_err() {
+                        failed.raise();
+                    }
+                    let _ = done.send(outcome.clone());
+                }
+                Cmd::Receipt(_, _, done, _, _)
+                | Cmd::Audit(_, Some(done))
+                | Cmd::Config { done, .. } => {
+                    let _ = done.send(outcome.clone());
+                }
+                _ => {}
+            }
+        }
+        sign_if_due(&conn, pg.as_mut(), &mut chain, setup, period);
+        if wal_checked.elapsed() >= WAL_CHECK_EVERY {
+            wal_checked = std::time::Instant::now();
+            let frames = log_frames.load(std::sync::atomic::Ordering::Relaxed);
+            if frames > WAL_LIMIT_FRAMES {
+                if bound_wal(&conn) {
+                    // Restarting: not to be tried again on the checkpoint thread's older count.
+                    log_frames.store(0, std::sync::atomic::Ordering::Relaxed);
+                }
+                times
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .wal_restart
+                    .observe(wal_checked.elapsed());
+            }
+        }
+        last_commit = std::time::Instant::now();
+    }
+    // A last signature over the final head, so a clean stop leaves nothing unsigned.
+    sign_if_due(
+        &conn,
+        pg.as_mut(),
+        &mut chain,
+        setup,
+        std::time::Duration::ZERO,
+    );
+}
+
+/// Apply one command. Audit entries are moved out (a failed batch is not retried: its
+/// callers get the error and the upstream is not acknowledged).
+pub(super) fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    threads: &mut Threads,
+    head: &mut Head,
+    cmd: &mut Cmd,
+    elsewhere: &mut Option<Vec<Record>>,
+) -> Result<(), rusqlite::Error> {
+    match cmd {
+        // Applied before the batch's transaction (see `write_loop`).
+        Cmd::MaxPages(_) => {}
+        Cmd::Audit(entries, _) | Cmd::AuditFirst(entries, _, _) => {
+            append(tx, threads, head, entries, elsewhere)?;
+        }
+        // Its message's early records failed (in an earlier batch): not written, refused.
+        Cmd::Receipt(.., Some(after)) if after.is_raised() => {}
+        Cmd::Config {
+            sha256, text, at, ..
+        } => configs::remember(tx, sha256, text, at)?,
+        Cmd::Receipt(r, at, _, entries, _) => {
+            append(tx, threads, head, entries, elsewhere)?;
+            receipts::insert(tx, r, at)?;
+        }
+        Cmd::Delivery {
+            source,
+            message_id,
+            destination,
+            state,
+            attempts,
+            error,
+            at,
+        } => deliveries::record(
+            tx,
+            source,
+            message_id,
+            destination,
+            *state,
+            *attempts,
+            error.as_deref(),
+            at,
+        )?,
+    }
+    Ok(())
+}
+
+/// Prune inside a batch's transaction, behind a savepoint: a pruning failure is logged and
+/// undone, and never fails the receipts and records it rides with.
+fn prune_within(tx: &mut rusqlite::Transaction<'_>, retain: Retain, budget: usize) -> Pruned {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let outcome = tx.savepoint().and_then(|sp| {
+        let pruned = retention::prune(&sp, retain, now, budget)?;
+        sp.commit()?;
+        Ok(pruned)
+    });
+    outcome.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "state store pruning failed; tried again with the next batch");
+        Pruned::default()
+    })
+}
+
+/// Prune while no command waits: a transaction of its own, at most [`retention::IDLE_BUDGET`]
+/// rows of each kind.
+fn prune_idle(conn: &mut Connection, windows: &Windows, times: &Mutex<StoreTimes>) {
+    let retain = windows.get();
+    if retain.receipts_secs == 0 {
+        return;
+    }
+    let outcome = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .and_then(|mut tx| {
+            let pruned = prune_within(&mut tx, retain, retention::IDLE_BUDGET);
+            tx.commit()?;
+            Ok(pruned)
+        });
+    match outcome {
+        Ok(pruned) => count_pruned(&mut times.lock().unwrap_or_else(|p| p.into_inner()), pruned),
+        Err(e) => tracing::warn!(error = %e, "state store pruning failed"),
+    }
+}
+
+fn count_pruned(times: &mut StoreTimes, pruned: Pruned) {
+    for (n, p) in times
+        .pruned
+        .iter_mut()
+        .zip([pruned.receipts, pruned.deliveries, pruned.parked])
+    {
+        *n += p as u64;
+    }
+}
