@@ -41,10 +41,13 @@ pub enum Event {
     PayloadViewed,
     /// A config was offered (reload or rollback) and refused; the old one kept running.
     ConfigRefused,
+    /// A sealed segment of the chain was written to the archive and verified; the record
+    /// names its range (reason) and its file's SHA-256 (payload_sha256).
+    Archived,
 }
 
 impl Event {
-    pub const ALL: [Event; 16] = [
+    pub const ALL: [Event; 17] = [
         Self::ConfigLoaded,
         Self::Received,
         Self::Rejected,
@@ -61,6 +64,7 @@ impl Event {
         Self::Recovered,
         Self::PayloadViewed,
         Self::ConfigRefused,
+        Self::Archived,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,6 +85,7 @@ impl Event {
             Self::Recovered => "recovered",
             Self::PayloadViewed => "payload_viewed",
             Self::ConfigRefused => "config_refused",
+            Self::Archived => "archived",
         }
     }
 
@@ -303,6 +308,54 @@ impl SigningKey {
             signature: hex(sig.as_ref()),
         }
     }
+}
+
+/// What an archive segment's signature covers: the chain, the range, the links at both ends
+/// and the records file's SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentHead<'a> {
+    pub chain_id: &'a str,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub count: u64,
+    pub start_prev_hash: &'a str,
+    pub final_hash: &'a str,
+    pub file_sha256: &'a str,
+    pub sealed_at: &'a str,
+}
+
+impl SegmentHead<'_> {
+    fn message(&self) -> Vec<u8> {
+        format!(
+            "wingspan-audit-segment/v1\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+            self.chain_id,
+            self.first_seq,
+            self.last_seq,
+            self.count,
+            self.start_prev_hash,
+            self.final_hash,
+            self.file_sha256,
+            self.sealed_at
+        )
+        .into_bytes()
+    }
+}
+
+impl SigningKey {
+    /// Sign an archive segment's head (hex signature).
+    pub fn sign_segment(&self, head: &SegmentHead<'_>) -> String {
+        hex(self.0.sign(&head.message()).as_ref())
+    }
+}
+
+/// Whether a segment's signature is valid under the trusted public key (hex).
+pub fn segment_signed_by(head: &SegmentHead<'_>, signature_hex: &str, public_hex: &str) -> bool {
+    let (Some(key), Some(sig)) = (unhex(public_hex), unhex(signature_hex)) else {
+        return false;
+    };
+    signature::UnparsedPublicKey::new(&signature::ED25519, key)
+        .verify(&head.message(), &sig)
+        .is_ok()
 }
 
 /// Whether a checkpoint's signature is valid under the trusted public key (hex).

@@ -35,6 +35,7 @@ async fn main() {
         ),
         checkpoint_every: 10_000,
         checkpoint_secs: 60,
+        archive: None,
     };
     let store = Store::open(&dir, setup).expect("open");
     const TASKS: usize = 512;

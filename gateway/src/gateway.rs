@@ -102,6 +102,11 @@ impl Gateway {
                 keys,
                 checkpoint_every: config.audit.checkpoint_every,
                 checkpoint_secs: config.audit.checkpoint_secs,
+                archive: Some(crate::store::ArchiveSetup {
+                    dir: std::path::absolute(&loaded.archive_dir)?,
+                    records: config.audit.archive_records,
+                    secs: config.audit.archive_secs,
+                }),
             },
         )?;
         store.retain((&config.retention).into());

@@ -25,6 +25,8 @@ pub struct Loaded {
     pub signing_key_file: PathBuf,
     /// The audit subject-reference secret file (resolved; may not exist yet).
     pub subject_key_file: PathBuf,
+    /// Where sealed segments of the audit chain go (resolved; created when first needed).
+    pub archive_dir: PathBuf,
     /// Where the declared adapters are (resolved; may not exist).
     pub adapters_dir: PathBuf,
     /// A digest of the declared adapters' files: a reload with the same config text but
@@ -121,6 +123,10 @@ pub fn load_str_with(
     };
     let signing_key_file = key_file(&raw.audit.signing_key_file, "audit-signing.key");
     let subject_key_file = key_file(&raw.audit.subject_key_file, "audit-subject.key");
+    let archive_dir = match &raw.audit.archive_dir {
+        Some(d) => base.join(d),
+        None => state_dir.join("audit-archive"),
+    };
     let ca_pem = match &raw.broker.ca_file {
         Some(f) => Some(read("broker.ca_file", &base.join(f))?),
         None => None,
@@ -141,6 +147,7 @@ pub fn load_str_with(
         config_text: text.to_owned(),
         signing_key_file,
         subject_key_file,
+        archive_dir,
         adapters_sha256,
         adapters_dir,
     })

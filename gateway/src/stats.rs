@@ -245,8 +245,9 @@ pub struct StoreTimes {
     /// Each copy of the write-ahead log into the database, with its sync (checkpoint thread;
     /// the writer does not wait for it, but its writes share the disk with the broker's).
     pub checkpoint: Histogram,
-    /// Rows pruned past their retention windows: receipts, delivery states, parked states.
-    pub pruned: [u64; 3],
+    /// Rows pruned past their retention windows: receipts, delivery states, parked states,
+    /// archived audit records.
+    pub pruned: [u64; 4],
 }
 
 /// A histogram without labels, with its HELP and TYPE lines.

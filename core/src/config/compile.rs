@@ -100,6 +100,8 @@ pub struct Retention {
     pub receipts_secs: u64,
     /// Delivery states of copies accepted longer ago than this are pruned (≤ `receipts_secs`).
     pub deliveries_secs: u64,
+    /// Archived audit records older than this leave the live store.
+    pub audit_live_secs: u64,
 }
 
 impl Retention {
@@ -130,6 +132,10 @@ pub struct AuditSettings {
     pub subject_key_file: Option<String>,
     pub checkpoint_every: u64,
     pub checkpoint_secs: u64,
+    /// As configured (the shell resolves it; default under the state directory).
+    pub archive_dir: Option<String>,
+    pub archive_records: u64,
+    pub archive_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -479,6 +485,18 @@ pub fn compile(
         errors.push(ConfigError::new(
             "audit.store",
             "give a postgres:// URL, or leave it out for the embedded store",
+        ));
+    }
+    if raw.audit.archive_records == 0 || raw.audit.archive_secs == 0 {
+        errors.push(ConfigError::new(
+            "audit",
+            "archive_records and archive_secs must be above 0",
+        ));
+    }
+    if raw.retention.audit_live_secs == 0 {
+        errors.push(ConfigError::new(
+            "retention.audit_live_secs",
+            "must be above 0",
         ));
     }
     if raw.audit.checkpoint_every == 0 || raw.audit.checkpoint_secs == 0 {
@@ -917,6 +935,7 @@ pub fn compile(
                 .retention
                 .deliveries_secs
                 .unwrap_or(raw.retention.receipts_secs),
+            audit_live_secs: raw.retention.audit_live_secs,
         },
         audit: AuditSettings {
             store: raw.audit.store.clone(),
@@ -924,6 +943,9 @@ pub fn compile(
             subject_key_file: raw.audit.subject_key_file,
             checkpoint_every: raw.audit.checkpoint_every,
             checkpoint_secs: raw.audit.checkpoint_secs,
+            archive_dir: raw.audit.archive_dir.clone(),
+            archive_records: raw.audit.archive_records,
+            archive_secs: raw.audit.archive_secs,
         },
         limits: Limits {
             max_body_bytes: raw.limits.max_body_bytes,

@@ -185,6 +185,10 @@ pub struct RawRetention {
     /// `receipts_secs`. A parked copy's state is kept while the copy may still be parked.
     #[serde(default)]
     pub deliveries_secs: Option<u64>,
+    /// Seconds an audit record stays in the live store once it is archived (default 30
+    /// days); after that `audit trail` and `search` read it from the archive.
+    #[serde(default = "default_window_secs")]
+    pub audit_live_secs: u64,
 }
 
 impl Default for RawRetention {
@@ -194,6 +198,7 @@ impl Default for RawRetention {
             parked_secs_by_type: Default::default(),
             receipts_secs: default_window_secs(),
             deliveries_secs: None,
+            audit_live_secs: default_window_secs(),
         }
     }
 }
@@ -267,6 +272,15 @@ pub struct RawAudit {
     /// …or this many seconds, whichever comes first.
     #[serde(default = "default_checkpoint_secs")]
     pub checkpoint_secs: u64,
+    /// Where sealed segments of the chain are archived (relative to the config); default
+    /// `<state_dir>/audit-archive`. Embedded (SQLite) store only.
+    pub archive_dir: Option<String>,
+    /// Seal a segment once this many records wait to be archived…
+    #[serde(default = "default_archive_records")]
+    pub archive_records: u64,
+    /// …or once the oldest of them is this many seconds old.
+    #[serde(default = "default_archive_secs")]
+    pub archive_secs: u64,
 }
 
 impl Default for RawAudit {
@@ -277,8 +291,19 @@ impl Default for RawAudit {
             subject_key_file: None,
             checkpoint_every: default_checkpoint_every(),
             checkpoint_secs: default_checkpoint_secs(),
+            archive_dir: None,
+            archive_records: default_archive_records(),
+            archive_secs: default_archive_secs(),
         }
     }
+}
+
+fn default_archive_records() -> u64 {
+    1_000_000
+}
+
+fn default_archive_secs() -> u64 {
+    24 * 3600
 }
 
 fn default_checkpoint_every() -> u64 {

@@ -241,7 +241,7 @@ pub fn export(
 /// Each line of an exported records file, as it stands (newline removed) and as a record if
 /// it is one; the header of a CSV file is skipped. `f` gets the line's number (from 1).
 /// Returns the SHA-256 (hex) of the whole file, read once, a line at a time.
-fn each_exported(
+pub(super) fn each_exported(
     path: &Path,
     format: &str,
     f: &mut dyn FnMut(usize, Option<Record>),

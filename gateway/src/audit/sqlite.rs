@@ -79,3 +79,13 @@ pub fn read_trail(conn: &Connection, message_id: &str) -> Result<Vec<Record>, ru
     .query_map(params![message_id], record_from_row)?
     .collect()
 }
+
+/// The first record of a chain still in the live store (`None`: none is).
+pub fn first_seq(conn: &Connection, chain_id: &str) -> Result<Option<u64>, rusqlite::Error> {
+    conn.query_row(
+        "SELECT min(seq) FROM audit WHERE chain_id = ?1",
+        params![chain_id],
+        |r| r.get::<_, Option<i64>>(0),
+    )
+    .map(|s| s.map(|s| u64::try_from(s).unwrap_or(0)))
+}

@@ -309,6 +309,7 @@ async fn audit_append(n: usize) -> anyhow::Result<f64> {
             keys: Arc::new(keys),
             checkpoint_every: 1000,
             checkpoint_secs: 10,
+            archive: None,
         },
     )?;
     let messages = n / 5;

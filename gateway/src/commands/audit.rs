@@ -165,7 +165,17 @@ fn run_audit(
                     if json {
                         println!("{}", serde_json::to_string(&report)?);
                     } else {
-                        println!("chain {}: {}", report.chain_id, describe(&report));
+                        println!(
+                            "chain {}: {}",
+                            report.report.chain_id,
+                            describe(&report.report)
+                        );
+                        if report.segments > 0 {
+                            println!("  archive: {} sealed segment(s)", report.segments);
+                        }
+                        for p in &report.archive_problems {
+                            println!("  archive: TAMPERED — {p}");
+                        }
                     }
                 }
             }

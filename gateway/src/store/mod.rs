@@ -25,6 +25,10 @@ use crate::audit::pg::PgAudit;
 use crate::audit::{AuditKeys, now};
 use crate::stats::StoreTimes;
 
+#[cfg(test)]
+mod archive_tests;
+mod archiver;
+mod archives;
 mod chain;
 mod configs;
 mod deliveries;
@@ -37,6 +41,7 @@ mod tests;
 mod wal;
 mod writer;
 
+pub use archiver::ArchiveSetup;
 pub use configs::{ConfigVersion, config_history, config_text};
 pub use deliveries::{DeadLetter, DeliveryState, DeliveryStatus, dead_letters};
 pub use receipts::{MessageStatus, NewReceipt, Receipt, ReplyRef};
@@ -69,6 +74,8 @@ pub struct AuditSetup {
     pub keys: Arc<AuditKeys>,
     pub checkpoint_every: u64,
     pub checkpoint_secs: u64,
+    /// Seal segments of the chain into an archive (embedded store only).
+    pub archive: Option<ArchiveSetup>,
 }
 
 /// Handle to the store; clone freely.
@@ -107,6 +114,8 @@ impl Store {
         let (tx, rx) = std_mpsc::sync_channel::<Cmd>(65_536);
         let checkpointer = schema::open(&path)?;
         let (alive, stopped) = std_mpsc::channel::<()>();
+        let (archiver_alive, archiver_stopped) = std_mpsc::channel::<()>();
+        let (to_record, archived) = std_mpsc::sync_channel::<archiver::ToRecord>(1);
         let setup = audit.clone();
         // The PostgreSQL client is synchronous and must not run on an async runtime's thread:
         // the writer thread connects, and tells us whether it could.
@@ -120,6 +129,8 @@ impl Store {
             times: times.clone(),
             log_frames: log_frames.clone(),
             windows: windows.clone(),
+            archived,
+            chain_id: audit.chain_id.clone(),
         };
         std::thread::Builder::new()
             .name("wingspan-store".into())
@@ -151,6 +162,7 @@ impl Store {
                     }
                 }
                 drop(alive);
+                drop(archiver_alive);
             })?;
         started
             .recv()
@@ -161,6 +173,14 @@ impl Store {
             .spawn(move || {
                 checkpoint_loop(checkpointer, stopped, &log_frames, &checkpoint_times)
             })?;
+        // Archiving is for the embedded store; a PostgreSQL store is kept by its own means.
+        if let (Some(archive), None) = (audit.archive.clone(), &audit.postgres) {
+            let conn = schema::open(&path)?;
+            let setup = audit.clone();
+            std::thread::Builder::new()
+                .name("wingspan-archive".into())
+                .spawn(move || archiver::run(conn, to_record, setup, archive, archiver_stopped))?;
+        }
         Ok(Self {
             tx,
             readers: Arc::new(Readers {

@@ -21,6 +21,7 @@ pub struct Windows {
     receipts: AtomicU64,
     deliveries: AtomicU64,
     parked: AtomicU64,
+    audit_live: AtomicU64,
 }
 
 /// The windows as numbers, for one pruning pass.
@@ -32,6 +33,9 @@ pub struct Retain {
     pub deliveries_secs: u64,
     /// A parked copy's state is kept this long after it was parked.
     pub parked_secs: u64,
+    /// Archived audit records leave the live store this long after they were written (0:
+    /// never; nothing unarchived ever leaves).
+    pub audit_live_secs: u64,
 }
 
 impl Windows {
@@ -40,6 +44,7 @@ impl Windows {
         self.deliveries
             .store(r.deliveries_secs.min(r.receipts_secs), Ordering::Relaxed);
         self.parked.store(r.parked_secs, Ordering::Relaxed);
+        self.audit_live.store(r.audit_live_secs, Ordering::Relaxed);
     }
 
     pub fn get(&self) -> Retain {
@@ -47,6 +52,7 @@ impl Windows {
             receipts_secs: self.receipts.load(Ordering::Relaxed),
             deliveries_secs: self.deliveries.load(Ordering::Relaxed),
             parked_secs: self.parked.load(Ordering::Relaxed),
+            audit_live_secs: self.audit_live.load(Ordering::Relaxed),
         }
     }
 }
@@ -68,11 +74,12 @@ pub struct Pruned {
     pub receipts: usize,
     pub deliveries: usize,
     pub parked: usize,
+    pub audit: usize,
 }
 
 impl Pruned {
     pub fn total(self) -> usize {
-        self.receipts + self.deliveries + self.parked
+        self.receipts + self.deliveries + self.parked + self.audit
     }
 }
 
@@ -92,12 +99,21 @@ pub(super) fn prune(
     retain: Retain,
     now_unix: i64,
     budget: usize,
+    chain_id: &str,
 ) -> Result<Pruned, rusqlite::Error> {
     let mut pruned = Pruned::default();
+    let limit = i64::try_from(budget).unwrap_or(i64::MAX);
+    if retain.audit_live_secs > 0 {
+        pruned.audit = prune_audit(
+            tx,
+            chain_id,
+            &cutoff(now_unix, retain.audit_live_secs),
+            limit,
+        )?;
+    }
     if retain.receipts_secs == 0 {
         return Ok(pruned);
     }
-    let limit = i64::try_from(budget).unwrap_or(i64::MAX);
     // 1. Delivery states, walking receipts in acceptance order from the cursor.
     let deliveries_before = cutoff(now_unix, retain.deliveries_secs.min(retain.receipts_secs));
     let cursor: (String, String, String) = tx
@@ -161,12 +177,43 @@ pub(super) fn prune(
     Ok(pruned)
 }
 
+/// Archived records older than `before` leave the live store, oldest first: only records of
+/// a recorded (sealed and verified) segment whose last record is older than `before`.
+fn prune_audit(
+    tx: &Connection,
+    chain_id: &str,
+    before: &str,
+    limit: i64,
+) -> Result<usize, rusqlite::Error> {
+    let upto: Option<i64> = tx
+        .prepare_cached(
+            "SELECT max(last_seq) FROM audit_archives WHERE chain_id = ?1 AND last_at < ?2",
+        )?
+        .query_row(params![chain_id, before], |r| r.get(0))?;
+    let Some(upto) = upto else {
+        return Ok(0);
+    };
+    let oldest: Option<i64> = tx
+        .prepare_cached("SELECT min(seq) FROM audit WHERE chain_id = ?1")?
+        .query_row(params![chain_id], |r| r.get(0))?;
+    let Some(oldest) = oldest.filter(|o| *o <= upto) else {
+        return Ok(0);
+    };
+    tx.prepare_cached("DELETE FROM audit WHERE chain_id = ?1 AND seq >= ?2 AND seq <= ?3")?
+        .execute(params![
+            chain_id,
+            oldest,
+            upto.min(oldest.saturating_add(limit - 1))
+        ])
+}
+
 impl From<&wingspan_core::config::compile::Retention> for Retain {
     fn from(r: &wingspan_core::config::compile::Retention) -> Self {
         Self {
             receipts_secs: r.receipts_secs,
             deliveries_secs: r.deliveries_secs,
             parked_secs: r.parked_max_secs(),
+            audit_live_secs: r.audit_live_secs,
         }
     }
 }
@@ -238,13 +285,14 @@ mod tests {
             receipts_secs: 80,
             deliveries_secs: 50,
             parked_secs: 1000,
+            audit_live_secs: 0,
         };
         // At second 100: states of messages accepted before second 50 go (not the parked
         // ones), receipts of those before second 20; 8 rows a pass at most.
         let mut passes = 0;
         let mut total = Pruned::default();
         loop {
-            let p = prune(&conn, retain, T0 + 100, 8).expect("prune");
+            let p = prune(&conn, retain, T0 + 100, 8, "gw").expect("prune");
             assert!(
                 p.receipts <= 8 && p.deliveries <= 8 && p.parked <= 8,
                 "{p:?}"
@@ -274,7 +322,7 @@ mod tests {
         assert_eq!(count(&conn, "SELECT count(*) FROM receipts"), 80);
         assert_eq!(count(&conn, "SELECT count(*) FROM deliveries"), 55);
         // Later, past the parked window too: the parked states go.
-        let p = prune(&conn, retain, T0 + 1100, 1000).expect("prune");
+        let p = prune(&conn, retain, T0 + 1100, 1000, "gw").expect("prune");
         assert_eq!(p.parked, 10);
         assert_eq!(count(&conn, "SELECT count(*) FROM receipts"), 0);
         assert_eq!(count(&conn, "SELECT count(*) FROM deliveries"), 0);
@@ -287,21 +335,22 @@ mod tests {
             accept(&conn, i, DeliveryState::Delivered);
         }
         assert_eq!(
-            prune(&conn, Retain::default(), T0 + 1000, 100).expect("prune"),
+            prune(&conn, Retain::default(), T0 + 1000, 100, "gw").expect("prune"),
             Pruned::default()
         );
         let retain = Retain {
             receipts_secs: 10,
             deliveries_secs: 10,
             parked_secs: 10,
+            audit_live_secs: 0,
         };
-        let p = prune(&conn, retain, T0 + 25, 5).expect("prune");
+        let p = prune(&conn, retain, T0 + 25, 5, "gw").expect("prune");
         assert_eq!((p.deliveries, p.receipts), (5, 5));
         let cursor: String = conn
             .query_row("SELECT message_id FROM retention_cursor", [], |r| r.get(0))
             .expect("cursor");
         assert_eq!(cursor, "m-004", "the cursor is kept with the pass");
-        let p = prune(&conn, retain, T0 + 25, 100).expect("prune");
+        let p = prune(&conn, retain, T0 + 25, 100, "gw").expect("prune");
         assert_eq!((p.deliveries, p.receipts), (10, 10), "accepted at 5..15");
     }
 }

@@ -74,6 +74,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
   state TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, updated_at TEXT NOT NULL,
   PRIMARY KEY (message_id, source, destination)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_parked ON deliveries(updated_at) WHERE state = 'dead-lettered';
+CREATE TABLE IF NOT EXISTS audit_archives (
+  chain_id TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+  manifest TEXT NOT NULL, file_sha256 TEXT NOT NULL, final_hash TEXT NOT NULL,
+  first_at TEXT NOT NULL, last_at TEXT NOT NULL,
+  PRIMARY KEY (chain_id, first_seq));
 ";
 
 /// The audit trail's indexes, by thread (see [`thread_of`]). Message ids are random, so an

@@ -78,6 +78,7 @@ fn setup() -> AuditSetup {
         keys: Arc::new(AuditKeys::from_parts(SEED, b"subject-secret").expect("keys")),
         checkpoint_every: 50,
         checkpoint_secs: 60,
+        archive: None,
     }
 }
 
@@ -98,8 +99,9 @@ fn verify_db(dir: &Path) -> wingspan_core::audit::Report {
     crate::audit::verify_store(&mut src, &key)
         .expect("verify")
         .into_iter()
-        .find(|r| r.chain_id == "gw-test")
+        .find(|r| r.report.chain_id == "gw-test")
         .expect("the chain")
+        .report
 }
 
 /// Appends are chained and signed; every way of tampering with the database directly is
@@ -237,7 +239,7 @@ fn postgres_audit_chain_verifies_and_every_tampering_is_found() {
             .open()
             .expect("open");
         let r = crate::audit::verify_store(&mut src, &key).expect("verify");
-        r.into_iter().next().expect("one chain")
+        r.into_iter().next().expect("one chain").report
     };
     let r = verify(&url);
     assert!(r.ok(), "{r:?}");
@@ -666,6 +668,7 @@ async fn a_running_store_prunes_past_its_windows_and_the_same_id_is_new_after_th
         receipts_secs: 1,
         deliveries_secs: 1,
         parked_secs: 3600,
+        audit_live_secs: 0,
     });
     for id in ["m-1", "m-2"] {
         store
@@ -749,4 +752,76 @@ async fn a_running_store_prunes_past_its_windows_and_the_same_id_is_new_after_th
             .expect("lookup")
             .is_some()
     );
+}
+
+/// Pruning under load: while four writers keep putting receipts (with states) for four
+/// seconds, a one-second window prunes behind them; every put succeeds, no receipt inside
+/// the window is lost, and the oldest are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_under_load_loses_nothing_inside_the_window() {
+    let dir = std::env::temp_dir().join(format!("wingspan-prune-load-{}", uuid::Uuid::new_v4()));
+    let store = Store::open(&dir, setup()).expect("open");
+    store.retain(Retain {
+        receipts_secs: 1,
+        deliveries_secs: 1,
+        parked_secs: 1,
+        audit_live_secs: 0,
+    });
+    let started = std::time::Instant::now();
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let mut put = Vec::new();
+            let mut i = 0;
+            while started.elapsed() < std::time::Duration::from_secs(4) {
+                let id = format!("w{w}-{i:06}");
+                store
+                    .put_receipt(receipt(&id, None, &[]), Vec::new(), None)
+                    .await
+                    .expect("a put failed while pruning");
+                store.delivery("rehab", &id, "hr", DeliveryState::Delivered, 1, None);
+                put.push((id, started.elapsed()));
+                i += 1;
+            }
+            put
+        }));
+    }
+    let mut all = Vec::new();
+    for w in writers {
+        all.extend(w.await.expect("writer"));
+    }
+    let ended = started.elapsed();
+    assert!(
+        all.len() > 1000,
+        "too little load to mean anything: {}",
+        all.len()
+    );
+    // Accepted within the last half second: certainly inside the window (whole seconds).
+    for (id, at) in all
+        .iter()
+        .filter(|(_, at)| ended - *at < std::time::Duration::from_millis(500))
+    {
+        assert!(
+            store.receipt("rehab", id).await.expect("lookup").is_some(),
+            "{id}, accepted {:?} before the end, was pruned inside its window",
+            ended - *at
+        );
+    }
+    // The first second's are gone by now, or within the next idle passes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (first, _) = &all[0];
+    while store
+        .receipt("rehab", first)
+        .await
+        .expect("lookup")
+        .is_some()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the oldest were never pruned"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(store.times().pruned[0] > 0 && store.times().pruned[1] > 0);
 }

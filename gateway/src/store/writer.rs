@@ -7,10 +7,11 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 use wingspan_core::audit::{Entry, Head, Record};
 
+use super::archiver::{Sealed, ToRecord};
 use super::chain::{Chain, Threads, append, sign_if_due};
 use super::retention::{self, Pruned, Retain, Windows};
 use super::wal::{WAL_CHECK_EVERY, WAL_LIMIT_FRAMES, bound_wal};
-use super::{AuditSetup, DeliveryState, NewReceipt, configs, deliveries, receipts};
+use super::{AuditSetup, DeliveryState, NewReceipt, archives, configs, deliveries, receipts};
 use crate::audit::pg::PgAudit;
 use crate::stats::StoreTimes;
 
@@ -33,6 +34,8 @@ pub(super) enum Cmd {
         at: String,
         done: Done,
     },
+    /// A segment the archiver sealed and verified: recorded (a row and an `archived` record).
+    Archived(Sealed, Done),
     Delivery {
         source: String,
         message_id: String,
@@ -80,6 +83,9 @@ pub(super) struct Shared {
     /// The log's length as the checkpoint thread last saw it, for [`bound_wal`].
     pub(super) log_frames: Arc<std::sync::atomic::AtomicI64>,
     pub(super) windows: Arc<Windows>,
+    /// Segments the archiver sealed, to be recorded.
+    pub(super) archived: std_mpsc::Receiver<ToRecord>,
+    pub(super) chain_id: String,
 }
 
 pub(super) fn write_loop(
@@ -107,9 +113,13 @@ pub(super) fn write_loop(
         let first = match rx.recv_timeout(idle) {
             Ok(c) => c,
             Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                sign_if_due(&conn, pg.as_mut(), &mut chain, setup, period);
-                prune_idle(&mut conn, windows, times);
-                continue;
+                if let Ok((sealed, done)) = shared.archived.try_recv() {
+                    Cmd::Archived(sealed, done)
+                } else {
+                    sign_if_due(&conn, pg.as_mut(), &mut chain, setup, period);
+                    prune_idle(&mut conn, windows, times, &shared.chain_id);
+                    continue;
+                }
             }
             Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
         };
@@ -129,6 +139,9 @@ pub(super) fn write_loop(
                 Ok(c) => batch.push(c),
                 Err(_) => break,
             }
+        }
+        while let Ok((sealed, done)) = shared.archived.try_recv() {
+            batch.push(Cmd::Archived(sealed, done));
         }
         if pg_in_doubt && let Some(pg) = pg.as_mut() {
             match pg.ensure().and_then(|()| pg.head(&setup.chain_id)) {
@@ -177,7 +190,12 @@ pub(super) fn write_loop(
                 .iter()
                 .filter(|c| matches!(c, Cmd::Receipt(..)))
                 .count();
-            pruned = prune_within(&mut tx, windows.get(), retention::budget(receipts));
+            pruned = prune_within(
+                &mut tx,
+                windows.get(),
+                retention::budget(receipts),
+                &shared.chain_id,
+            );
             // The audit records commit first: a receipt is never committed without them.
             if let (Some(pg), Some(records)) = (pg.as_mut(), &elsewhere) {
                 pg.ensure()
@@ -215,6 +233,7 @@ pub(super) fn write_loop(
                 }
                 Cmd::Receipt(_, _, done, _, _)
                 | Cmd::Audit(_, Some(done))
+                | Cmd::Archived(_, done)
                 | Cmd::Config { done, .. } => {
                     let _ = done.send(outcome.clone());
                 }
@@ -269,6 +288,23 @@ pub(super) fn apply(
         Cmd::Config {
             sha256, text, at, ..
         } => configs::remember(tx, sha256, text, at)?,
+        Cmd::Archived(sealed, _) => {
+            let mut e = Entry::new(wingspan_core::audit::Event::Archived, crate::audit::now());
+            e.actor = Some("gateway".into());
+            e.payload_sha256 = Some(sealed.file_sha256.clone());
+            e.reason = Some(format!(
+                "records {}..={} sealed in {}",
+                sealed.first_seq,
+                sealed.last_seq,
+                sealed
+                    .manifest
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ));
+            append(tx, threads, head, &mut vec![e], elsewhere)?;
+            archives::record(tx, sealed)?;
+        }
         Cmd::Receipt(r, at, _, entries, _) => {
             append(tx, threads, head, entries, elsewhere)?;
             receipts::insert(tx, r, at)?;
@@ -297,10 +333,15 @@ pub(super) fn apply(
 
 /// Prune inside a batch's transaction, behind a savepoint: a pruning failure is logged and
 /// undone, and never fails the receipts and records it rides with.
-fn prune_within(tx: &mut rusqlite::Transaction<'_>, retain: Retain, budget: usize) -> Pruned {
+fn prune_within(
+    tx: &mut rusqlite::Transaction<'_>,
+    retain: Retain,
+    budget: usize,
+    chain_id: &str,
+) -> Pruned {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let outcome = tx.savepoint().and_then(|sp| {
-        let pruned = retention::prune(&sp, retain, now, budget)?;
+        let pruned = retention::prune(&sp, retain, now, budget, chain_id)?;
         sp.commit()?;
         Ok(pruned)
     });
@@ -312,15 +353,15 @@ fn prune_within(tx: &mut rusqlite::Transaction<'_>, retain: Retain, budget: usiz
 
 /// Prune while no command waits: a transaction of its own, at most [`retention::IDLE_BUDGET`]
 /// rows of each kind.
-fn prune_idle(conn: &mut Connection, windows: &Windows, times: &Mutex<StoreTimes>) {
+fn prune_idle(conn: &mut Connection, windows: &Windows, times: &Mutex<StoreTimes>, chain_id: &str) {
     let retain = windows.get();
-    if retain.receipts_secs == 0 {
+    if retain.receipts_secs == 0 && retain.audit_live_secs == 0 {
         return;
     }
     let outcome = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .and_then(|mut tx| {
-            let pruned = prune_within(&mut tx, retain, retention::IDLE_BUDGET);
+            let pruned = prune_within(&mut tx, retain, retention::IDLE_BUDGET, chain_id);
             tx.commit()?;
             Ok(pruned)
         });
@@ -331,11 +372,12 @@ fn prune_idle(conn: &mut Connection, windows: &Windows, times: &Mutex<StoreTimes
 }
 
 fn count_pruned(times: &mut StoreTimes, pruned: Pruned) {
-    for (n, p) in times
-        .pruned
-        .iter_mut()
-        .zip([pruned.receipts, pruned.deliveries, pruned.parked])
-    {
+    for (n, p) in times.pruned.iter_mut().zip([
+        pruned.receipts,
+        pruned.deliveries,
+        pruned.parked,
+        pruned.audit,
+    ]) {
         *n += p as u64;
     }
 }
