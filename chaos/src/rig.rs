@@ -446,22 +446,40 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Message `i`'s id after its kind: a version 4 UUID, random as real upstreams send
+    /// them (sequential ids would hide the store's random-write costs), yet the same for the
+    /// same seed and `i`, so a ledger can be checked again.
+    fn uuid(&self, i: usize) -> uuid::Uuid {
+        fn mix(mut z: u64) -> u64 {
+            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        let a = mix(self.seed ^ mix(i as u64));
+        let b = mix(a ^ 0x5851_f42d_4c95_7f2d);
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&a.to_le_bytes());
+        bytes[8..].copy_from_slice(&b.to_le_bytes());
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+
     pub fn message(&self, i: usize) -> (String, Value) {
         let k = i as u64;
         let (mut msg, id) = if self.poison_every.is_some_and(|p| i % p == p - 1) {
             (
                 samples::material_submit(k),
-                format!("poison-{}-{i}", self.seed),
+                format!("poison-{}", self.uuid(i)),
             )
         } else if self.transfer_every > 0 && i % self.transfer_every == self.transfer_every - 1 {
             (
                 samples::transfer_request(k),
-                format!("transfer-{}-{i}", self.seed),
+                format!("transfer-{}", self.uuid(i)),
             )
         } else {
             (
                 samples::material_submit(k),
-                format!("material-{}-{i}", self.seed),
+                format!("material-{}", self.uuid(i)),
             )
         };
         msg["message_id"] = Value::String(id.clone());

@@ -9,8 +9,10 @@
 //!   canonical pass-through, `police-declared` for the police document written by the example
 //!   config's declared adapter).
 //!
-//! Runs alternate (raw, gateway, raw, gateway, …); the medians and their ratio are printed,
-//! and the last line reads `ratio=<gateway/raw> gateway=<msg/s> raw=<msg/s>`.
+//! Runs alternate (raw, gateway, raw, gateway, …); each run prints its rate, the CPU this
+//! process spent per message (from /proc/self/stat: the side under test alone, not the
+//! broker) and the bytes it wrote to storage per message (/proc/self/io); the medians and the
+//! ratio follow, and the last line reads `ratio=<gateway/raw> gateway=<msg/s> raw=<msg/s>`.
 //!
 //! `cargo run --release -p wingspan --bin wingspan-bench -- [N] [RUNS] [gateway|raw]` (defaults
 //! 50000 5, both sides). `… [N] [RUNS] declared` alternates the gateway with the built-in
@@ -103,6 +105,68 @@ async fn declare_sink(ch: &Channel, exchange: &str, queue: &str) -> anyhow::Resu
     Ok(())
 }
 
+/// What this process has used so far: CPU (user + system, every thread) and bytes it caused
+/// to be written to storage. During a timed run the process is the side under test alone
+/// (the queue was filled before), so the difference over a run is that side's cost; the
+/// broker's is not in it.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    cpu: Duration,
+    written: u64,
+}
+
+impl Usage {
+    fn now() -> Self {
+        // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks (100 a second).
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<u64> = after
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+        let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+        let written = io
+            .lines()
+            .find_map(|l| l.strip_prefix("write_bytes:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        Self {
+            cpu: Duration::from_millis(ticks * 10),
+            written,
+        }
+    }
+}
+
+/// One timed run of one side.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    rate: f64,
+    /// CPU per message, microseconds (this process alone).
+    cpu_us: f64,
+    /// Bytes written to storage per message (this process alone).
+    disk_bytes: f64,
+}
+
+impl Run {
+    fn measure(n: usize, started: Instant, before: Usage) -> Self {
+        let after = Usage::now();
+        let n = n as f64;
+        Self {
+            rate: n / started.elapsed().as_secs_f64(),
+            cpu_us: after.cpu.saturating_sub(before.cpu).as_secs_f64() * 1e6 / n,
+            disk_bytes: after.written.saturating_sub(before.written) as f64 / n,
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{:>9.0} msg/s  {:>6.1} µs CPU/msg  {:>7.0} B written/msg",
+            self.rate, self.cpu_us, self.disk_bytes
+        )
+    }
+}
+
 fn bodies(n: usize) -> Vec<Vec<u8>> {
     (0..n as u64)
         .map(|i| serde_json::to_vec(&wingspan_sim::samples::material_submit(i)).unwrap_or_default())
@@ -110,7 +174,7 @@ fn bodies(n: usize) -> Vec<Vec<u8>> {
 }
 
 /// consume → publish with confirm → ack, no processing.
-async fn raw(n: usize, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
+async fn raw(n: usize, bodies: &[Vec<u8>]) -> anyhow::Result<Run> {
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let (input, exchange, sink) = (
         format!("bench-raw-{tag}.in"),
@@ -143,6 +207,7 @@ async fn raw(n: usize, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
         .await?;
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let before = Usage::now();
     let mut consumer = consume
         .basic_consume(
             input.as_str().into(),
@@ -170,7 +235,7 @@ async fn raw(n: usize, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
             Some(r) = tasks.join_next() => { r??; }
         }
     }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let rate = Run::measure(n, started, before);
     for q in [&input, &sink] {
         setup
             .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
@@ -184,7 +249,7 @@ async fn raw(n: usize, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
 }
 
 /// The real gateway with one AMQP destination.
-async fn gateway(n: usize, bodies: &[Vec<u8>], adapter: &str) -> anyhow::Result<f64> {
+async fn gateway(n: usize, bodies: &[Vec<u8>], adapter: &str) -> anyhow::Result<Run> {
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let prefix = format!("bench-gw-{tag}");
     let dir = std::env::temp_dir().join(&prefix);
@@ -255,6 +320,7 @@ destinations = ["partner"]
     .await?;
 
     let started = Instant::now();
+    let before = Usage::now();
     let options = GatewayOptions {
         http: false,
         admin: false,
@@ -268,7 +334,7 @@ destinations = ["partner"]
             "gateway run did not finish"
         );
     }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let rate = Run::measure(n, started, before);
     let config = g.config.clone();
     g.shutdown().await;
     wingspan::broker::topology::delete(&conn, &config, &names, Duration::from_secs(10)).await?;
@@ -385,12 +451,12 @@ async fn main() -> anyhow::Result<()> {
         for run in 1..=runs {
             tokio::time::sleep(Duration::from_secs(3)).await;
             let b = gateway(n, &bodies, "police").await?;
-            println!("run {run}: police          {b:>9.0} msg/s");
+            println!("run {run}: police          {}", b.line());
             tokio::time::sleep(Duration::from_secs(3)).await;
             let d = gateway(n, &bodies, "police-declared").await?;
-            println!("run {run}: police-declared {d:>9.0} msg/s");
-            builtins.push(b);
-            declared.push(d);
+            println!("run {run}: police-declared {}", d.line());
+            builtins.push(b.rate);
+            declared.push(d.rate);
         }
         let (b, d) = (median(builtins), median(declared));
         println!("declared_ratio={:.3} declared={d:.0} builtin={b:.0}", d / b);
@@ -399,12 +465,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(side) = only.as_deref() {
         let bodies = bodies(n);
         for run in 1..=runs {
-            let rate = if side == "raw" {
+            let run_ = if side == "raw" {
                 raw(n, &bodies).await?
             } else {
                 gateway(n, &bodies, &adapter()).await?
             };
-            println!("run {run}: {side} {rate:>9.0} msg/s");
+            println!("run {run}: {side} {}", run_.line());
         }
         return Ok(());
     }
@@ -415,20 +481,30 @@ async fn main() -> anyhow::Result<()> {
         prefetch()
     );
     let (mut raws, mut gws) = (Vec::new(), Vec::new());
+    let (mut raw_cpu, mut gw_cpu, mut gw_disk) = (Vec::new(), Vec::new(), Vec::new());
     // The broker keeps working after a run (deleting queues, compacting its logs); give it a
     // moment so one side does not pay for the other's clean-up.
     let settle = || tokio::time::sleep(Duration::from_secs(3));
     for run in 1..=runs {
         settle().await;
         let r = raw(n, &bodies).await?;
-        println!("run {run}: raw     {r:>9.0} msg/s");
+        println!("run {run}: raw     {}", r.line());
         settle().await;
         let g = gateway(n, &bodies, &adapter()).await?;
-        println!("run {run}: gateway {g:>9.0} msg/s");
-        raws.push(r);
-        gws.push(g);
+        println!("run {run}: gateway {}", g.line());
+        raws.push(r.rate);
+        gws.push(g.rate);
+        raw_cpu.push(r.cpu_us);
+        gw_cpu.push(g.cpu_us);
+        gw_disk.push(g.disk_bytes);
     }
     let (r, g) = (median(raws), median(gws));
+    println!(
+        "cpu_us_per_msg gateway={:.1} raw={:.1}; disk_bytes_per_msg gateway={:.0} (medians)",
+        median(gw_cpu),
+        median(raw_cpu),
+        median(gw_disk)
+    );
     println!("ratio={:.3} gateway={g:.0} raw={r:.0}", g / r);
     Ok(())
 }
