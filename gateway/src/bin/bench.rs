@@ -348,7 +348,12 @@ destinations = ["partner"]
         )
         .await?;
     let _ = conn.close(200, "bench".into()).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    // `WINGSPAN_BENCH_KEEP=1` keeps the state directory (database, audit trail) for a look.
+    if std::env::var_os("WINGSPAN_BENCH_KEEP").is_some() {
+        println!("state kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(rate)
 }
 
