@@ -286,7 +286,8 @@ pub fn clean_partial(archive: &Path) {
     }
 }
 
-/// A segment as the live store's index (`audit_archives`) names it.
+/// A segment as the live store's index (`audit_archives`) names it; also what the archiver
+/// hands the store's writer to record once it has sealed and verified one.
 #[derive(Debug, Clone)]
 pub struct Indexed {
     pub chain_id: String,
@@ -375,37 +376,71 @@ pub fn check_indexed(
     Ok((segments, problems))
 }
 
+/// Each archived record of a chain that is no longer in the live store, in chain order.
+/// `wanted(segment)` may skip a segment unread. An unreadable segment is an error, or, with
+/// `problems`, noted there and skipped.
+pub fn each_archived(
+    conn: &Connection,
+    chain_id: &str,
+    wanted: &dyn Fn(&Indexed) -> bool,
+    f: &mut dyn FnMut(Record),
+    mut problems: Option<&mut Vec<String>>,
+) -> anyhow::Result<()> {
+    let live_from = super::sqlite::first_seq(conn, chain_id)?;
+    for s in indexed(conn, Some(chain_id))? {
+        if live_from.is_some_and(|l| s.first_seq >= l) {
+            break;
+        }
+        if !wanted(&s) {
+            continue;
+        }
+        let read = read_manifest(&s.manifest).and_then(|seg| {
+            each_record(&s.manifest, &seg, &mut |r| {
+                if let Some(r) = r
+                    && live_from.is_none_or(|l| r.seq < l)
+                {
+                    f(r);
+                }
+            })
+        });
+        match (read, problems.as_deref_mut()) {
+            (Ok(_), _) => {}
+            (Err(e), Some(p)) => p.push(e.to_string()),
+            (Err(e), None) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Archived records no longer in the live store that match a filter, in chain order, at most
 /// `limit`. Segments outside the filter's time window or before its `after_seq` are not read.
 pub fn search(conn: &Connection, f: &super::Filter, limit: usize) -> anyhow::Result<Vec<Record>> {
     let mut found = Vec::new();
+    // Once the page is full no further segment is read.
+    let taken = std::cell::Cell::new(0usize);
+    let wanted = |s: &Indexed| {
+        taken.get() < limit
+            && s.last_seq > f.after_seq
+            && f.until
+                .as_ref()
+                .is_none_or(|u| s.first_at.as_str() < u.as_str())
+            && f.since
+                .as_ref()
+                .is_none_or(|v| s.last_at.as_str() >= v.as_str())
+    };
     for chain in chains_archived(conn)? {
-        let live_from = super::sqlite::first_seq(conn, &chain)?;
-        for s in indexed(conn, Some(&chain))? {
-            if found.len() >= limit || live_from.is_some_and(|l| s.first_seq >= l) {
-                break;
-            }
-            if s.last_seq <= f.after_seq
-                || f.until
-                    .as_ref()
-                    .is_some_and(|u| s.first_at.as_str() >= u.as_str())
-                || f.since
-                    .as_ref()
-                    .is_some_and(|v| s.last_at.as_str() < v.as_str())
-            {
-                continue;
-            }
-            let seg = read_manifest(&s.manifest)?;
-            each_record(&s.manifest, &seg, &mut |r| {
-                if let Some(r) = r
-                    && found.len() < limit
-                    && live_from.is_none_or(|l| r.seq < l)
-                    && f.matches(&r)
-                {
+        each_archived(
+            conn,
+            &chain,
+            &wanted,
+            &mut |r| {
+                if taken.get() < limit && f.matches(&r) {
                     found.push(r);
+                    taken.set(taken.get() + 1);
                 }
-            })?;
-        }
+            },
+            None,
+        )?;
     }
     Ok(found)
 }
@@ -415,22 +450,19 @@ pub fn search(conn: &Connection, f: &super::Filter, limit: usize) -> anyhow::Res
 pub fn trail(conn: &Connection, message_id: &str) -> anyhow::Result<Vec<Record>> {
     let mut found = Vec::new();
     for chain in chains_archived(conn)? {
-        let live_from = super::sqlite::first_seq(conn, &chain)?;
-        for s in indexed(conn, Some(&chain))? {
-            if live_from.is_some_and(|l| s.first_seq >= l) {
-                break;
-            }
-            let seg = read_manifest(&s.manifest)?;
-            each_record(&s.manifest, &seg, &mut |r| {
-                if let Some(r) = r
-                    && live_from.is_none_or(|l| r.seq < l)
-                    && (r.entry.message_id.as_deref() == Some(message_id)
-                        || r.entry.correlation_id.as_deref() == Some(message_id))
+        each_archived(
+            conn,
+            &chain,
+            &|_| true,
+            &mut |r| {
+                if r.entry.message_id.as_deref() == Some(message_id)
+                    || r.entry.correlation_id.as_deref() == Some(message_id)
                 {
                     found.push(r);
                 }
-            })?;
-        }
+            },
+            None,
+        )?;
     }
     Ok(found)
 }

@@ -140,30 +140,11 @@ impl AuditSource {
         &mut self,
         chain_id: &str,
         f: &mut dyn FnMut(Record),
-        mut problems: Option<&mut Vec<String>>,
+        problems: Option<&mut Vec<String>>,
     ) -> anyhow::Result<()> {
         match self {
             Self::Sqlite(conn) => {
-                let live_from = sqlite::first_seq(conn, chain_id)?;
-                for s in archive::indexed(conn, Some(chain_id))? {
-                    if live_from.is_some_and(|l| s.first_seq >= l) {
-                        break;
-                    }
-                    let read = archive::read_manifest(&s.manifest).and_then(|seg| {
-                        archive::each_record(&s.manifest, &seg, &mut |r| {
-                            if let Some(r) = r
-                                && live_from.is_none_or(|l| r.seq < l)
-                            {
-                                f(r);
-                            }
-                        })
-                    });
-                    match (read, problems.as_deref_mut()) {
-                        (Ok(_), _) => {}
-                        (Err(e), Some(p)) => p.push(e.to_string()),
-                        (Err(e), None) => return Err(e),
-                    }
-                }
+                archive::each_archived(conn, chain_id, &|_| true, f, problems)?;
                 sqlite::each_record(conn, chain_id, f)?;
             }
             Self::Postgres(pg) => pg.each_record(chain_id, f)?,

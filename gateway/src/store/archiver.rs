@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use super::AuditSetup;
 use super::writer::Done;
-use crate::audit::archive;
+use crate::audit::archive::{self, Indexed};
 use crate::audit::sqlite::read_checkpoints;
 
 /// Where and when to archive.
@@ -30,24 +30,11 @@ pub struct ArchiveSetup {
     pub secs: u64,
 }
 
-/// A sealed, verified segment, for the writer to record.
-#[derive(Debug, Clone)]
-pub struct Sealed {
-    pub chain_id: String,
-    pub first_seq: u64,
-    pub last_seq: u64,
-    pub manifest: PathBuf,
-    pub file_sha256: String,
-    pub final_hash: String,
-    pub first_at: String,
-    pub last_at: String,
-}
-
 /// How often the archiver looks (more often while it has a backlog).
 const LOOK_EVERY: Duration = Duration::from_secs(5);
 
 /// A sealed segment on its way to the writer, and where the outcome of its recording goes.
-pub(super) type ToRecord = (Sealed, Done);
+pub(super) type ToRecord = (Indexed, Done);
 
 /// Run until the writer thread stops. The archiver's channel to the writer is its own: the
 /// writer stops when the store's last handle is dropped, whatever the archiver holds.
@@ -130,7 +117,7 @@ fn seal_next(
         &setup.keys.signing,
         &crate::audit::now(),
     )?;
-    let sealed = Sealed {
+    let sealed = Indexed {
         chain_id: chain.to_owned(),
         first_seq: first,
         last_seq: last,

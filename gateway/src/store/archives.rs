@@ -5,10 +5,10 @@
 
 use rusqlite::{Connection, params};
 
-use super::archiver::Sealed;
+use crate::audit::archive::Indexed;
 
 /// Record a segment (in the writer's transaction, with its `archived` record).
-pub(super) fn record(tx: &Connection, s: &Sealed) -> Result<(), rusqlite::Error> {
+pub(super) fn record(tx: &Connection, s: &Indexed) -> Result<(), rusqlite::Error> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO audit_archives (chain_id, first_seq, last_seq, manifest, file_sha256, final_hash, first_at, last_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

@@ -83,14 +83,25 @@ impl Pruned {
     }
 }
 
-/// The instant `secs` before `now_unix` (seconds since the epoch), in the store's RFC 3339
-/// form; receipts and states accepted or updated before it are past their window.
+/// The instant `secs` before `now_unix` (seconds since the epoch), as text that compares
+/// with the store's RFC 3339 times (`audit::now`) as the instants compare: receipts and
+/// states accepted or updated before it are past their window. Stored times carry a fraction
+/// of a second of varying length; a cutoff without one ("…:05Z") would sort after every time
+/// of its own second ('Z' > '.') and prune up to a second early, so it is written with a
+/// fraction of nine zeros, which sorts before every time of its second but the whole one.
 fn cutoff(now_unix: i64, secs: u64) -> String {
     let t = now_unix.saturating_sub(i64::try_from(secs).unwrap_or(i64::MAX));
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(t).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000000Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// One pruning pass in the writer's transaction: at most `budget` rows of each kind.
@@ -326,6 +337,26 @@ mod tests {
         assert_eq!(p.parked, 10);
         assert_eq!(count(&conn, "SELECT count(*) FROM receipts"), 0);
         assert_eq!(count(&conn, "SELECT count(*) FROM deliveries"), 0);
+    }
+
+    #[test]
+    fn the_cutoff_sorts_as_the_instants_do() {
+        let c = cutoff(T0 + 5, 0);
+        assert_eq!(c, "2026-01-01T00:00:05.000000000Z");
+        // Later in the cutoff's own second, and the second before: as the store writes them.
+        for later in [
+            "2026-01-01T00:00:05Z",
+            "2026-01-01T00:00:05.000001Z",
+            "2026-01-01T00:00:05.9Z",
+        ] {
+            assert!(later >= c.as_str(), "{later} sorts before the cutoff {c}");
+        }
+        assert!("2026-01-01T00:00:04.999999Z" < c.as_str());
+        // And against the store's own clock: a time written now is not before this second.
+        let second = time::OffsetDateTime::now_utc().unix_timestamp();
+        let stored = crate::audit::now();
+        assert!(stored.as_str() >= cutoff(second, 0).as_str(), "{stored}");
+        assert!(stored.as_str() < cutoff(second + 2, 0).as_str(), "{stored}");
     }
 
     #[test]

@@ -7,11 +7,12 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 use wingspan_core::audit::{Entry, Head, Record};
 
-use super::archiver::{Sealed, ToRecord};
+use super::archiver::ToRecord;
 use super::chain::{Chain, Threads, append, sign_if_due};
 use super::retention::{self, Pruned, Retain, Windows};
 use super::wal::{WAL_CHECK_EVERY, WAL_LIMIT_FRAMES, bound_wal};
 use super::{AuditSetup, DeliveryState, NewReceipt, archives, configs, deliveries, receipts};
+use crate::audit::archive::Indexed;
 use crate::audit::pg::PgAudit;
 use crate::stats::StoreTimes;
 
@@ -35,7 +36,7 @@ pub(super) enum Cmd {
         done: Done,
     },
     /// A segment the archiver sealed and verified: recorded (a row and an `archived` record).
-    Archived(Sealed, Done),
+    Archived(Indexed, Done),
     Delivery {
         source: String,
         message_id: String,
