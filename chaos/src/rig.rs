@@ -56,6 +56,17 @@ pub struct RigOptions {
     pub max_attempts: u32,
     pub heartbeat_secs: u16,
     pub operation_timeout_ms: u64,
+    /// Retention windows and archiving, for runs long enough to reach their steady state
+    /// (`None`: the gateway's defaults, windows of 30 days).
+    pub windows: Option<Windows>,
+}
+
+/// `[retention]` receipts and audit-live windows and `[audit] archive_secs`, in seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Windows {
+    pub receipts_secs: u64,
+    pub audit_live_secs: u64,
+    pub archive_secs: u64,
 }
 
 impl RigOptions {
@@ -68,6 +79,7 @@ impl RigOptions {
             max_attempts: 12,
             heartbeat_secs: 5,
             operation_timeout_ms: 3000,
+            windows: None,
         }
     }
 }
@@ -248,6 +260,16 @@ fn config_text(
         Some(url) => format!("store = {url:?}\n"),
         None => String::new(),
     };
+    let (archive, retention) = match o.windows {
+        Some(w) => (
+            format!("archive_secs = {}\n", w.archive_secs),
+            format!(
+                "[retention]\nreceipts_secs = {}\naudit_live_secs = {}\n\n",
+                w.receipts_secs, w.audit_live_secs
+            ),
+        ),
+        None => (String::new(), String::new()),
+    };
     format!(
         r#"# Written by wingspan-chaos for one scenario run.
 [gateway]
@@ -281,8 +303,8 @@ delivery_limit = 20
 rate_per_sec = 1000000
 burst = 1000000
 
-[audit]
-{audit}# Shared by every instance of the rig: one signing key, one subject-reference secret.
+{retention}[audit]
+{audit}{archive}# Shared by every instance of the rig: one signing key, one subject-reference secret.
 signing_key_file = {signing:?}
 subject_key_file = {subject:?}
 checkpoint_every = 1000

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::node::Node;
-use crate::rig::{Plan, Rig, RigOptions, Upstream, send, settle};
+use crate::rig::{Plan, Rig, RigOptions, Upstream, Windows, send, settle};
 use crate::scenarios::Outcome;
 
 #[derive(Debug, Clone, Default)]
@@ -47,16 +47,19 @@ pub struct Sample {
     /// size at the end of it.
     pub gateway_write_mbs: f64,
     pub disk_write_mbs: f64,
+    /// The live state database with its write-ahead log, and the audit archive, at the end
+    /// of the interval.
     pub state_db_mib: f64,
+    pub archive_mib: f64,
 }
 
 impl Sample {
-    const CSV_HEADER: &str = "seconds,rss_kib,anon_kib,fds,threads,delivered,p50_ms,p99_ms,slow_accepts,slow_deliveries,slow_queued,slow_commits,store_pauses,store_pause_s,checkpoints,checkpoint_ms,gateway_write_mbs,disk_write_mbs,state_db_mib";
+    const CSV_HEADER: &str = "seconds,rss_kib,anon_kib,fds,threads,delivered,p50_ms,p99_ms,slow_accepts,slow_deliveries,slow_queued,slow_commits,store_pauses,store_pause_s,checkpoints,checkpoint_ms,gateway_write_mbs,disk_write_mbs,state_db_mib,archive_mib";
 
     /// One line of `soak.csv` (also the progress line, after the `soak columns:` header).
     fn csv_row(&self) -> String {
         format!(
-            "{:.0},{},{},{},{},{},{:.2},{:.2},{},{},{},{},{},{:.3},{},{:.1},{:.1},{:.1},{:.0}",
+            "{:.0},{},{},{},{},{},{:.2},{:.2},{},{},{},{},{},{:.3},{},{:.1},{:.1},{:.1},{:.1},{:.1}",
             self.at_s,
             self.rss_kib,
             self.anon_kib,
@@ -75,7 +78,8 @@ impl Sample {
             self.checkpoint_ms,
             self.gateway_write_mbs,
             self.disk_write_mbs,
-            self.state_db_mib
+            self.state_db_mib,
+            self.archive_mib
         )
     }
 }
@@ -232,6 +236,7 @@ fn svg(samples: &[Sample]) -> String {
         .fold(1.0, f64::max)
         * 1.2;
     let p99_max = samples.iter().map(|s| s.p99_ms).fold(1.0, f64::max) * 1.2;
+    let db_max = samples.iter().map(|s| s.state_db_mib).fold(1.0, f64::max) * 1.2;
     let x = |t: f64| m + (t / 60.0) / t_max * (w - 2.0 * m);
     let y = |v: f64, max: f64| h - m - v / max * (h - 2.0 * m);
     let line = |f: &dyn Fn(&Sample) -> f64, max: f64| {
@@ -246,12 +251,14 @@ fn svg(samples: &[Sample]) -> String {
         out,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
-<text x="{m}" y="24" font-size="15">wingspan soak: gateway RSS (MiB, blue) and p99 end-to-end latency (ms, red)</text>
+<text x="{m}" y="24" font-size="15">wingspan soak: gateway RSS (MiB, blue) and p99 end-to-end latency (ms, red), live database + WAL (MiB, green)</text>
 <line x1="{m}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/><line x1="{m}" y1="{m}" x2="{m}" y2="{b}" stroke="black"/>
 <text x="{r}" y="{bl}" text-anchor="end">{t_max:.0} min</text><text x="{m}" y="{bl}">0</text>
 <text x="8" y="{m}" fill="#1f5fbf">{rss_max:.0} MiB</text><text x="{rl}" y="{m}" fill="#b42318">{p99_max:.0} ms</text>
 <polyline fill="none" stroke="#1f5fbf" stroke-width="2" points="{rss}"/>
 <polyline fill="none" stroke="#b42318" stroke-width="1.5" points="{p99}"/>
+<text x="{rl}" y="{m2}" fill="#2e7d32">{db_max:.0} MiB</text>
+<polyline fill="none" stroke="#2e7d32" stroke-width="1.5" points="{db}"/>
 </svg>
 "##,
         b = h - m,
@@ -260,6 +267,8 @@ fn svg(samples: &[Sample]) -> String {
         rl = w - m - 40.0,
         rss = line(&|s| s.rss_kib as f64 / 1024.0, rss_max),
         p99 = line(&|s| s.p99_ms, p99_max),
+        m2 = m + 16.0,
+        db = line(&|s| s.state_db_mib, db_max),
     );
     out
 }
@@ -321,6 +330,33 @@ async fn burst(rig: &Rig, bases: &[String], seed: u64) -> Burst {
     Burst { intake, end_to_end }
 }
 
+/// The retention windows a soak of `minutes` runs with: receipts a twelfth of the run, audit
+/// records live a quarter, a segment archived every twelfth (2 hours: 10 min, 30 min, 10 min),
+/// so that the live store reaches its steady state in the first half of the run.
+pub fn windows_for(minutes: u64) -> Windows {
+    let run = (minutes * 60).max(60);
+    Windows {
+        receipts_secs: run / 12,
+        audit_live_secs: run / 4,
+        archive_secs: run / 12,
+    }
+}
+
+/// Bytes under `dir`, recursively (0 when it does not exist).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// Soak for `minutes` at half the capacity measured first; `sample_secs` between samples.
 pub async fn soak(
     base: &Path,
@@ -334,7 +370,10 @@ pub async fn soak(
     let node_dir = dir.join("node");
     let tag = format!("s{seed}");
     let node = Arc::new(tokio::task::spawn_blocking(move || Node::start(&node_dir, &tag)).await??);
-    let mut rig = Rig::start(&dir.join("rig"), &RigOptions::new(node.url())).await?;
+    let windows = windows_for(minutes);
+    let mut options = RigOptions::new(node.url());
+    options.windows = Some(windows);
+    let mut rig = Rig::start(&dir.join("rig"), &options).await?;
     rig.police.keep_bodies(false);
     rig.emergency.keep_bodies(false);
     let pid = rig.gateways[0].pid().unwrap_or(0);
@@ -428,7 +467,15 @@ pub async fn soak(
         Err(_) => Counters::default(),
     };
     let mut counters = gateway_counters().await;
-    let state_db = rig.gateways[0].state_dir.join("wingspan-state.db");
+    let state_dir = rig.gateways[0].state_dir.clone();
+    let live_mib = || {
+        ["wingspan-state.db", "wingspan-state.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(state_dir.join(f)).ok())
+            .map(|m| m.len() as f64 / 1048576.0)
+            .sum::<f64>()
+    };
+    let archive_dir = state_dir.join("audit-archive");
     let (mut gw_written, mut disk) = (proc_written(pid), disk_written());
     let mut sampled = Instant::now();
     while !load.is_finished() {
@@ -488,7 +535,8 @@ pub async fn soak(
             },
             gateway_write_mbs,
             disk_write_mbs,
-            state_db_mib: std::fs::metadata(&state_db).map_or(0.0, |m| m.len() as f64 / 1048576.0),
+            state_db_mib: live_mib(),
+            archive_mib: dir_bytes(&archive_dir) as f64 / 1048576.0,
         });
         if let Some(s) = samples.last() {
             println!("soak {:>6.0} s: {}", s.at_s, s.csv_row());
@@ -528,6 +576,24 @@ pub async fn soak(
     let fd1 = m(last, &|s| s.fds as f64);
     let th0 = m(first, &|s| s.threads as f64);
     let th1 = m(last, &|s| s.threads as f64);
+    // The live store over the last hour (the last half of a shorter run), once its windows
+    // are reached: the median of its first tenth against that of its last tenth.
+    let span = (minutes * 60).min(3600).min(minutes * 30) as f64;
+    let end = samples.last().map_or(0.0, |s| s.at_s);
+    let tail: Vec<&Sample> = samples.iter().filter(|s| s.at_s >= end - span).collect();
+    let tenth = (tail.len() / 10).max(1);
+    let tail_median = |part: &[&Sample]| median(part.iter().map(|s| s.state_db_mib).collect());
+    let db0 = tail_median(&tail[..tenth.min(tail.len())]);
+    let db1 = tail_median(&tail[tail.len().saturating_sub(tenth)..]);
+    let db_growth = if db0 > 0.0 { (db1 - db0) / db0 } else { 0.0 };
+    let archive_mib = samples.last().map_or(0.0, |s| s.archive_mib);
+    let segments = std::fs::read_dir(archive_dir.join(&rig.gateways[0].instance))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".manifest.json"))
+                .count()
+        })
+        .unwrap_or(0);
     let mut out = Outcome {
         name: "soak at half capacity",
         ledger,
@@ -555,6 +621,14 @@ pub async fn soak(
                 anon0 / 1024.0,
                 anon1 / 1024.0,
             ),
+            format!(
+                "windows: receipts {} s, audit live {} s, a segment archived every {} s; live database + WAL {db0:.1} → {db1:.1} MiB over the last {:.0} min ({:+.1} %), archive {archive_mib:.1} MiB in {segments} segments",
+                windows.receipts_secs,
+                windows.audit_live_secs,
+                windows.archive_secs,
+                span / 60.0,
+                db_growth * 100.0
+            ),
             format!("curve: {} and soak.csv", dir.join("soak.svg").display()),
         ],
         elapsed: started.elapsed(),
@@ -567,6 +641,18 @@ pub async fn soak(
     out.check(
         format!("p99 stable ({p1:.1} ms ≤ 1.5 × {p0:.1} ms + 5 ms)"),
         p1 <= p0 * 1.5 + 5.0,
+    );
+    out.check(
+        format!(
+            "live database + WAL flat over the last {:.0} min ({:+.1} % ≤ 10 %)",
+            span / 60.0,
+            db_growth * 100.0
+        ),
+        db_growth <= 0.10,
+    );
+    out.check(
+        format!("the audit trail archived ({segments} sealed segments, verified with the live store)"),
+        segments > 0,
     );
     out.check(
         format!("no growth in open files ({fd0:.0} → {fd1:.0})"),
