@@ -44,10 +44,13 @@ pub enum Event {
     /// A sealed segment of the chain was written to the archive and verified; the record
     /// names its range (reason) and its file's SHA-256 (payload_sha256).
     Archived,
+    /// A compliance user searched the trail by person: who (actor), why (reason) and whom
+    /// (the person's reference, never the id).
+    SubjectSearched,
 }
 
 impl Event {
-    pub const ALL: [Event; 17] = [
+    pub const ALL: [Event; 18] = [
         Self::ConfigLoaded,
         Self::Received,
         Self::Rejected,
@@ -65,6 +68,7 @@ impl Event {
         Self::PayloadViewed,
         Self::ConfigRefused,
         Self::Archived,
+        Self::SubjectSearched,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +90,7 @@ impl Event {
             Self::PayloadViewed => "payload_viewed",
             Self::ConfigRefused => "config_refused",
             Self::Archived => "archived",
+            Self::SubjectSearched => "subject_searched",
         }
     }
 

@@ -134,7 +134,8 @@ impl DeadLetters {
         actor: &str,
         reason: &str,
     ) -> Result<Vec<Handled>, DlqError> {
-        if action != Action::Show && reason.trim().is_empty() {
+        // Showing a payload needs a reason as much as replaying or discarding does.
+        if reason.trim().is_empty() {
             return Err(DlqError::ReasonRequired);
         }
         let config = self.live.get();

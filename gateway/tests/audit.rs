@@ -128,31 +128,70 @@ async fn flows(postgres: Option<String>) {
         .filter_map(|r| r["event"].as_str())
         .collect();
     assert!(events.contains(&"reply_correlated"), "{events:?}");
-    let page: serde_json::Value = client
-        .get(format!(
-            "{admin}/v1/audit/search?subject={MARKER_ID}&limit=2"
-        ))
+    // A person is never named in a URL, and a search by person needs a reason.
+    let in_url = client
+        .get(format!("{admin}/v1/audit/search?subject={MARKER_ID}"))
         .bearer_auth(COMPLIANCE)
         .send()
+        .await
+        .expect("search");
+    assert_eq!(in_url.status(), 400);
+    let no_reason = client
+        .post(format!("{admin}/v1/audit/search"))
+        .bearer_auth(COMPLIANCE)
+        .json(&json!({"subject": MARKER_ID}))
+        .send()
+        .await
+        .expect("search");
+    assert_eq!(no_reason.status(), 400);
+    let by_person = |after: Option<u64>, limit: u64| {
+        let mut body =
+            json!({"subject": MARKER_ID, "reason": "case 2026-114 review", "limit": limit});
+        if let Some(a) = after {
+            body["after"] = json!(a);
+        }
+        client
+            .post(format!("{admin}/v1/audit/search"))
+            .bearer_auth(COMPLIANCE)
+            .json(&body)
+            .send()
+    };
+    let page: serde_json::Value = by_person(None, 1)
         .await
         .expect("search")
         .json()
         .await
         .expect("json");
-    assert_eq!(page["records"].as_array().map(Vec::len), Some(2));
+    // The person is named in each accepted message's received record (the trail has the
+    // rest): two messages, one a page.
+    assert_eq!(page["records"].as_array().map(Vec::len), Some(1));
     let after = page["next_after"].as_u64().expect("more pages");
-    let rest: serde_json::Value = client
-        .get(format!(
-            "{admin}/v1/audit/search?subject={MARKER_ID}&limit=1000&after={after}"
-        ))
-        .bearer_auth(COMPLIANCE)
-        .send()
+    let rest: serde_json::Value = by_person(Some(after), 1000)
         .await
         .expect("search")
         .json()
         .await
         .expect("json");
-    assert!(rest["records"].as_array().is_some_and(|r| !r.is_empty()));
+    // Each search by person is on record before it runs (who, why, whose reference): the
+    // second page finds the first search's record as well as the second message.
+    let searched: Vec<&serde_json::Value> = rest["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["event"] == "subject_searched")
+        .collect();
+    assert!(!searched.is_empty(), "{rest}");
+    assert_eq!(searched[0]["actor"], "compliance-dev");
+    assert_eq!(searched[0]["reason"], "case 2026-114 review");
+    let named: Vec<&str> = page["records"]
+        .as_array()
+        .into_iter()
+        .chain(rest["records"].as_array())
+        .flatten()
+        .filter_map(|r| r["event"].as_str())
+        .filter(|e| *e != "subject_searched")
+        .collect();
+    assert_eq!(named, ["received", "received"]);
     assert!(rest["next_after"].is_null());
     assert!(
         !rest.to_string().contains(MARKER_ID),

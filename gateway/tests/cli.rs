@@ -350,3 +350,104 @@ fn check_reports_every_problem_with_file_and_line() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The Debian package installs the example config with two paths changed (schemas under
+/// /usr/share/wingspan, state under /var/lib/wingspan) and nothing else; its unit runs the
+/// gateway as its own user with no privileges, writing only its state directory.
+/// (`packaging/test-deb.sh` builds, installs, runs, reloads and removes the package itself.)
+#[test]
+fn the_packaged_config_is_the_example_and_the_unit_is_hardened() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).expect(p);
+    let example = read("config/wingspan.toml");
+    let packaged = read("packaging/etc/wingspan.toml");
+    let expected = example
+        .replacen(
+            "schemas_dir = \"../schemas\"",
+            "schemas_dir = \"/usr/share/wingspan/schemas\"",
+            1,
+        )
+        .replacen(
+            "state_dir = \"../var\"",
+            "state_dir = \"/var/lib/wingspan\"",
+            1,
+        );
+    // The packaged copy says where it came from in two comment lines of its own.
+    let note = "# Installed by the Debian package: the example of the source tree with its schemas in\n\
+                # /usr/share/wingspan/schemas and its state in /var/lib/wingspan.\n";
+    assert!(packaged.contains(note), "the packaged config's note");
+    assert_ne!(
+        expected, example,
+        "the example's paths moved: update the packaged config"
+    );
+    assert_eq!(
+        packaged.replacen(note, "", 1),
+        expected,
+        "packaging/etc/wingspan.toml must be config/wingspan.toml with the installed paths"
+    );
+
+    let unit = read("packaging/debian/wingspan.service");
+    for line in [
+        "User=wingspan",
+        "ExecStart=/usr/bin/wingspan run --config /etc/wingspan",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/wingspan",
+        "PrivateTmp=yes",
+        "CapabilityBoundingSet=",
+        "AmbientCapabilities=",
+        "StandardOutput=journal",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "the unit lacks {line}");
+    }
+}
+
+/// Where RabbitMQ is installed but no broker answers at the config's URL, the demo starts a
+/// private node of its own (own name, ports and data directory), does its job on it and
+/// stops it at the end.
+#[test]
+fn the_demo_starts_a_broker_of_its_own_when_none_answers() {
+    let dir = config_copy("demo-private");
+    let file = dir.join("wingspan.toml");
+    let text_before = std::fs::read_to_string(&file).expect("config");
+    // Nothing listens on port 1; the state (and the node's data) stays in this directory.
+    let changed = text_before
+        .replace(
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            "amqp://guest:guest@127.0.0.1:1/%2f",
+        )
+        .replace("state_dir = \"../var\"", "state_dir = \"var\"");
+    assert_ne!(changed, text_before);
+    std::fs::write(&file, changed).expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_wingspan"))
+        .args(["demo", "--config"])
+        .arg(&dir)
+        .env_remove("WINGSPAN_AMQP_URL")
+        .env_remove("WINGSPAN_AMQP_URL_FILE")
+        .output()
+        .expect("demo");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("starting a private RabbitMQ node"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the first message sent again: 200"),
+        "{stdout}"
+    );
+    assert!(dir.join("var/demo-broker/mnesia").exists());
+    // The node is gone: nothing answers on its port any more.
+    let port: u16 = stdout
+        .split("on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("the node's port in the output");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the private node still listens on {port}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

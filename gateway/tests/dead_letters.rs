@@ -87,9 +87,24 @@ async fn parked_copies_are_shown_replayed_and_discarded_by_operators_and_audited
         !out.contains(&samples::person_id(100)),
         "a person id shown: {out}"
     );
-    let (ok, out, err) = wingspan(&admin, OPERATOR, &["dlq", "show", &ids[0], "--payload"]);
+    let why = [
+        "--reason",
+        "complaint 2026-31: what did civil affairs refuse",
+    ];
+    let (ok, out, err) = wingspan(
+        &admin,
+        OPERATOR,
+        &[&["dlq", "show", &ids[0], "--payload"][..], &why[..]].concat(),
+    );
     assert!(!ok && err.contains("payload-not-allowed"), "{out}{err}");
+    // A payload is never shown without a reason.
     let (ok, out, err) = wingspan(&admin, REVIEWER, &["dlq", "show", &ids[0], "--payload"]);
+    assert!(!ok, "{out}{err}");
+    let (ok, out, err) = wingspan(
+        &admin,
+        REVIEWER,
+        &[&["dlq", "show", &ids[0], "--payload"][..], &why[..]].concat(),
+    );
     assert!(ok, "{out}{err}");
     assert!(out.contains(&samples::person_id(100)), "{out}");
     let (ok, _, err) = wingspan(&admin, OPERATOR, &["dlq", "show", "no-such-message"]);
@@ -230,6 +245,11 @@ async fn parked_copies_are_shown_replayed_and_discarded_by_operators_and_audited
     let first = trail(ids[0].clone()).await;
     let viewed = events(&first, "payload_viewed");
     assert_eq!(viewed.len(), 1, "{first}");
+    let text = viewed[0].to_string();
+    assert!(
+        text.contains("reviewer-dev") && text.contains("complaint 2026-31"),
+        "{text}"
+    );
     let replayed = events(&first, "replayed");
     assert_eq!(replayed.len(), 1, "{first}");
     let text = replayed[0].to_string();

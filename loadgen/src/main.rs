@@ -2,15 +2,23 @@
 //! - the gateway's HTTPS listener, each connection authenticated by a client certificate
 //!   (mutual TLS, keep-alive),
 //! - the gateway's plain-HTTP listener (bearer token, keep-alive),
+//! - the raw HTTP floor: an axum handler in a process of its own that only publishes each
+//!   body with confirms to a quorum queue on the same broker (see `floor.rs`), over the same
+//!   number of keep-alive connections,
 //! - the broker itself: persistent publishes to a quorum queue, each awaiting its confirm
-//!   (the raw rate an upstream could reach with no gateway at all).
+//!   (the raw rate an upstream could reach with no gateway and no HTTP at all).
 //!
 //! The gateway runs as a process of its own (`wingspan run`, the release binary beside this
-//! one, or `WINGSPAN_BIN`); this process is the load generator. Every request is a distinct
-//! ~1 KB `enforcement.material.submit` from rehab, answered 202 only once its copy to the
-//! partner (police adapter, XML) is confirmed and its receipt and audit records are durable.
-//! Runs alternate (raw, HTTPS, HTTP, …); medians and ratios are printed, the last line as
-//! `tls_cost=<1 - https/http> https_over_raw=<https/raw> https=<req/s> http=<req/s> raw=<msg/s>`.
+//! one, or `WINGSPAN_BIN`), the floor as another (this binary, `floor PORT QUEUE`); this
+//! process is the load generator. Every request is a distinct ~1 KB
+//! `enforcement.material.submit` from rehab, answered 202 by the gateway only once its copy to
+//! the partner (police adapter, XML) is confirmed and its receipt and audit records are
+//! durable. Each HTTP run also reports the CPU its server process spent per request (user +
+//! system, every thread, from /proc/<pid>/stat: the gateway or the floor alone, not the broker
+//! and not this process). Runs alternate (raw, floor, HTTPS, HTTP, …); medians and ratios are
+//! printed, the last line as `tls_cost=<1 - https/http> https_over_raw=<https/raw>
+//! http_over_floor=<http/floor> http_cpu_us=<gateway µs/request> floor_cpu_us=<floor
+//! µs/request> https=<req/s> http=<req/s> floor=<req/s> raw=<msg/s>`.
 //!
 //! `cargo build --release -p wingspan -p wingspan-loadgen &&
 //!  target/release/wingspan-ingress-bench [SECONDS_PER_RUN] [RUNS] [CONNECTIONS]`
@@ -33,6 +41,9 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use wingspan::usage::Usage;
+
+mod floor;
 
 const TOKEN: &str = "ingress-bench-token";
 
@@ -189,7 +200,36 @@ fn body(i: u64) -> Vec<u8> {
     serde_json::to_vec(&m).unwrap_or_default()
 }
 
-/// `connections` keep-alive clients posting for `secs`; accepted requests per second.
+/// One timed HTTP run: accepted requests per second and the CPU its server process spent
+/// per request.
+#[derive(Debug, Clone, Copy)]
+struct HttpRun {
+    rate: f64,
+    cpu_us: f64,
+}
+
+/// `connections` keep-alive clients posting for `secs` to the server process `server`.
+async fn measured_load(
+    server: u32,
+    client: reqwest::Client,
+    url: String,
+    token: Option<&'static str>,
+    secs: u64,
+    connections: usize,
+    next: Arc<AtomicU64>,
+) -> anyhow::Result<HttpRun> {
+    let before = Usage::of(server);
+    let started = Instant::now();
+    let n = http_load(client, url, token, secs, connections, next).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let used = Usage::of(server).since(before);
+    Ok(HttpRun {
+        rate: n as f64 / elapsed,
+        cpu_us: used.cpu.as_secs_f64() * 1e6 / n.max(1) as f64,
+    })
+}
+
+/// `connections` keep-alive clients posting for `secs`; the number of accepted requests.
 async fn http_load(
     client: reqwest::Client,
     url: String,
@@ -197,9 +237,8 @@ async fn http_load(
     secs: u64,
     connections: usize,
     next: Arc<AtomicU64>,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<u64> {
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..connections {
         let (client, url, next) = (client.clone(), url.clone(), next.clone());
@@ -225,7 +264,7 @@ async fn http_load(
     while let Some(r) = tasks.join_next().await {
         total += r??;
     }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
+    Ok(total)
 }
 
 /// `connections` publishers, each publishing one persistent message and awaiting its
@@ -297,7 +336,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-async fn wait_ready(http: u16) -> anyhow::Result<()> {
+async fn wait_ready(http: u16, what: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     for _ in 0..300 {
         if client
@@ -310,7 +349,7 @@ async fn wait_ready(http: u16) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    anyhow::bail!("the gateway did not become ready")
+    anyhow::bail!("the {what} did not become ready")
 }
 
 async fn cleanup(conn: &Connection, setup: &Setup, raw_queue: &str) -> anyhow::Result<()> {
@@ -322,6 +361,7 @@ async fn cleanup(conn: &Connection, setup: &Setup, raw_queue: &str) -> anyhow::R
         .await?;
     for q in [
         raw_queue.to_owned(),
+        format!("{}.floor", setup.prefix),
         format!("{}.partner.queue", setup.prefix),
     ] {
         ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
@@ -347,6 +387,14 @@ fn stop(child: &mut std::process::Child) {
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("floor") {
+        let port = args.get(2).and_then(|p| p.parse().ok());
+        let queue = args.get(3).cloned();
+        let (Some(port), Some(queue)) = (port, queue) else {
+            anyhow::bail!("usage: wingspan-ingress-bench floor PORT QUEUE");
+        };
+        return floor::serve(&url(), port, queue).await;
+    }
     let arg = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (secs, runs, connections) = (arg(1, 10), arg(2, 5) as usize, arg(3, 32) as usize);
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
@@ -368,8 +416,11 @@ async fn main() -> anyhow::Result<()> {
         ..Default::default()
     };
     let raw_queue = format!("{}.raw", setup.prefix);
-    ch.queue_declare(raw_queue.as_str().into(), durable, quorum())
-        .await?;
+    let floor_queue = format!("{}.floor", setup.prefix);
+    for q in [&raw_queue, &floor_queue] {
+        ch.queue_declare(q.as_str().into(), durable, quorum())
+            .await?;
+    }
     let sink = format!("{}.partner.queue", setup.prefix);
     ch.exchange_declare(
         format!("{}.partner", setup.prefix).as_str().into(),
@@ -400,27 +451,87 @@ async fn main() -> anyhow::Result<()> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()?;
+    let floor_port = free_port()?;
+    let mut floor_child = std::process::Command::new(std::env::current_exe()?)
+        .arg("floor")
+        .arg(floor_port.to_string())
+        .arg(&floor_queue)
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let (gateway, floor) = (child.id(), floor_child.id());
     let result = async {
-        wait_ready(setup.http).await?;
+        wait_ready(setup.http, "gateway").await?;
+        wait_ready(floor_port, "floor").await?;
         let next = Arc::new(AtomicU64::new(1));
         let https_url = format!("https://127.0.0.1:{}/v1/messages", setup.https);
         let http_url = format!("http://127.0.0.1:{}/v1/messages", setup.http);
+        let floor_url = format!("http://127.0.0.1:{floor_port}/v1/messages");
         let tls = tls_client(&setup.pki)?;
         let plain = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .build()?;
         // Warm up both listeners and the broker's queues.
-        http_load(tls.clone(), https_url.clone(), None, 2, connections, next.clone()).await?;
-        http_load(plain.clone(), http_url.clone(), Some(TOKEN), 2, connections, next.clone())
-            .await?;
-        let (mut raw, mut https, mut http) = (Vec::new(), Vec::new(), Vec::new());
+        http_load(
+            tls.clone(),
+            https_url.clone(),
+            None,
+            2,
+            connections,
+            next.clone(),
+        )
+        .await?;
+        http_load(
+            plain.clone(),
+            http_url.clone(),
+            Some(TOKEN),
+            2,
+            connections,
+            next.clone(),
+        )
+        .await?;
+        http_load(
+            plain.clone(),
+            floor_url.clone(),
+            None,
+            2,
+            connections,
+            next.clone(),
+        )
+        .await?;
+        let line = |run: usize, side: &str, r: HttpRun| {
+            println!(
+                "run {run}: {side:<6} {:>8.0} req/s  {:>6.1} µs CPU/req (its server alone)",
+                r.rate, r.cpu_us
+            );
+        };
+        let (mut raw, mut floors, mut https, mut http) = (vec![], vec![], vec![], vec![]);
         for run in 1..=runs {
             let r = raw_load(&conn, &raw_queue, secs, connections, next.clone()).await?;
             println!("run {run}: raw    {r:>8.0} msg/s");
-            let s = http_load(tls.clone(), https_url.clone(), None, secs, connections, next.clone())
-                .await?;
-            println!("run {run}: https  {s:>8.0} req/s (mutual TLS)");
-            let h = http_load(
+            let f = measured_load(
+                floor,
+                plain.clone(),
+                floor_url.clone(),
+                None,
+                secs,
+                connections,
+                next.clone(),
+            )
+            .await?;
+            line(run, "floor", f);
+            let s = measured_load(
+                gateway,
+                tls.clone(),
+                https_url.clone(),
+                None,
+                secs,
+                connections,
+                next.clone(),
+            )
+            .await?;
+            line(run, "https", s);
+            let h = measured_load(
+                gateway,
                 plain.clone(),
                 http_url.clone(),
                 Some(TOKEN),
@@ -429,24 +540,33 @@ async fn main() -> anyhow::Result<()> {
                 next.clone(),
             )
             .await?;
-            println!("run {run}: http   {h:>8.0} req/s");
+            line(run, "http", h);
             raw.push(r);
+            floors.push(f);
             https.push(s);
             http.push(h);
         }
-        let (r, s, h) = (median(raw), median(https), median(http));
+        let rates = |v: &[HttpRun]| median(v.iter().map(|r| r.rate).collect());
+        let cpus = |v: &[HttpRun]| median(v.iter().map(|r| r.cpu_us).collect());
+        let (r, f, s, h) = (median(raw), rates(&floors), rates(&https), rates(&http));
+        let (f_cpu, s_cpu, h_cpu) = (cpus(&floors), cpus(&https), cpus(&http));
         println!(
-            "median of {runs} ({secs} s each, {connections} connections): https {s:.0} req/s, http {h:.0} req/s, raw {r:.0} msg/s"
+            "median of {runs} ({secs} s each, {connections} connections): https {s:.0} req/s \
+             ({s_cpu:.1} µs CPU/req), http {h:.0} req/s ({h_cpu:.1} µs), floor {f:.0} req/s \
+             ({f_cpu:.1} µs), raw {r:.0} msg/s"
         );
         println!(
-            "tls_cost={:.3} https_over_raw={:.3} https={s:.0} http={h:.0} raw={r:.0}",
+            "tls_cost={:.3} https_over_raw={:.3} http_over_floor={:.3} http_cpu_us={h_cpu:.1} \
+             floor_cpu_us={f_cpu:.1} https={s:.0} http={h:.0} floor={f:.0} raw={r:.0}",
             1.0 - s / h,
-            s / r
+            s / r,
+            h / f
         );
         Ok::<(), anyhow::Error>(())
     }
     .await;
     stop(&mut child);
+    stop(&mut floor_child);
     cleanup(&conn, &setup, &raw_queue).await?;
     let _ = conn.close(200, "bench".into()).await;
     if result.is_ok() {

@@ -31,6 +31,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use wingspan::usage::Usage;
 use wingspan::{Gateway, GatewayOptions};
 
 // mimalloc: the gateway allocates many short-lived buffers per message; glibc malloc was
@@ -105,39 +106,6 @@ async fn declare_sink(ch: &Channel, exchange: &str, queue: &str) -> anyhow::Resu
     Ok(())
 }
 
-/// What this process has used so far: CPU (user + system, every thread) and bytes it caused
-/// to be written to storage. During a timed run the process is the side under test alone
-/// (the queue was filled before), so the difference over a run is that side's cost; the
-/// broker's is not in it.
-#[derive(Debug, Clone, Copy)]
-struct Usage {
-    cpu: Duration,
-    written: u64,
-}
-
-impl Usage {
-    fn now() -> Self {
-        // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks (100 a second).
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<u64> = after
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect();
-        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-        let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
-        let written = io
-            .lines()
-            .find_map(|l| l.strip_prefix("write_bytes:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        Self {
-            cpu: Duration::from_millis(ticks * 10),
-            written,
-        }
-    }
-}
-
 /// One timed run of one side.
 #[derive(Debug, Clone, Copy)]
 struct Run {
@@ -150,12 +118,12 @@ struct Run {
 
 impl Run {
     fn measure(n: usize, started: Instant, before: Usage) -> Self {
-        let after = Usage::now();
+        let used = Usage::of_self().since(before);
         let n = n as f64;
         Self {
             rate: n / started.elapsed().as_secs_f64(),
-            cpu_us: after.cpu.saturating_sub(before.cpu).as_secs_f64() * 1e6 / n,
-            disk_bytes: after.written.saturating_sub(before.written) as f64 / n,
+            cpu_us: used.cpu.as_secs_f64() * 1e6 / n,
+            disk_bytes: used.written as f64 / n,
         }
     }
 
@@ -207,7 +175,7 @@ async fn raw(n: usize, bodies: &[Vec<u8>]) -> anyhow::Result<Run> {
         .await?;
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let before = Usage::now();
+    let before = Usage::of_self();
     let mut consumer = consume
         .basic_consume(
             input.as_str().into(),
@@ -320,7 +288,7 @@ destinations = ["partner"]
     .await?;
 
     let started = Instant::now();
-    let before = Usage::now();
+    let before = Usage::of_self();
     let options = GatewayOptions {
         http: false,
         admin: false,

@@ -19,14 +19,17 @@ pub enum DlqCommand {
         #[arg(long)]
         json: bool,
     },
-    /// One message's parked copies; `--payload` also prints the payload (admin users with
-    /// `payloads = true` only; audited).
+    /// One message's parked copies; `--payload --reason …` also prints the payload (admin
+    /// users with `payloads = true` only; audited with the reason).
     Show {
         #[command(flatten)]
         admin: AdminArgs,
         id: String,
-        #[arg(long)]
+        #[arg(long, requires = "reason")]
         payload: bool,
+        /// Why the payload is looked at (kept in the audit trail; say why, never whom).
+        #[arg(long, requires = "payload")]
+        reason: Option<String>,
     },
     /// Send parked copies back to their destination, through the config in force.
     Replay {
@@ -58,12 +61,19 @@ pub enum DlqCommand {
 /// `wingspan dlq …`: `list` reads the state database; the others go to the running gateway.
 pub async fn run(command: DlqCommand) -> i32 {
     match command {
-        DlqCommand::Show { admin, id, payload } => {
-            let path = format!(
-                "/admin/dead-letters/{}?payload={payload}",
-                encode_segment(&id)
-            );
-            admin_cmd(&admin, "GET", &path, serde_json::Value::Null).await
+        DlqCommand::Show {
+            admin,
+            id,
+            payload,
+            reason,
+        } => {
+            let path = format!("/admin/dead-letters/{}", encode_segment(&id));
+            if payload {
+                let body = serde_json::json!({ "reason": reason.unwrap_or_default() });
+                admin_cmd(&admin, "POST", &format!("{path}/payload"), body).await
+            } else {
+                admin_cmd(&admin, "GET", &path, serde_json::Value::Null).await
+            }
         }
         DlqCommand::Replay {
             admin,

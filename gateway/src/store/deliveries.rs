@@ -60,11 +60,11 @@ pub fn dead_letters(
     destination: Option<&str>,
 ) -> Result<Vec<DeadLetter>, rusqlite::Error> {
     let mut stmt = conn.prepare(
-        "SELECT d.message_id, d.source, d.destination, r.message_type, d.last_error, d.attempts, d.updated_at,
+        "SELECT d.message_id, d.source, d.destination, d.message_type, d.last_error, d.attempts, d.updated_at,
            (SELECT min(a.at) FROM audit a WHERE a.thread IN
               (SELECT t.seq FROM audit t WHERE t.message_id = d.message_id AND t.thread = t.seq)
               AND a.destination = d.destination AND a.event IN ('retry_scheduled', 'parked'))
-         FROM deliveries d LEFT JOIN receipts r ON r.message_id = d.message_id AND r.source = d.source
+         FROM deliveries d
          WHERE d.state = 'dead-lettered' AND (?1 IS NULL OR d.destination = ?1)
          ORDER BY d.updated_at, d.message_id",
     )?;
@@ -87,7 +87,8 @@ pub fn dead_letters(
 }
 
 /// Record a copy's new state (in the writer's transaction). A late "retrying" never
-/// overwrites a final state reached by another copy.
+/// overwrites a final state reached by another copy. `message_type`: known when the copy is
+/// parked (the parked list names it).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn record(
     tx: &Connection,
@@ -98,16 +99,18 @@ pub(super) fn record(
     attempts: u32,
     error: Option<&str>,
     at: &str,
+    message_type: Option<&str>,
 ) -> Result<(), rusqlite::Error> {
     tx.prepare_cached(
-        "INSERT INTO deliveries (source, message_id, destination, state, attempts, last_error, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO deliveries (source, message_id, destination, state, attempts, last_error, updated_at, message_type)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (source, message_id, destination) DO UPDATE SET
            state = CASE WHEN deliveries.state = 'delivered' THEN deliveries.state ELSE excluded.state END,
            attempts = max(deliveries.attempts, excluded.attempts),
            last_error = coalesce(excluded.last_error, deliveries.last_error),
-           updated_at = excluded.updated_at",
+           updated_at = excluded.updated_at,
+           message_type = coalesce(excluded.message_type, deliveries.message_type)",
     )?
-    .execute(rusqlite::params![source, message_id, destination, state.as_str(), attempts, error, at])?;
+    .execute(rusqlite::params![source, message_id, destination, state.as_str(), attempts, error, at, message_type])?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use super::index::ReceiptIndex;
 use super::{DeliveryState, DeliveryStatus};
 
 /// What the sender gets back on acceptance (and again, unchanged, on a duplicate).
@@ -55,15 +56,52 @@ pub struct NewReceipt {
     pub delivered: Vec<String>,
 }
 
+/// The row of the receipt of `message_id` from `source` (any source: `None`), oldest first.
+pub(super) fn row_of(
+    conn: &Connection,
+    index: &ReceiptIndex,
+    source: Option<&str>,
+    message_id: &str,
+) -> Result<Option<i64>, rusqlite::Error> {
+    for row in index.candidates(message_id) {
+        let found: Option<(String, String)> = conn
+            .prepare_cached("SELECT source, message_id FROM receipts WHERE id = ?1")?
+            .query_row(params![row], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((s, m)) = found
+            && m == message_id
+            && source.is_none_or(|source| source == s)
+        {
+            return Ok(Some(row));
+        }
+    }
+    Ok(None)
+}
+
+/// One column of the receipt of `message_id` from `source` (`sql` selects it by `id = ?1`).
+fn field<T: rusqlite::types::FromSql>(
+    conn: &Connection,
+    index: &ReceiptIndex,
+    source: &str,
+    message_id: &str,
+    sql: &str,
+) -> Result<Option<T>, rusqlite::Error> {
+    let Some(row) = row_of(conn, index, Some(source), message_id)? else {
+        return Ok(None);
+    };
+    conn.prepare_cached(sql)?
+        .query_row(params![row], |r| r.get(0))
+        .optional()
+}
+
 pub(super) fn lookup(
     conn: &Connection,
+    index: &ReceiptIndex,
     source: &str,
     message_id: &str,
 ) -> Result<Option<Receipt>, rusqlite::Error> {
-    let dests: Option<String> = conn
-        .prepare_cached("SELECT destinations FROM receipts WHERE source = ?1 AND message_id = ?2")?
-        .query_row(params![source, message_id], |r| r.get(0))
-        .optional()?;
+    let sql = "SELECT destinations FROM receipts WHERE id = ?1";
+    let dests: Option<String> = field(conn, index, source, message_id, sql)?;
     Ok(dests.map(|d| Receipt {
         message_id: message_id.to_owned(),
         status: "accepted".into(),
@@ -71,14 +109,29 @@ pub(super) fn lookup(
     }))
 }
 
+/// The message type of an accepted message (for a parked copy's state).
+pub(super) fn message_type(
+    conn: &Connection,
+    index: &ReceiptIndex,
+    source: &str,
+    message_id: &str,
+) -> Result<Option<String>, rusqlite::Error> {
+    let sql = "SELECT message_type FROM receipts WHERE id = ?1";
+    field(conn, index, source, message_id, sql)
+}
+
 /// Everything known about a message id (first source that used it).
 pub(super) fn status(
     conn: &Connection,
+    index: &ReceiptIndex,
     message_id: &str,
 ) -> Result<Option<MessageStatus>, rusqlite::Error> {
+    let Some(id) = row_of(conn, index, None, message_id)? else {
+        return Ok(None);
+    };
     let row = conn
-                .prepare_cached("SELECT source, message_type, correlation_id, accepted_at, destinations, delivered, correlation_unknown FROM receipts WHERE message_id = ?1 LIMIT 1")?
-                .query_row(params![message_id], |r| {
+                .prepare_cached("SELECT source, message_type, correlation_id, accepted_at, destinations, delivered, correlation_unknown FROM receipts WHERE id = ?1")?
+                .query_row(params![id], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
@@ -106,28 +159,12 @@ pub(super) fn status(
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-    // A destination delivered at intake, or routed with no status row yet (queued).
-    let at_intake: Vec<String> = at_intake
-        .and_then(|d| serde_json::from_str(&d).ok())
-        .unwrap_or_default();
-    for d in serde_json::from_str::<Vec<String>>(&routed).unwrap_or_default() {
-        if !destinations.iter().any(|s| s.destination == d) {
-            let done = at_intake.contains(&d);
-            let state = if done {
-                DeliveryState::Delivered
-            } else {
-                DeliveryState::Queued
-            };
-            destinations.push(DeliveryStatus {
-                destination: d,
-                state: state.as_str().into(),
-                attempts: i64::from(done),
-                last_error: None,
-                updated_at: accepted_at.clone(),
-            });
-        }
-    }
-    destinations.sort_by(|a, b| a.destination.cmp(&b.destination));
+    add_unrecorded(
+        &mut destinations,
+        &routed,
+        at_intake.as_deref(),
+        &accepted_at,
+    );
     let replies = conn
                 .prepare_cached("SELECT message_id, message_type, source, accepted_at FROM receipts WHERE correlation_id = ?1 ORDER BY accepted_at")?
                 .query_map(params![message_id], |r| {
@@ -158,14 +195,45 @@ pub(super) fn status(
     }))
 }
 
-/// Keep the receipt of an accepted message (in the writer's transaction). A second receipt
-/// for the same message keeps the first.
-pub(super) fn insert(tx: &Connection, r: &NewReceipt, at: &str) -> Result<(), rusqlite::Error> {
+/// Add the destinations a message was routed to that have no status row: delivered at intake
+/// (`at_intake`, a JSON list) or queued. Sorted by destination.
+pub(super) fn add_unrecorded(
+    destinations: &mut Vec<DeliveryStatus>,
+    routed: &str,
+    at_intake: Option<&str>,
+    accepted_at: &str,
+) {
+    let at_intake: Vec<String> = at_intake
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or_default();
+    for d in serde_json::from_str::<Vec<String>>(routed).unwrap_or_default() {
+        if !destinations.iter().any(|s| s.destination == d) {
+            let done = at_intake.contains(&d);
+            let state = if done {
+                DeliveryState::Delivered
+            } else {
+                DeliveryState::Queued
+            };
+            destinations.push(DeliveryStatus {
+                destination: d,
+                state: state.as_str().into(),
+                attempts: i64::from(done),
+                last_error: None,
+                updated_at: accepted_at.to_owned(),
+            });
+        }
+    }
+    destinations.sort_by(|a, b| a.destination.cmp(&b.destination));
+}
+
+/// Keep the receipt of an accepted message (in the writer's transaction); its row id. The
+/// writer keeps the first receipt of a message (see `writer::apply`).
+pub(super) fn insert(tx: &Connection, r: &NewReceipt, at: &str) -> Result<i64, rusqlite::Error> {
     let dests = serde_json::to_string(&r.destinations).unwrap_or_else(|_| "[]".into());
     let delivered =
         (!r.delivered.is_empty()).then(|| serde_json::to_string(&r.delivered).unwrap_or_default());
     tx.prepare_cached(
-        "INSERT OR IGNORE INTO receipts (source, message_id, message_type, correlation_id, destinations, delivered, accepted_at, correlation_unknown) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO receipts (source, message_id, message_type, correlation_id, destinations, delivered, accepted_at, correlation_unknown) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         r.source,
@@ -177,5 +245,5 @@ pub(super) fn insert(tx: &Connection, r: &NewReceipt, at: &str) -> Result<(), ru
         at,
         r.correlation_unknown.then_some(1i64)
     ])?;
-    Ok(())
+    Ok(tx.last_insert_rowid())
 }

@@ -3,9 +3,9 @@
 //! delete.
 //!
 //! Order matters. A copy's delivery state is read through its message's receipt (status,
-//! replies), so states go first: a cursor walks receipts in acceptance order, deleting the
-//! states of each message accepted before the delivery window, and a receipt is deleted only
-//! once the cursor has passed it. A parked copy's state (`dead-lettered`) is what the parked
+//! replies), so states go first: a cursor walks receipts in acceptance order (their row
+//! order), deleting the states of each message accepted before the delivery window, and a
+//! receipt is deleted only once the cursor has passed it. A parked copy's state (`dead-lettered`) is what the parked
 //! list shows, so it stays while the copy may still be parked, and goes by its own index.
 //! The cursor is kept in the database, in the same transaction, so that a restart neither
 //! walks again what was done nor leaves a state behind its deleted receipt.
@@ -89,7 +89,7 @@ impl Pruned {
 /// of a second of varying length; a cutoff without one ("…:05Z") would sort after every time
 /// of its own second ('Z' > '.') and prune up to a second early, so it is written with a
 /// fraction of nine zeros, which sorts before every time of its second but the whole one.
-fn cutoff(now_unix: i64, secs: u64) -> String {
+pub(super) fn cutoff(now_unix: i64, secs: u64) -> String {
     let t = now_unix.saturating_sub(i64::try_from(secs).unwrap_or(i64::MAX));
     let t =
         time::OffsetDateTime::from_unix_timestamp(t).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
@@ -111,6 +111,7 @@ pub(super) fn prune(
     now_unix: i64,
     budget: usize,
     chain_id: &str,
+    removed: &mut Vec<(i64, String)>,
 ) -> Result<Pruned, rusqlite::Error> {
     let mut pruned = Pruned::default();
     let limit = i64::try_from(budget).unwrap_or(i64::MAX);
@@ -125,56 +126,63 @@ pub(super) fn prune(
     if retain.receipts_secs == 0 {
         return Ok(pruned);
     }
-    // 1. Delivery states, walking receipts in acceptance order from the cursor.
+    // 1. Delivery states, walking receipts in acceptance order (row order) from the cursor.
     let deliveries_before = cutoff(now_unix, retain.deliveries_secs.min(retain.receipts_secs));
-    let cursor: (String, String, String) = tx
-        .prepare_cached(
-            "SELECT accepted_at, message_id, source FROM retention_cursor WHERE id = 1",
-        )?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    let cursor: i64 = tx
+        .prepare_cached("SELECT receipt FROM retention_walk WHERE id = 1")?
+        .query_row([], |r| r.get(0))
         .optional()?
-        .unwrap_or_default();
-    let walked: Vec<(String, String, String)> = tx
+        .unwrap_or(0);
+    let next: Vec<(i64, String, String, String)> = tx
         .prepare_cached(
-            "SELECT accepted_at, message_id, source FROM receipts INDEXED BY receipts_by_time
-             WHERE (accepted_at, message_id, source) > (?1, ?2, ?3) AND accepted_at < ?4
-             ORDER BY accepted_at, message_id, source LIMIT ?5",
+            "SELECT id, accepted_at, message_id, source FROM receipts WHERE id > ?1
+             ORDER BY id LIMIT ?2",
         )?
-        .query_map(
-            params![cursor.0, cursor.1, cursor.2, deliveries_before, limit],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?
+        .query_map(params![cursor, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
         .collect::<Result<_, _>>()?;
+    // Row order is acceptance order to within the moments receipts wait for their commit:
+    // the walk stops at the first receipt inside the window.
+    let walked: Vec<_> = next
+        .into_iter()
+        .take_while(|(_, at, _, _)| *at < deliveries_before)
+        .collect();
     if let Some(last) = walked.last() {
         let mut delete = tx.prepare_cached(
             "DELETE FROM deliveries WHERE message_id = ?1 AND source = ?2 AND state <> 'dead-lettered'",
         )?;
-        for (_, message_id, source) in &walked {
+        for (_, _, message_id, source) in &walked {
             pruned.deliveries += delete.execute(params![message_id, source])?;
         }
         tx.prepare_cached(
-            "INSERT INTO retention_cursor (id, accepted_at, message_id, source) VALUES (1, ?1, ?2, ?3)
-             ON CONFLICT (id) DO UPDATE SET accepted_at = excluded.accepted_at,
-               message_id = excluded.message_id, source = excluded.source",
+            "INSERT INTO retention_walk (id, receipt) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET receipt = excluded.receipt",
         )?
-        .execute(params![last.0, last.1, last.2])?;
+        .execute(params![last.0])?;
     }
-    let cursor = walked.last().cloned().unwrap_or(cursor);
-    // 2. Receipts past the deduplication window that the cursor has passed.
-    pruned.receipts = tx
+    let cursor = walked.last().map_or(cursor, |w| w.0);
+    // 2. Receipts past the deduplication window that the cursor has passed, oldest first.
+    let receipts_before = cutoff(now_unix, retain.receipts_secs);
+    let oldest: Vec<(i64, String, String)> = tx
         .prepare_cached(
-            "DELETE FROM receipts WHERE (message_id, source) IN (
-               SELECT message_id, source FROM receipts INDEXED BY receipts_by_time
-               WHERE accepted_at < ?1 AND (accepted_at, message_id, source) <= (?2, ?3, ?4)
-               ORDER BY accepted_at LIMIT ?5)",
+            "SELECT id, accepted_at, message_id FROM receipts WHERE id <= ?1 ORDER BY id LIMIT ?2",
         )?
-        .execute(params![
-            cutoff(now_unix, retain.receipts_secs),
-            cursor.0,
-            cursor.1,
-            cursor.2,
-            limit
-        ])?;
+        .query_map(params![cursor, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let gone: Vec<(i64, String)> = oldest
+        .into_iter()
+        .take_while(|(_, at, _)| *at < receipts_before)
+        .map(|(id, _, message_id)| (id, message_id))
+        .collect();
+    if let Some((last, _)) = gone.last() {
+        pruned.receipts = tx
+            .prepare_cached("DELETE FROM receipts WHERE id <= ?1")?
+            .execute(params![last])?;
+    }
+    removed.extend(gone);
     // 3. Parked copies' states, once the copy can no longer be parked and the delivery
     //    window has passed too.
     let parked_before = cutoff(now_unix, retain.parked_secs.max(retain.deliveries_secs));
@@ -269,6 +277,7 @@ mod tests {
             1,
             None,
             &at(i),
+            None,
         )
         .expect("state");
     }
@@ -302,8 +311,9 @@ mod tests {
         // ones), receipts of those before second 20; 8 rows a pass at most.
         let mut passes = 0;
         let mut total = Pruned::default();
+        let mut removed = Vec::new();
         loop {
-            let p = prune(&conn, retain, T0 + 100, 8, "gw").expect("prune");
+            let p = prune(&conn, retain, T0 + 100, 8, "gw", &mut removed).expect("prune");
             assert!(
                 p.receipts <= 8 && p.deliveries <= 8 && p.parked <= 8,
                 "{p:?}"
@@ -325,6 +335,9 @@ mod tests {
             assert!(passes < 50, "pruning did not converge");
         }
         assert_eq!(total.receipts, 20, "receipts accepted at 0..20");
+        // Named for the index in memory, oldest first.
+        let expected: Vec<(i64, String)> = (0..20).map(|i| (i + 1, format!("m-{i:03}"))).collect();
+        assert_eq!(removed, expected);
         assert_eq!(total.deliveries, 45, "delivered states accepted at 0..50");
         assert_eq!(
             total.parked, 0,
@@ -333,7 +346,7 @@ mod tests {
         assert_eq!(count(&conn, "SELECT count(*) FROM receipts"), 80);
         assert_eq!(count(&conn, "SELECT count(*) FROM deliveries"), 55);
         // Later, past the parked window too: the parked states go.
-        let p = prune(&conn, retain, T0 + 1100, 1000, "gw").expect("prune");
+        let p = prune(&conn, retain, T0 + 1100, 1000, "gw", &mut Vec::new()).expect("prune");
         assert_eq!(p.parked, 10);
         assert_eq!(count(&conn, "SELECT count(*) FROM receipts"), 0);
         assert_eq!(count(&conn, "SELECT count(*) FROM deliveries"), 0);
@@ -366,7 +379,15 @@ mod tests {
             accept(&conn, i, DeliveryState::Delivered);
         }
         assert_eq!(
-            prune(&conn, Retain::default(), T0 + 1000, 100, "gw").expect("prune"),
+            prune(
+                &conn,
+                Retain::default(),
+                T0 + 1000,
+                100,
+                "gw",
+                &mut Vec::new()
+            )
+            .expect("prune"),
             Pruned::default()
         );
         let retain = Retain {
@@ -375,13 +396,13 @@ mod tests {
             parked_secs: 10,
             audit_live_secs: 0,
         };
-        let p = prune(&conn, retain, T0 + 25, 5, "gw").expect("prune");
+        let p = prune(&conn, retain, T0 + 25, 5, "gw", &mut Vec::new()).expect("prune");
         assert_eq!((p.deliveries, p.receipts), (5, 5));
-        let cursor: String = conn
-            .query_row("SELECT message_id FROM retention_cursor", [], |r| r.get(0))
+        let cursor: i64 = conn
+            .query_row("SELECT receipt FROM retention_walk", [], |r| r.get(0))
             .expect("cursor");
-        assert_eq!(cursor, "m-004", "the cursor is kept with the pass");
-        let p = prune(&conn, retain, T0 + 25, 100, "gw").expect("prune");
+        assert_eq!(cursor, 5, "the cursor (m-004's row) is kept with the pass");
+        let p = prune(&conn, retain, T0 + 25, 100, "gw", &mut Vec::new()).expect("prune");
         assert_eq!((p.deliveries, p.receipts), (10, 10), "accepted at 5..15");
     }
 }

@@ -48,16 +48,8 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
 pub(super) const MMAP_BYTES: i64 = 64 << 20;
 
 pub(super) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS receipts (
-  source TEXT NOT NULL, message_id TEXT NOT NULL, message_type TEXT NOT NULL,
-  correlation_id TEXT, destinations TEXT NOT NULL, delivered TEXT, accepted_at TEXT NOT NULL,
-  correlation_unknown INTEGER,
-  PRIMARY KEY (message_id, source)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS receipts_by_correlation ON receipts(correlation_id) WHERE correlation_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS receipts_by_time ON receipts(accepted_at);
-CREATE TABLE IF NOT EXISTS retention_cursor (
-  id INTEGER PRIMARY KEY CHECK (id = 1), accepted_at TEXT NOT NULL, message_id TEXT NOT NULL,
-  source TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS retention_walk (
+  id INTEGER PRIMARY KEY CHECK (id = 1), receipt INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
   seq INTEGER PRIMARY KEY, chain_id TEXT NOT NULL, event TEXT NOT NULL, at TEXT NOT NULL,
   message_id TEXT, correlation_id TEXT, source TEXT, destination TEXT, message_type TEXT,
@@ -72,6 +64,7 @@ CREATE TABLE IF NOT EXISTS configs (
 CREATE TABLE IF NOT EXISTS deliveries (
   source TEXT NOT NULL, message_id TEXT NOT NULL, destination TEXT NOT NULL,
   state TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, updated_at TEXT NOT NULL,
+  message_type TEXT,
   PRIMARY KEY (message_id, source, destination)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_parked ON deliveries(updated_at) WHERE state = 'dead-lettered';
 CREATE TABLE IF NOT EXISTS audit_archives (
@@ -94,6 +87,38 @@ CREATE TABLE IF NOT EXISTS audit_archives (
 /// random writes into the database. It now holds the first 16 hex digits (64 bits: a lookup
 /// compares the whole value after), of records that name a subject only: entries a third of
 /// the size. (Read in `audit::Filter::conditions`.)
+/// Receipts in the order they were accepted: the row id grows with time, so a commit appends
+/// to the table's last pages, and pruning takes the oldest rows from its first. Looked up by
+/// message id through the index in memory ([`super::index::ReceiptIndex`]); only replies
+/// (their correlation id) are indexed here.
+pub(super) const RECEIPTS: &str = "
+CREATE TABLE IF NOT EXISTS receipts (
+  id INTEGER PRIMARY KEY,
+  source TEXT NOT NULL, message_id TEXT NOT NULL, message_type TEXT NOT NULL,
+  correlation_id TEXT, destinations TEXT NOT NULL, delivered TEXT, accepted_at TEXT NOT NULL,
+  correlation_unknown INTEGER);
+CREATE INDEX IF NOT EXISTS receipts_by_correlation ON receipts(correlation_id) WHERE correlation_id IS NOT NULL;
+";
+
+/// Stores made when receipts were keyed by message id: the rows move, in acceptance order,
+/// to the table above (its row id is their order from now on).
+const RECEIPTS_MIGRATION: &str = "
+ALTER TABLE receipts RENAME TO receipts_by_message_id;
+DROP INDEX IF EXISTS receipts_by_correlation;
+DROP INDEX IF EXISTS receipts_by_time;
+DROP TABLE IF EXISTS retention_cursor;
+CREATE TABLE receipts (
+  id INTEGER PRIMARY KEY,
+  source TEXT NOT NULL, message_id TEXT NOT NULL, message_type TEXT NOT NULL,
+  correlation_id TEXT, destinations TEXT NOT NULL, delivered TEXT, accepted_at TEXT NOT NULL,
+  correlation_unknown INTEGER);
+INSERT INTO receipts (source, message_id, message_type, correlation_id, destinations, delivered,
+  accepted_at, correlation_unknown)
+  SELECT source, message_id, message_type, correlation_id, destinations, delivered, accepted_at,
+    correlation_unknown FROM receipts_by_message_id ORDER BY accepted_at, message_id, source;
+DROP TABLE receipts_by_message_id;
+";
+
 pub(super) const AUDIT_INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS audit_threads ON audit(message_id) WHERE thread = seq;
 CREATE INDEX IF NOT EXISTS audit_by_thread ON audit(thread);
@@ -143,21 +168,35 @@ impl Readers {
 /// Create the tables and indexes, and bring a store made by an older gateway up to date.
 pub(super) fn create_or_migrate(writer: &Connection) -> Result<(), rusqlite::Error> {
     writer.execute_batch(SCHEMA)?;
-    // Stores created before replies were flagged lack the column.
-    let has_flag: i64 = writer.query_row(
-        "SELECT count(*) FROM pragma_table_info('receipts') WHERE name = 'correlation_unknown'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has_flag == 0 {
-        writer.execute_batch("ALTER TABLE receipts ADD COLUMN correlation_unknown INTEGER")?;
+    let columns = |table: &str, column: &str| -> Result<i64, rusqlite::Error> {
+        writer.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |r| r.get(0),
+        )
+    };
+    // Parked copies name their message type themselves (receipts are found by message id in
+    // memory only); filled from the receipts while they are still keyed by message id.
+    if columns("deliveries", "message_type")? == 0 {
+        writer.execute_batch(
+            "BEGIN;
+             ALTER TABLE deliveries ADD COLUMN message_type TEXT;
+             UPDATE deliveries SET message_type = (SELECT r.message_type FROM receipts r
+               WHERE r.message_id = deliveries.message_id AND r.source = deliveries.source)
+               WHERE state = 'dead-lettered';
+             COMMIT;",
+        )?;
     }
-    let has_threads: i64 = writer.query_row(
-        "SELECT count(*) FROM pragma_table_info('audit') WHERE name = 'thread'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has_threads == 0 {
+    let old_receipts = columns("receipts", "message_id")? == 1 && columns("receipts", "id")? == 0;
+    if old_receipts {
+        // Stores created before replies were flagged lack the column.
+        if columns("receipts", "correlation_unknown")? == 0 {
+            writer.execute_batch("ALTER TABLE receipts ADD COLUMN correlation_unknown INTEGER")?;
+        }
+        writer.execute_batch(&format!("BEGIN; {RECEIPTS_MIGRATION} COMMIT;"))?;
+    }
+    writer.execute_batch(RECEIPTS)?;
+    if columns("audit", "thread")? == 0 {
         writer.execute_batch(&format!("BEGIN; {AUDIT_THREADS_MIGRATION} COMMIT;"))?;
     }
     writer.execute_batch(AUDIT_INDEXES)

@@ -9,9 +9,13 @@ use wingspan_core::audit::{Entry, Head, Record};
 
 use super::archiver::ToRecord;
 use super::chain::{Chain, Threads, append, sign_if_due};
+use super::index::ReceiptIndex;
 use super::retention::{self, Pruned, Retain, Windows};
+use super::shared::DeliveryRow;
 use super::wal::{WAL_CHECK_EVERY, WAL_LIMIT_FRAMES, bound_wal};
-use super::{AuditSetup, DeliveryState, NewReceipt, archives, configs, deliveries, receipts};
+use super::{
+    AuditSetup, DeliveryState, NewReceipt, SharedRows, archives, configs, deliveries, receipts,
+};
 use crate::audit::archive::Indexed;
 use crate::audit::pg::PgAudit;
 use crate::stats::StoreTimes;
@@ -87,6 +91,47 @@ pub(super) struct Shared {
     /// Segments the archiver sealed, to be recorded.
     pub(super) archived: std_mpsc::Receiver<ToRecord>,
     pub(super) chain_id: String,
+    /// The receipts by message id: the writer adds and removes entries as its commits do.
+    pub(super) index: Arc<ReceiptIndex>,
+}
+
+/// What a batch's commit changes in the receipt index: added and pruned receipts, by row id
+/// and message id, applied only once the batch has committed.
+#[derive(Default)]
+pub(super) struct IndexChanges {
+    added: Vec<(i64, String, String)>,
+    /// Hashes of `added`'s (source, message id), to find a duplicate within the batch.
+    added_keys: std::collections::HashSet<u64>,
+    removed: Vec<(i64, String)>,
+}
+
+impl IndexChanges {
+    fn key(source: &str, message_id: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (source, message_id).hash(&mut h);
+        h.finish()
+    }
+
+    /// Whether this batch already added a receipt for the message.
+    fn added(&self, source: &str, message_id: &str) -> bool {
+        self.added_keys.contains(&Self::key(source, message_id))
+            && self
+                .added
+                .iter()
+                .any(|(_, s, m)| s == source && m == message_id)
+    }
+
+    fn add(&mut self, row: i64, source: &str, message_id: &str) {
+        self.added_keys.insert(Self::key(source, message_id));
+        self.added
+            .push((row, source.to_owned(), message_id.to_owned()));
+    }
+
+    fn apply(self, index: &ReceiptIndex) {
+        index.add(self.added.iter().map(|(row, _, m)| (*row, m.as_str())));
+        index.remove(self.removed.iter().map(|(row, m)| (*row, m.as_str())));
+    }
 }
 
 pub(super) fn write_loop(
@@ -110,6 +155,8 @@ pub(super) fn write_loop(
     let mut wal_checked = std::time::Instant::now();
     let mut last_commit = std::time::Instant::now() - GATHER;
     let mut threads = Threads::default();
+    // The shared tables (PostgreSQL) are pruned with a batch at most once a second.
+    let mut last_shared_prune = std::time::Instant::now();
     loop {
         let first = match rx.recv_timeout(idle) {
             Ok(c) => c,
@@ -118,7 +165,21 @@ pub(super) fn write_loop(
                     Cmd::Archived(sealed, done)
                 } else {
                     sign_if_due(&conn, pg.as_mut(), &mut chain, setup, period);
-                    prune_idle(&mut conn, windows, times, &shared.chain_id);
+                    prune_idle(&mut conn, windows, times, &shared.chain_id, &shared.index);
+                    if let Some(pg) = pg.as_mut()
+                        && windows.get().receipts_secs > 0
+                    {
+                        let rows = SharedRows {
+                            prune: Some(shared_prune(windows, &mut last_shared_prune)),
+                            ..SharedRows::default()
+                        };
+                        if let Err(e) = pg
+                            .ensure()
+                            .and_then(|()| pg.append(&[], &rows, &shared.chain_id))
+                        {
+                            tracing::warn!(error = %e, "shared state store pruning failed");
+                        }
+                    }
                     continue;
                 }
             }
@@ -174,7 +235,12 @@ pub(super) fn write_loop(
         // The head moves only if the transaction commits.
         let mut head = chain.head.clone();
         let mut elsewhere = pg.as_ref().map(|_| Vec::new());
+        let mut rows = SharedRows::default();
+        if pg.is_some() && last_shared_prune.elapsed() >= std::time::Duration::from_secs(1) {
+            rows.prune = Some(shared_prune(windows, &mut last_shared_prune));
+        }
         let mut pruned = Pruned::default();
+        let mut changes = IndexChanges::default();
         let result = (|| {
             // Immediate: the write lock is taken (waiting for it if need be) before the batch
             // reads anything. A deferred transaction that read first would fail at once,
@@ -184,8 +250,15 @@ pub(super) fn write_loop(
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| e.to_string())?;
             for cmd in &mut batch {
-                apply(&tx, &mut threads, &mut head, cmd, &mut elsewhere)
-                    .map_err(|e| e.to_string())?;
+                apply(
+                    &tx,
+                    &mut threads,
+                    &mut head,
+                    cmd,
+                    (&mut elsewhere, &mut rows),
+                    (&shared.index, &mut changes),
+                )
+                .map_err(|e| e.to_string())?;
             }
             let receipts = batch
                 .iter()
@@ -196,11 +269,12 @@ pub(super) fn write_loop(
                 windows.get(),
                 retention::budget(receipts),
                 &shared.chain_id,
+                &mut changes.removed,
             );
             // The audit records commit first: a receipt is never committed without them.
             if let (Some(pg), Some(records)) = (pg.as_mut(), &elsewhere) {
                 pg.ensure()
-                    .and_then(|()| pg.append(records))
+                    .and_then(|()| pg.append(records, &rows, &shared.chain_id))
                     .map_err(|e| format!("audit store: {e}"))?;
             }
             tx.commit().map_err(|e| e.to_string())
@@ -209,6 +283,9 @@ pub(super) fn write_loop(
         match &outcome {
             Ok(()) => {
                 chain.head = head;
+                // Before any caller hears of the commit: a duplicate sent once its
+                // original's receipt is answered finds it.
+                std::mem::take(&mut changes).apply(&shared.index);
                 let mut times = times.lock().unwrap_or_else(|p| p.into_inner());
                 times.commit_lag.observe(arrived.elapsed());
                 count_pruned(&mut times, pruned);
@@ -276,7 +353,8 @@ pub(super) fn apply(
     threads: &mut Threads,
     head: &mut Head,
     cmd: &mut Cmd,
-    elsewhere: &mut Option<Vec<Record>>,
+    (elsewhere, rows): (&mut Option<Vec<Record>>, &mut SharedRows),
+    (index, changes): (&ReceiptIndex, &mut IndexChanges),
 ) -> Result<(), rusqlite::Error> {
     match cmd {
         // Applied before the batch's transaction (see `write_loop`).
@@ -308,7 +386,19 @@ pub(super) fn apply(
         }
         Cmd::Receipt(r, at, _, entries, _) => {
             append(tx, threads, head, entries, elsewhere)?;
-            receipts::insert(tx, r, at)?;
+            // Shared with the other instances when the trail is in PostgreSQL (there too the
+            // first receipt of a message is kept).
+            if elsewhere.is_some() {
+                rows.receipts.push((r.clone(), at.clone()));
+            }
+            // The first receipt of a message is kept (the intake's claim makes a second one
+            // rare: two instances of a message racing across a restart).
+            let known = changes.added(&r.source, &r.message_id)
+                || receipts::row_of(tx, index, Some(&r.source), &r.message_id)?.is_some();
+            if !known {
+                let row = receipts::insert(tx, r, at)?;
+                changes.add(row, &r.source, &r.message_id);
+            }
         }
         Cmd::Delivery {
             source,
@@ -318,16 +408,36 @@ pub(super) fn apply(
             attempts,
             error,
             at,
-        } => deliveries::record(
-            tx,
-            source,
-            message_id,
-            destination,
-            *state,
-            *attempts,
-            error.as_deref(),
-            at,
-        )?,
+        } => {
+            if elsewhere.is_some() {
+                rows.deliveries.push(DeliveryRow {
+                    source: source.clone(),
+                    message_id: message_id.clone(),
+                    destination: destination.clone(),
+                    state: *state,
+                    attempts: *attempts,
+                    error: error.clone(),
+                    at: at.clone(),
+                });
+            }
+            let message_type = match state {
+                DeliveryState::DeadLettered => {
+                    receipts::message_type(tx, index, source, message_id)?
+                }
+                _ => None,
+            };
+            deliveries::record(
+                tx,
+                source,
+                message_id,
+                destination,
+                *state,
+                *attempts,
+                error.as_deref(),
+                at,
+                message_type.as_deref(),
+            )?;
+        }
     }
     Ok(())
 }
@@ -339,13 +449,18 @@ fn prune_within(
     retain: Retain,
     budget: usize,
     chain_id: &str,
+    removed: &mut Vec<(i64, String)>,
 ) -> Pruned {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut gone = Vec::new();
     let outcome = tx.savepoint().and_then(|sp| {
-        let pruned = retention::prune(&sp, retain, now, budget, chain_id)?;
+        let pruned = retention::prune(&sp, retain, now, budget, chain_id, &mut gone)?;
         sp.commit()?;
         Ok(pruned)
     });
+    if outcome.is_ok() {
+        removed.append(&mut gone);
+    }
     outcome.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "state store pruning failed; tried again with the next batch");
         Pruned::default()
@@ -354,7 +469,13 @@ fn prune_within(
 
 /// Prune while no command waits: a transaction of its own, at most [`retention::IDLE_BUDGET`]
 /// rows of each kind.
-fn prune_idle(conn: &mut Connection, windows: &Windows, times: &Mutex<StoreTimes>, chain_id: &str) {
+fn prune_idle(
+    conn: &mut Connection,
+    windows: &Windows,
+    times: &Mutex<StoreTimes>,
+    chain_id: &str,
+    index: &ReceiptIndex,
+) {
     let retain = windows.get();
     if retain.receipts_secs == 0 && retain.audit_live_secs == 0 {
         return;
@@ -362,14 +483,32 @@ fn prune_idle(conn: &mut Connection, windows: &Windows, times: &Mutex<StoreTimes
     let outcome = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .and_then(|mut tx| {
-            let pruned = prune_within(&mut tx, retain, retention::IDLE_BUDGET, chain_id);
+            let mut removed = Vec::new();
+            let pruned = prune_within(
+                &mut tx,
+                retain,
+                retention::IDLE_BUDGET,
+                chain_id,
+                &mut removed,
+            );
             tx.commit()?;
-            Ok(pruned)
+            Ok((pruned, removed))
         });
     match outcome {
-        Ok(pruned) => count_pruned(&mut times.lock().unwrap_or_else(|p| p.into_inner()), pruned),
+        Ok((pruned, removed)) => {
+            index.remove(removed.iter().map(|(row, m)| (*row, m.as_str())));
+            count_pruned(&mut times.lock().unwrap_or_else(|p| p.into_inner()), pruned);
+        }
         Err(e) => tracing::warn!(error = %e, "state store pruning failed"),
     }
+}
+
+/// A pruning pass of the shared tables (windows, now, budget), noted as done now.
+fn shared_prune(windows: &Windows, last: &mut std::time::Instant) -> (Retain, i64, i64) {
+    *last = std::time::Instant::now();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let budget = i64::try_from(retention::IDLE_BUDGET).unwrap_or(i64::MAX);
+    (windows.get(), now, budget)
 }
 
 fn count_pruned(times: &mut StoreTimes, pruned: Pruned) {
