@@ -1,13 +1,16 @@
-//! The operator console: one static page, its script and its style, served on the admin
-//! listener. The page holds no data; its script asks for an admin token (kept in the tab's
-//! session storage) and calls the operator endpoints with it. A strict Content-Security-Policy
-//! allows only these three files and calls to the same origin.
+//! The console, for compliance officers and operators: one static page, its strings (one
+//! table per language), its script and its style, served on the admin listener. The page
+//! holds no data; its script asks for an admin token (kept in the tab's session storage),
+//! learns the token's role and draws only that role's views, which call the admin endpoints
+//! with it. A strict Content-Security-Policy allows only these files and calls to the same
+//! origin.
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 const HTML: &str = include_str!("console/index.html");
 const JS: &str = include_str!("console/console.js");
+const STRINGS: &str = include_str!("console/strings.js");
 const CSS: &str = include_str!("console/console.css");
 
 fn serve(body: &'static str, content_type: &'static str) -> Response {
@@ -38,6 +41,10 @@ pub async fn page() -> Response {
 
 pub async fn script() -> Response {
     serve(JS, "text/javascript; charset=utf-8")
+}
+
+pub async fn strings() -> Response {
+    serve(STRINGS, "text/javascript; charset=utf-8")
 }
 
 pub async fn style() -> Response {

@@ -31,6 +31,46 @@ impl Histogram {
         self.count += 1;
     }
 
+    /// What was observed since `earlier` (an earlier copy of this histogram).
+    pub fn since(&self, earlier: &Histogram) -> Histogram {
+        let mut d = Histogram::default();
+        for (i, b) in d.buckets.iter_mut().enumerate() {
+            *b = self.buckets[i].saturating_sub(earlier.buckets[i]);
+        }
+        d.sum = (self.sum - earlier.sum).max(0.0);
+        d.count = self.count.saturating_sub(earlier.count);
+        d
+    }
+
+    /// Another histogram's observations added to this one's.
+    pub fn add(&mut self, other: &Histogram) {
+        for (b, o) in self.buckets.iter_mut().zip(other.buckets) {
+            *b += o;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+
+    /// The `q`-quantile (0..=1) in seconds, interpolated within its bucket as Prometheus's
+    /// `histogram_quantile` does; `None` without observations. Observations past the last
+    /// bucket read as its bound (a floor).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * self.count as f64;
+        let (mut below, mut lower) = (0u64, 0.0);
+        for (bound, n) in BUCKETS.iter().zip(self.buckets) {
+            if n > 0 && (below + n) as f64 >= rank {
+                let into = (rank - below as f64).max(0.0) / n as f64;
+                return Some(lower + (bound - lower) * into);
+            }
+            below += n;
+            lower = *bound;
+        }
+        Some(lower)
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
@@ -208,6 +248,30 @@ impl Stats {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Messages accepted, from every source.
+    pub fn accepted_total(&self) -> u64 {
+        lock(&self.accepted).values().flat_map(|t| t.values()).sum()
+    }
+
+    /// Messages refused, for every reason.
+    pub fn refused_total(&self) -> u64 {
+        lock(&self.rejected).values().sum()
+    }
+
+    /// From request to acceptance, every message so far.
+    pub fn accept_histogram(&self) -> Histogram {
+        lock(&self.accept_latency).clone()
+    }
+
+    /// From acceptance to the partner's confirmation, every destination together.
+    pub fn delivery_histogram(&self) -> Histogram {
+        let mut all = Histogram::default();
+        for h in lock(&self.delivery_latency).values() {
+            all.add(h);
+        }
+        all
     }
 
     /// Sum over all rows.

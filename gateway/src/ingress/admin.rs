@@ -4,11 +4,22 @@
 //! audit endpoints need the compliance role, an operator gets 403. Answers never include
 //! message payloads — the audit trail has none.
 //!
+//! For any admin user: `GET /v1/whoami` (name, role, whether payloads may be shown), which the
+//! console asks to know which views to draw.
+//!
+//! For the compliance role:
 //! - `GET /v1/audit/messages/{id}`: the trail of a message and its replies.
-//! - `GET /v1/audit/search?since&until&source&destination&type&outcome&event&subject&limit&after`:
+//! - `GET /v1/audit/search?since&until&source&destination&type&outcome&event&limit&after`:
 //!   records in chain order, at most `limit` (default 100, at most 1,000), and `next_after`
-//!   to page on. `subject` is a person id, turned into its keyed reference here.
-//! - `GET /v1/audit/verify`: the verification report of every chain.
+//!   to page on. A person is never named in a URL: `subject` here is refused.
+//! - `POST /v1/audit/search` with the same fields as JSON, plus `subject` (a person id, turned
+//!   into its keyed reference here) and `reason`: a search by person needs a reason and is
+//!   itself recorded (`subject_searched`: who, why, whose reference) before it runs.
+//! - `GET` or `POST /v1/audit/verify`: verify every chain (archives included) now; the
+//!   result, with its time, is kept as the last verification (`GET /v1/audit/status`).
+//! - `POST /v1/audit/export` (`{"since", "until"}`): a signed export of the window, as
+//!   `wingspan audit export` writes it (a records file and a manifest per chain), fetched by
+//!   `GET /v1/audit/exports/{id}/{file}`; exports are kept an hour.
 //!
 //! For the operator role:
 //! - `GET /metrics`: Prometheus text: accepted per source and type, refusals per problem type,
@@ -19,16 +30,27 @@
 //!   parked copies, routed/delivered/retried/parked counts, and the last error and when.
 //! - `GET /admin/dead-letters?destination=`: parked copies, metadata only (message id, type,
 //!   reason, attempts, first and last failure).
-//! - `GET /admin/dead-letters/{id}[?payload=true]`: one message's parked copies; the payload
-//!   only for a user with `payloads = true` (audited as `payload_viewed`).
+//! - `GET /admin/dead-letters/{id}`: one message's parked copies, metadata only.
+//! - `POST /admin/dead-letters/{id}/payload` (`{"reason": …}`): the same with the payload,
+//!   only for a user with `payloads = true`, and audited as `payload_viewed` with the user
+//!   and the reason.
 //! - `POST /admin/dead-letters/{id}/replay`, `POST /admin/dead-letters/{id}/discard`,
 //!   `POST /admin/dead-letters/replay` (`{"destination": …}` or `{"all": true}`): each with a
 //!   `reason`, audited with the user as actor.
 //! - `GET /admin/messages/{id}`: a message's receipt, delivery states and timeline (audit
 //!   records without hashes or subject references).
-//! - `POST /admin/reload`, `POST /admin/rollback` (`{"sha256": …}`), `GET /admin/config`.
-//! - `GET /console`: the operator console (a page of its own; it asks for a token and calls
-//!   the endpoints above).
+//! - `POST /admin/reload`, `POST /admin/rollback` (`{"sha256": …}`), `GET /admin/config`
+//!   (the version in force and every version run), `GET /admin/config/{sha256}` (one
+//!   version's text, for a diff).
+//! - `POST /admin/explain` (a canonical message as the body): which routes take it and why,
+//!   and what each destination would receive; nothing is sent.
+//! - `GET /admin/live`: the last hour per minute (accepted, delivered, refused, parked,
+//!   accept and delivery latency p50/p99), from the gateway's own counters.
+//! - `GET /console`: the console (a page of its own, for both roles; it asks for a token
+//!   and calls the endpoints above).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use axum::Extension;
 use axum::Router;
@@ -38,6 +60,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use wingspan_core::audit::{Entry, Event};
 use wingspan_core::config::{AdminUser, Role};
 
 use crate::audit::{self, Filter};
@@ -46,6 +69,7 @@ use crate::dlq::{Action, DeadLetters, DlqError, Select};
 use crate::ingress::auth;
 use crate::live::Live;
 use crate::problem::Problem;
+use crate::recent::{Recent, Sample};
 use crate::reload::{Offer, ReloadError, Reloader};
 use crate::stats::{QueueDepth, Stats, render_prometheus};
 use crate::store::Store;
@@ -60,6 +84,12 @@ pub struct AdminState {
     pub names: Names,
     pub dead_letters: DeadLetters,
     pub reloader: Reloader,
+    /// The last hour's counters, for the console's charts.
+    pub recent: Recent,
+    /// Where signed exports are written for download (`<state_dir>/exports`).
+    pub exports_dir: PathBuf,
+    /// The last verification run over HTTP, with its time.
+    pub last_verification: Arc<Mutex<Option<serde_json::Value>>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -71,40 +101,58 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/dead-letters", get(dead_letters))
         .route("/admin/dead-letters/replay", post(replay_many))
         .route("/admin/dead-letters/{id}", get(dead_letter))
+        .route(
+            "/admin/dead-letters/{id}/payload",
+            post(dead_letter_payload),
+        )
         .route("/admin/dead-letters/{id}/replay", post(replay_one))
         .route("/admin/dead-letters/{id}/discard", post(discard_one))
         .route("/admin/messages/{id}", get(message))
         .route("/admin/config", get(config_info))
+        .route("/admin/config/{sha}", get(config_version))
         .route("/admin/reload", post(reload))
         .route("/admin/rollback", post(rollback))
+        .route("/admin/explain", post(explain))
+        .route("/admin/live", get(live_minutes))
         .route_layer(middleware::from_fn_with_state(
-            (config.clone(), Role::Operator),
+            (config.clone(), Some(Role::Operator)),
             require,
         ))
         .with_state(state.clone());
-    let store = state.store;
     let audit = Router::new()
         .route("/v1/audit/messages/{id}", get(trail))
-        .route("/v1/audit/search", get(search))
-        .route("/v1/audit/verify", get(verify))
+        .route("/v1/audit/search", get(search).post(search_posted))
+        .route("/v1/audit/verify", get(verify).post(verify))
+        .route("/v1/audit/status", get(audit_status))
+        .route("/v1/audit/export", post(export))
+        .route("/v1/audit/exports/{id}/{file}", get(exported_file))
         .route_layer(middleware::from_fn_with_state(
-            (config.clone(), Role::Compliance),
+            (config.clone(), Some(Role::Compliance)),
             require,
         ))
-        .with_state(store);
+        .with_state(state);
+    let anyone =
+        Router::new()
+            .route("/v1/whoami", get(whoami))
+            .route_layer(middleware::from_fn_with_state(
+                (config, None::<Role>),
+                require,
+            ));
     Router::new()
         .route("/console", get(crate::console::page))
         .route("/console.js", get(crate::console::script))
+        .route("/console-strings.js", get(crate::console::strings))
         .route("/console.css", get(crate::console::style))
+        .merge(anyone)
         .merge(audit)
         .merge(operator)
         .fallback(|| async { Problem::new(404, "not-found", "Not found", "no such endpoint") })
 }
 
-/// Let the request through only for an admin user with `role`; the user is passed on as a
-/// request extension (the actor of what the request does).
+/// Let the request through only for an admin user with `role` (any admin user for `None`);
+/// the user is passed on as a request extension (the actor of what the request does).
 async fn require(
-    State((live, role)): State<(Live, Role)>,
+    State((live, role)): State<(Live, Option<Role>)>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -123,7 +171,9 @@ async fn require(
         );
         return resp;
     };
-    if user.role != role {
+    if let Some(role) = role
+        && user.role != role
+    {
         tracing::info!(user = %user.name, needed = role.as_str(), "admin request refused: wrong role");
         return Problem::new(
             403,
@@ -142,9 +192,18 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
     Problem::unavailable("the audit store cannot be read right now").into_response()
 }
 
-async fn trail(State(store): State<Store>, Path(id): Path<String>) -> Response {
+async fn whoami(Extension(user): Extension<AdminUser>) -> Response {
+    axum::Json(serde_json::json!({
+        "name": user.name,
+        "role": user.role.as_str(),
+        "payloads": user.payloads,
+    }))
+    .into_response()
+}
+
+async fn trail(State(st): State<AdminState>, Path(id): Path<String>) -> Response {
     let key = id.clone();
-    match store.audit_read(move |c| audit::trail(c, &key)).await {
+    match st.store.audit_read(move |c| audit::trail(c, &key)).await {
         Ok(records) if records.is_empty() => Problem::new(
             404,
             "unknown-message",
@@ -174,8 +233,16 @@ struct SearchQuery {
     after: Option<u64>,
 }
 
-async fn search(State(store): State<Store>, Query(q): Query<SearchQuery>) -> Response {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+async fn search(State(st): State<AdminState>, Query(q): Query<SearchQuery>) -> Response {
+    if q.subject.is_some() {
+        return Problem::new(
+            400,
+            "person-in-url",
+            "No person ids in URLs",
+            "search by person with POST /v1/audit/search, the person id and a reason in the body",
+        )
+        .into_response();
+    }
     let filter = Filter {
         since: q.since,
         until: q.until,
@@ -184,10 +251,91 @@ async fn search(State(store): State<Store>, Query(q): Query<SearchQuery>) -> Res
         message_type: q.message_type,
         outcome: q.outcome,
         event: q.event,
-        subject_ref: q.subject.map(|p| store.subject_ref(&p)),
-        limit,
+        subject_ref: None,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
         after_seq: q.after.unwrap_or(0),
     };
+    run_search(&st.store, filter).await
+}
+
+/// A search's JSON body: the query's fields, and a person id with a reason.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchBody {
+    since: Option<String>,
+    until: Option<String>,
+    source: Option<String>,
+    destination: Option<String>,
+    #[serde(rename = "type")]
+    message_type: Option<String>,
+    outcome: Option<String>,
+    event: Option<String>,
+    subject: Option<String>,
+    reason: Option<String>,
+    limit: Option<usize>,
+    after: Option<u64>,
+}
+
+async fn search_posted(
+    State(st): State<AdminState>,
+    Extension(user): Extension<AdminUser>,
+    body: axum::body::Bytes,
+) -> Response {
+    let q: SearchBody = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(e) => {
+            return Problem::new(
+                400,
+                "invalid-body",
+                "Unreadable request body",
+                e.to_string(),
+            )
+            .into_response();
+        }
+    };
+    let person = q
+        .subject
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    let subject_ref = person.map(|p| st.store.subject_ref(p));
+    if let Some(reference) = &subject_ref {
+        let reason = q.reason.as_deref().map(str::trim).unwrap_or_default();
+        if reason.is_empty() {
+            return Problem::new(
+                400,
+                "reason-required",
+                "A reason is required",
+                "a search by person needs a reason; it is kept in the audit trail (one line, 200 characters)",
+            )
+            .into_response();
+        }
+        // On record (committed) before the search runs: none goes unrecorded.
+        let mut e = Entry::new(Event::SubjectSearched, audit::now());
+        e.actor = Some(user.name.clone());
+        e.reason = Some(audit::bounded_reason(reason));
+        e.subject_ref = Some(reference.clone());
+        if let Err(err) = st.store.audit(vec![e]).await {
+            return unavailable(err);
+        }
+    }
+    let filter = Filter {
+        since: q.since,
+        until: q.until,
+        source: q.source,
+        destination: q.destination,
+        message_type: q.message_type,
+        outcome: q.outcome,
+        event: q.event,
+        subject_ref,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        after_seq: q.after.unwrap_or(0),
+    };
+    run_search(&st.store, filter).await
+}
+
+async fn run_search(store: &Store, filter: Filter) -> Response {
+    let limit = filter.limit;
     match store.audit_read(move |c| audit::search(c, &filter)).await {
         Ok(records) => {
             let next_after = (records.len() == limit)
@@ -200,16 +348,182 @@ async fn search(State(store): State<Store>, Query(q): Query<SearchQuery>) -> Res
     }
 }
 
-async fn verify(State(store): State<Store>) -> Response {
-    let key = store.public_key();
-    match store
+async fn verify(State(st): State<AdminState>) -> Response {
+    let key = st.store.public_key();
+    match st
+        .store
         .audit_read(move |c| audit::verify_store(c, &key))
         .await
     {
         Ok(reports) => {
             let ok = reports.iter().all(|r| r.ok());
-            axum::Json(serde_json::json!({"ok": ok, "chains": reports})).into_response()
+            let result = serde_json::json!({"at": audit::now(), "ok": ok, "chains": reports});
+            *st.last_verification
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(result.clone());
+            axum::Json(result).into_response()
         }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// The last verification run over HTTP (none since the gateway started: `null`).
+async fn audit_status(State(st): State<AdminState>) -> Response {
+    let last = st
+        .last_verification
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    axum::Json(serde_json::json!({ "last_verification": last })).into_response()
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ExportBody {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// How long an export waits to be fetched.
+const EXPORT_KEPT: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The largest export file served over HTTP; larger windows are for `wingspan audit export`.
+const EXPORT_SERVED_MAX: u64 = 256 * 1024 * 1024;
+
+async fn export(State(st): State<AdminState>, body: axum::body::Bytes) -> Response {
+    let q: ExportBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ExportBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(q) => q,
+            Err(e) => {
+                return Problem::new(
+                    400,
+                    "invalid-body",
+                    "Unreadable request body",
+                    e.to_string(),
+                )
+                .into_response();
+            }
+        }
+    };
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let root = st.exports_dir.clone();
+    let dir = root.join(&id);
+    let made = st
+        .store
+        .audit_read(move |c| {
+            forget_old_exports(&root);
+            let manifests =
+                audit::export(c, q.since.as_deref(), q.until.as_deref(), "jsonl", &dir)?;
+            let mut files = Vec::new();
+            for entry in std::fs::read_dir(&dir)?.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                files.push(serde_json::json!({"name": name, "bytes": entry.metadata()?.len()}));
+            }
+            files.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+            let count: u64 = manifests.iter().map(|m| m.count).sum();
+            Ok((files, count))
+        })
+        .await;
+    match made {
+        Ok((files, count)) => {
+            axum::Json(serde_json::json!({"id": id, "count": count, "files": files}))
+                .into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Exports older than [`EXPORT_KEPT`] go.
+fn forget_old_exports(root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > EXPORT_KEPT);
+        if old {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+async fn exported_file(
+    State(st): State<AdminState>,
+    Path((id, file)): Path<(String, String)>,
+) -> Response {
+    let not_found = || {
+        Problem::new(
+            404,
+            "unknown-export",
+            "Unknown export",
+            "no such export file (exports are kept an hour)",
+        )
+        .into_response()
+    };
+    // Names as this listener made them: hex ids, plain file names.
+    let plain = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    if !plain(&id) || !plain(&file) {
+        return not_found();
+    }
+    let path = st.exports_dir.join(&id).join(&file);
+    enum Served {
+        Missing,
+        TooLarge,
+        Bytes(Vec<u8>),
+    }
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Served> {
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Served::Missing),
+            Err(e) => return Err(e),
+        };
+        if meta.len() > EXPORT_SERVED_MAX {
+            return Ok(Served::TooLarge);
+        }
+        std::fs::read(&path).map(Served::Bytes)
+    })
+    .await;
+    match read {
+        Ok(Ok(Served::Bytes(bytes))) => {
+            let content_type = if file.ends_with(".json") {
+                "application/json"
+            } else {
+                "application/x-ndjson"
+            };
+            let disposition = format!("attachment; filename=\"{file}\"");
+            (
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        HeaderValue::from_str(&disposition)
+                            .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
+                    ),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
+        Ok(Ok(Served::Missing)) => not_found(),
+        Ok(Ok(Served::TooLarge)) => Problem::new(
+            413,
+            "export-too-large",
+            "Export too large to download here",
+            "use wingspan audit export for windows this large",
+        )
+        .into_response(),
+        Ok(Err(e)) => unavailable(e),
         Err(e) => unavailable(e),
     }
 }
@@ -430,28 +744,56 @@ struct ShowQuery {
     payload: bool,
 }
 
-async fn dead_letter(
-    State(st): State<AdminState>,
-    Extension(user): Extension<AdminUser>,
-    Path(id): Path<String>,
-    Query(q): Query<ShowQuery>,
-) -> Response {
-    let key = id.clone();
+/// One message's parked copies (metadata), or a problem.
+#[allow(clippy::result_large_err)]
+async fn parked_copies(
+    st: &AdminState,
+    id: &str,
+) -> Result<Vec<crate::store::DeadLetter>, Response> {
+    let key = id.to_owned();
     let listed = st
         .store
         .read(move |c| Ok(crate::store::dead_letters(c, None)?))
         .await;
     let copies: Vec<_> = match listed {
         Ok(l) => l.into_iter().filter(|d| d.message_id == key).collect(),
-        Err(e) => return unavailable(e),
+        Err(e) => return Err(unavailable(e)),
     };
     if copies.is_empty() {
-        return dlq_problem(DlqError::NotParked);
+        return Err(dlq_problem(DlqError::NotParked));
     }
-    if !q.payload {
-        return axum::Json(serde_json::json!({ "message_id": id, "copies": copies }))
-            .into_response();
+    Ok(copies)
+}
+
+async fn dead_letter(
+    State(st): State<AdminState>,
+    Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> Response {
+    if q.payload {
+        return Problem::new(
+            400,
+            "reason-required",
+            "A reason is required",
+            "a payload is shown by POST /admin/dead-letters/{id}/payload with a reason; it is kept in the audit trail",
+        )
+        .into_response();
     }
+    match parked_copies(&st, &id).await {
+        Ok(copies) => {
+            axum::Json(serde_json::json!({ "message_id": id, "copies": copies })).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// A parked message's payload, for a user allowed to see payloads, with a reason; audited.
+async fn dead_letter_payload(
+    State(st): State<AdminState>,
+    Extension(user): Extension<AdminUser>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
     if !user.payloads {
         return Problem::new(
             403,
@@ -461,9 +803,22 @@ async fn dead_letter(
         )
         .into_response();
     }
+    let why = match why(&body) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let copies = match parked_copies(&st, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     match st
         .dead_letters
-        .act(&Select::Message(id.clone()), Action::Show, &user.name, "")
+        .act(
+            &Select::Message(id.clone()),
+            Action::Show,
+            &user.name,
+            &why.reason,
+        )
         .await
     {
         Ok(shown) => {
@@ -599,6 +954,94 @@ async fn config_info(State(st): State<AdminState>) -> Response {
         .into_response(),
         Err(e) => unavailable(e),
     }
+}
+
+/// One config version's text, by its SHA-256 (or a unique prefix of it).
+async fn config_version(State(st): State<AdminState>, Path(sha): Path<String>) -> Response {
+    if sha.is_empty() || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Problem::new(
+            400,
+            "invalid-version",
+            "Not a version",
+            "give a SHA-256 in hex",
+        )
+        .into_response();
+    }
+    let key = sha.to_ascii_lowercase();
+    match st
+        .store
+        .read(move |c| Ok(crate::store::config_text(c, &key)?))
+        .await
+    {
+        Ok(Some((sha256, text))) => {
+            axum::Json(serde_json::json!({"sha256": sha256, "text": text})).into_response()
+        }
+        Ok(None) => Problem::new(
+            404,
+            "unknown-version",
+            "Unknown config version",
+            "no config the gateway ran has this hash (or the prefix names several)",
+        )
+        .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `wingspan explain` over HTTP, against the config in force: nothing is sent.
+async fn explain(State(st): State<AdminState>, body: axum::body::Bytes) -> Response {
+    let config = st.live.get();
+    let x = crate::preview::explain(&config, &body);
+    let routes: Vec<serde_json::Value> = x
+        .routes
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "route": r.route,
+                "for_type": r.for_type,
+                "predicates": r.predicates.iter()
+                    .map(|(text, holds)| serde_json::json!({"text": text, "holds": holds}))
+                    .collect::<Vec<_>>(),
+                "matched": r.matched,
+                "destinations": r.destinations,
+            })
+        })
+        .collect();
+    let deliveries: Vec<serde_json::Value> = x
+        .deliveries
+        .iter()
+        .map(|d| {
+            let (body, error) = match &d.body {
+                Ok(b) => (Some(String::from_utf8_lossy(b).into_owned()), None),
+                Err(e) => (None, Some(e.clone())),
+            };
+            serde_json::json!({
+                "destination": d.destination,
+                "adapter": d.adapter,
+                "content_type": d.content_type,
+                "body": body,
+                "error": error,
+            })
+        })
+        .collect();
+    let refused = x.refused.as_ref().map(|r| {
+        serde_json::json!({
+            "type": format!("/problems/{}", r.kind.slug()),
+            "status": r.kind.status(),
+            "detail": r.detail,
+        })
+    });
+    axum::Json(serde_json::json!({
+        "refused": refused,
+        "routes": routes,
+        "deliveries": deliveries,
+    }))
+    .into_response()
+}
+
+/// The last hour, per minute, for the console's charts.
+async fn live_minutes(State(st): State<AdminState>) -> Response {
+    let now = Sample::of(&st.stats, audit::now());
+    axum::Json(serde_json::json!({ "minutes": st.recent.minutes(now) })).into_response()
 }
 
 fn reloaded(result: Result<crate::reload::Reloaded, ReloadError>) -> Response {

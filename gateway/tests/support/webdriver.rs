@@ -1,5 +1,6 @@
 //! Just enough W3C WebDriver to drive Debian's headless Chromium through chromedriver over
-//! HTTP: open a page, find elements, type, click, read text.
+//! HTTP: open a page, find elements, type, click, read text, run a script, size the window,
+//! take a screenshot.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,8 +17,13 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Start chromedriver on a free port and a headless Chromium session.
+    /// Start chromedriver on a free port and a headless Chromium session (English).
     pub async fn start() -> Self {
+        Self::start_in("en-US").await
+    }
+
+    /// The same, with the browser's language set to `lang` (e.g. `zh-CN`).
+    pub async fn start_in(lang: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -43,7 +49,9 @@ impl Browser {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         format!("--lang={lang}"), "--window-size=1280,800"],
+                "prefs": {"intl.accept_languages": lang},
             },
         }}});
         let created: Value = http
@@ -158,9 +166,75 @@ impl Browser {
         }
     }
 
+    /// Run `script` in the page (a function body; `return` gives the value).
+    pub async fn execute(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
+        .await
+    }
+
+    /// Size the window's viewport to `width` × `height` CSS pixels.
+    pub async fn viewport(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            json!({ "width": width, "height": height }),
+        )
+        .await;
+        // The window's outer size includes its frame: grow it by what the viewport lacks.
+        let inner = self
+            .execute("return [window.innerWidth, window.innerHeight];")
+            .await;
+        let (w, h) = (
+            inner[0].as_u64().unwrap_or(u64::from(width)),
+            inner[1].as_u64().unwrap_or(u64::from(height)),
+        );
+        if (w, h) != (u64::from(width), u64::from(height)) {
+            let grow = |want: u32, have: u64| u64::from(want) * 2 - have.min(u64::from(want) * 2);
+            self.call(
+                "POST",
+                "/window/rect",
+                json!({ "width": grow(width, w), "height": grow(height, h) }),
+            )
+            .await;
+        }
+    }
+
+    /// A PNG of the viewport.
+    pub async fn screenshot(&self) -> Vec<u8> {
+        let b64 = self.call("GET", "/screenshot", Value::Null).await;
+        base64_decode(b64.as_str().unwrap_or_default())
+    }
+
     pub async fn close(mut self) {
         self.call("DELETE", "", Value::Null).await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// Standard base64 (the screenshot's encoding); characters outside the alphabet are skipped.
+pub fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let (mut out, mut acc, mut bits) = (Vec::with_capacity(text.len() * 3 / 4), 0u32, 0u32);
+    for v in text.bytes().filter_map(value) {
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
 }
