@@ -1,12 +1,13 @@
 //! wingspan-chaos: fault injection with numbers anyone can reproduce.
 //!
-//! - [`node`]: private RabbitMQ nodes (restart, kill -9, SIGSTOP, alarms, clustering).
+//! - [`node`]: private RabbitMQ nodes (restart, kill -9, SIGSTOP, alarms, clustering), from
+//!   `wingspan-sim`, which the demo shares.
 //! - [`relay`]: a TCP relay to cut a dependency (the PostgreSQL audit store) and restore it.
 //! - [`rig`]: partner simulators, real `wingspan` processes, the upstream load, the ledger.
 //! - [`scenarios`]: the scenarios, each ending with a ledger and its checks.
 //! - [`soak`]: half capacity for a long time; memory, files, threads and latency sampled.
 
-pub mod node;
+pub use wingspan_sim::node;
 pub mod relay;
 pub mod rig;
 pub mod scenarios;

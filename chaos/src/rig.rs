@@ -59,6 +59,10 @@ pub struct RigOptions {
     /// Retention windows and archiving, for runs long enough to reach their steady state
     /// (`None`: the gateway's defaults, windows of 30 days).
     pub windows: Option<Windows>,
+    /// Police materials go to an AMQP partner as well (a queue bound to the exchange the
+    /// gateway publishes to), whose copies are counted by message id: an AMQP partner has no
+    /// `Idempotency-Key` to absorb a repeat.
+    pub amqp_partner: bool,
 }
 
 /// `[retention]` receipts and audit-live windows and `[audit] archive_secs`, in seconds.
@@ -80,6 +84,7 @@ impl RigOptions {
             heartbeat_secs: 5,
             operation_timeout_ms: 3000,
             windows: None,
+            amqp_partner: false,
         }
     }
 }
@@ -243,6 +248,94 @@ pub struct Rig {
     pub emergency: Partner,
     pub gateways: Vec<GatewayProc>,
     pub http: reqwest::Client,
+    pub amqp_partner: Option<AmqpPartner>,
+}
+
+/// A partner reached over AMQP: a durable queue bound to the exchange the gateway publishes
+/// the police materials to, read at the end.
+#[derive(Debug, Clone)]
+pub struct AmqpPartner {
+    url: String,
+    pub exchange: String,
+    queue: String,
+}
+
+/// The police materials' field policy (the HTTP police partner's and the AMQP partner's).
+const POLICE_FIELDS: &str = r#"{ "enforcement.material.submit" = ["material_id", "material_type", "centre.id", "centre.name", "centre.division_code", "person", "police_bureau", "summary", "documents", "respond_by"] }"#;
+
+/// The AMQP partner's routing key.
+const AMQP_PARTNER_KEY: &str = "materials";
+
+impl AmqpPartner {
+    /// Declare the partner's exchange (as the gateway would: durable, direct), its queue and
+    /// the binding, before any gateway publishes there.
+    async fn declare(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        let partner = Self {
+            url: url.to_owned(),
+            exchange: format!("{prefix}.partner.police-mq"),
+            queue: format!("{prefix}.partner.police-mq.in"),
+        };
+        let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+        let ch = conn.create_channel().await?;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        ch.exchange_declare(
+            partner.exchange.as_str().into(),
+            lapin::ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        ch.queue_declare(
+            partner.queue.as_str().into(),
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_bind(
+            partner.queue.as_str().into(),
+            partner.exchange.as_str().into(),
+            AMQP_PARTNER_KEY.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        let _ = conn.close(200, "declared".into()).await;
+        Ok(partner)
+    }
+
+    /// Take every copy received so far: how many of each message id.
+    pub async fn drain(&self) -> anyhow::Result<HashMap<String, usize>> {
+        let conn =
+            lapin::Connection::connect(&self.url, lapin::ConnectionProperties::default()).await?;
+        let ch = conn.create_channel().await?;
+        let mut copies: HashMap<String, usize> = HashMap::new();
+        while let Some(msg) = ch
+            .basic_get(
+                self.queue.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await?
+        {
+            let id = msg
+                .delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map_or_else(|| "(no message id)".to_owned(), |m| m.as_str().to_owned());
+            *copies.entry(id).or_default() += 1;
+        }
+        let _ = conn.close(200, "drained".into()).await;
+        Ok(copies)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -259,6 +352,24 @@ fn config_text(
     let audit = match &o.audit_store {
         Some(url) => format!("store = {url:?}\n"),
         None => String::new(),
+    };
+    let (mq_destination, mq_route) = if o.amqp_partner {
+        (
+            format!(
+                r#"
+[[destinations]]
+id = "police-mq"
+adapter = "police"
+amqp = {{ exchange = "{prefix}.partner.police-mq", routing_key = "{AMQP_PARTNER_KEY}" }}
+retry = {{ max_attempts = {max_attempts} }}
+fields = {POLICE_FIELDS}
+"#,
+                max_attempts = o.max_attempts
+            ),
+            ", \"police-mq\"",
+        )
+    } else {
+        (String::new(), "")
     };
     let (archive, retention) = match o.windows {
         Some(w) => (
@@ -321,7 +432,7 @@ adapter = "police"
 concurrency = 16
 http = {{ url = "http://{police}/messages", timeout_ms = 5000 }}
 retry = {{ max_attempts = {max_attempts} }}
-fields = {{ "enforcement.material.submit" = ["material_id", "material_type", "centre.id", "centre.name", "centre.division_code", "person", "police_bureau", "summary", "documents", "respond_by"] }}
+fields = {POLICE_FIELDS}
 
 [[destinations]]
 id = "emergency"
@@ -330,11 +441,11 @@ concurrency = 16
 http = {{ url = "http://{emergency}/messages", timeout_ms = 5000 }}
 retry = {{ max_attempts = {max_attempts} }}
 fields = {{ "emergency.transfer.request" = ["transfer_id", "consultation_id", "centre", "person", "pickup", "condition", "requested_at"] }}
-
+{mq_destination}
 [[routes]]
 name = "materials-to-police"
 message_types = ["enforcement.material.submit"]
-destinations = ["police"]
+destinations = ["police"{mq_route}]
 
 [[routes]]
 name = "transfers-to-120"
@@ -378,6 +489,10 @@ impl Rig {
         };
         let police = Partner::start("127.0.0.1:0", partner("police", "police")).await?;
         let emergency = Partner::start("127.0.0.1:0", partner("emergency", "emergency")).await?;
+        let amqp_partner = match (options.amqp_partner, options.broker_urls.first()) {
+            (true, Some(url)) => Some(AmqpPartner::declare(url, &prefix).await?),
+            _ => None,
+        };
         // An experiment's knob: the gateways' state stores on another file system (a tmpfs,
         // say), to tell what their disk writes cost everything else on the machine.
         let state_root = std::env::var_os("WINGSPAN_CHAOS_STATE_ROOT")
@@ -417,6 +532,7 @@ impl Rig {
             police,
             emergency,
             gateways,
+            amqp_partner,
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
                 .build()?,
@@ -520,6 +636,9 @@ pub struct Upstream {
     pub attempts: AtomicU64,
     /// Set to stop taking new messages (each one started is still sent until it has a receipt).
     pub stop: std::sync::atomic::AtomicBool,
+    /// Send every retry to the next instance (as a load balancer spreading an upstream's
+    /// retries would), not only after a refused connection.
+    pub round_robin: std::sync::atomic::AtomicBool,
 }
 
 impl Upstream {
@@ -667,8 +786,8 @@ pub async fn send_one(
                 r.push((Instant::now(), status));
             }
         }
-        // A refused connection: try another instance next.
-        if status == 0 {
+        // A refused connection: try another instance next (every retry, round-robin).
+        if status == 0 || upstream.round_robin.load(Ordering::Relaxed) {
             target += 1;
         }
         tokio::time::sleep(backoff).await;
@@ -687,6 +806,10 @@ pub struct Ledger {
     pub duplicated_downstream: usize,
     /// Repeat deliveries of a key the partner had already done, absorbed by Idempotency-Key.
     pub redeliveries_absorbed: u64,
+    /// Of `duplicated_downstream`, messages the AMQP partner (when the rig has one) received
+    /// more than once, by message id; and the materials it never received (in `lost`).
+    pub amqp_duplicated: usize,
+    pub amqp_missing: usize,
     pub audit_verified: bool,
     pub lost_ids: Vec<String>,
 }
@@ -700,6 +823,8 @@ impl Ledger {
         self.lost += other.lost;
         self.duplicated_downstream += other.duplicated_downstream;
         self.redeliveries_absorbed += other.redeliveries_absorbed;
+        self.amqp_duplicated += other.amqp_duplicated;
+        self.amqp_missing += other.amqp_missing;
         self.audit_verified &= other.audit_verified;
         self.lost_ids.extend(other.lost_ids);
         self
@@ -710,12 +835,13 @@ impl std::fmt::Display for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "accepted {}, delivered {}, parked {}, lost {}, duplicated downstream {}, redeliveries absorbed {}, audit chain verified {}",
+            "accepted {}, delivered {}, parked {}, lost {}, duplicated downstream {} (at the AMQP partner {}), redeliveries absorbed {}, audit chain verified {}",
             self.accepted,
             self.delivered,
             self.parked,
             self.lost,
             self.duplicated_downstream,
+            self.amqp_duplicated,
             self.redeliveries_absorbed,
             if self.audit_verified { "yes" } else { "no" }
         )
@@ -772,6 +898,18 @@ pub async fn settle(
         }
         duplicated += by_message.values().filter(|n| **n > 1).count();
     }
+    // The AMQP partner: every material once, counted by message id (its copies are published
+    // at intake, or through the destination queue's retries, both done by now).
+    let (mut amqp_duplicated, mut amqp_missing) = (0, 0);
+    if let Some(p) = &rig.amqp_partner {
+        let copies = p.drain().await?;
+        amqp_duplicated = copies.values().filter(|n| **n > 1).count();
+        amqp_missing = accepted
+            .iter()
+            .filter(|id| id.starts_with("material-") && !copies.contains_key(*id))
+            .count();
+        duplicated += amqp_duplicated;
+    }
     rig.stop();
     let mut verified = true;
     for g in &rig.gateways {
@@ -781,8 +919,10 @@ pub async fn settle(
         accepted: accepted.len(),
         delivered: accepted.iter().filter(|id| delivered.contains(*id)).count(),
         parked: accepted.iter().filter(|id| parked.contains(*id)).count(),
-        lost: lost_ids.len(),
+        lost: lost_ids.len() + amqp_missing,
         duplicated_downstream: duplicated,
+        amqp_duplicated,
+        amqp_missing,
         redeliveries_absorbed: rig.police.repeats() + rig.emergency.repeats(),
         audit_verified: verified,
         lost_ids,

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use wingspan_sim::Behaviour;
@@ -995,17 +996,77 @@ pub async fn instances(base: &Path, size: Size, seed: u64) -> anyhow::Result<Out
         })
         .await?;
     }
+    // Three instances, one of them SIGKILLed again and again mid-load, the upstream's retries
+    // going round-robin to the others, the police materials going to an AMQP partner as
+    // well: nothing lost, nothing delivered twice (by Idempotency-Key at the HTTP partners,
+    // by message id at the AMQP partner, which has nothing to absorb a repeat with).
+    let kills = 5;
+    let relay = Relay::start("127.0.0.1:5432".parse()?).await?;
+    let via = relay.addr;
+    let (schema, url) = blocking(move || pg_schema(via)).await?;
+    let mut options = RigOptions::new(node.url());
+    options.audit_store = Some(url);
+    options.instances = 3;
+    options.amqp_partner = true;
+    let mut rig = Rig::start(&dir.join("kill"), &options).await?;
+    let upstream = Arc::new(Upstream::default());
+    upstream.round_robin.store(true, Ordering::Relaxed);
+    let plan = Plan {
+        seed: seed + 10,
+        n,
+        transfer_every: 3,
+        poison_every: None,
+    };
+    let bases = rig.gateways.iter().map(|g| g.base()).collect();
+    let sender = tokio::spawn(send(rig.http.clone(), bases, plan, 32, upstream.clone()));
+    let mut restarts = Vec::new();
+    for k in 0..kills {
+        let due = n * (k + 1) / (kills + 1);
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while upstream.accepted_count() < due && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        restarts.push(rig.crash_and_restart(k % rig.gateways.len()).await?);
+    }
+    let _ = sender.await;
+    until_good_delivered(&rig, &upstream, Duration::from_secs(600)).await;
+    let killed = settle(&mut rig, &upstream, Duration::from_secs(120)).await?;
+    blocking(move || {
+        pg_drop(&schema);
+        Ok(())
+    })
+    .await?;
+    let retries =
+        upstream.attempts.load(Ordering::Relaxed) as usize - upstream.sent.load(Ordering::Relaxed);
+    let kill_figure = format!(
+        "3 instances, {kills} SIGKILLs mid-load, retries round-robin ({retries} retries): {killed}; restarts took {:?}",
+        restarts
+            .iter()
+            .map(|d| format!("{:.1} s", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+    );
+    ledgers.push(killed.clone());
     let total = ledgers.into_iter().reduce(Ledger::plus).unwrap_or_default();
     let mut out = Outcome {
-        name: "1, 2 and 3 gateway instances, one PostgreSQL audit store",
+        name: "1, 2 and 3 gateway instances sharing one PostgreSQL store; one SIGKILLed under round-robin retries",
         ledger: total,
         checks: Vec::new(),
-        figures: vec![format!(
-            "end-to-end throughput (accepted → delivered, {n} messages each): 1 instance {:.0} msg/s, 2 instances {:.0}, 3 instances {:.0}",
-            rates[0], rates[1], rates[2]
-        )],
+        figures: vec![
+            format!(
+                "end-to-end throughput (accepted → delivered, {n} messages each): 1 instance {:.0} msg/s, 2 instances {:.0}, 3 instances {:.0}",
+                rates[0], rates[1], rates[2]
+            ),
+            kill_figure,
+        ],
         elapsed: started.elapsed(),
     };
     out.standard(0);
+    out.check(
+        format!(
+            "the AMQP partner received every material once ({} twice, {} never)",
+            killed.amqp_duplicated, killed.amqp_missing
+        ),
+        killed.amqp_duplicated == 0 && killed.amqp_missing == 0,
+    );
     Ok(out)
 }

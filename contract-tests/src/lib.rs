@@ -5,9 +5,12 @@
 //!   receives, treats a repeated `Idempotency-Key` as already done (as partners are asked to),
 //!   can be told to fail, delay or reject, can be stopped and restarted on the same port, and
 //!   sends its replies back through the gateway's ingress.
+//! - [`node`]: a private RabbitMQ node (own name, ports and data directory), for the demo on
+//!   a machine where no broker runs and for the fault-injection suite.
 
 pub mod generate;
 pub mod golden;
+pub mod node;
 pub mod partner;
 pub mod samples;
 

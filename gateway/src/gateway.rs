@@ -211,6 +211,7 @@ impl Gateway {
             }
         }
         let mut admin_addr = None;
+        let recent = crate::recent::Recent::default();
         if options.admin {
             let listen = options
                 .admin_listen
@@ -228,8 +229,16 @@ impl Gateway {
                 names: names.clone(),
                 dead_letters: dead_letters.clone(),
                 reloader: reloader.clone(),
+                recent: recent.clone(),
+                exports_dir: loaded.state_dir.join("exports"),
+                last_verification: Arc::default(),
             });
             tasks.spawn(serve(listener, app, shutdown_rx.clone(), "admin listener"));
+            tasks.spawn(crate::recent::sample(
+                recent.clone(),
+                stats.clone(),
+                shutdown_rx.clone(),
+            ));
         }
         if options.amqp_ingress {
             tasks.spawn(ingress::amqp::run(

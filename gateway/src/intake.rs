@@ -226,10 +226,18 @@ impl Intake {
     ) -> Result<Outcome, IntakeError> {
         let env = &admitted.envelope;
         let payload_sha256 = wingspan_core::audit::sha256_hex(bytes);
-        let _claim = self
+        let _in_flight = self
             .claim(&env.source, &env.message_id)
             .ok_or(IntakeError::Busy)?;
-        if let Some(receipt) = self.store.receipt(&env.source, &env.message_id).await? {
+        // With several instances, the claim is taken in the shared store too, and the receipt
+        // is read there after it: another instance's receipt committed before the claim was
+        // free is found; its claim still fresh means it is accepting the message now.
+        let mut claim = self
+            .store
+            .claim(&env.source, &env.message_id)
+            .await?
+            .ok_or(IntakeError::Busy)?;
+        if let Some(receipt) = claim.receipt.take() {
             let mut received = audit::about(Audit::Received, env);
             received.payload_sha256 = Some(payload_sha256);
             let mut duplicate = audit::about(Audit::Duplicate, env);
@@ -247,12 +255,13 @@ impl Intake {
         // Received, accepted and routed are queued to the store before any copy goes out, so
         // they precede every delivery record in the chain (the writer applies commands in
         // order); their commit is awaited, with the receipt's, before the upstream ack.
-        let subject = audit::person_id(env).map(|p| self.store.subject_ref(p));
+        // The person is named (by reference) once, in the received record: a search by
+        // person finds it, and the message's trail the rest. Each record naming a person is an
+        // entry in the store's subject index, on a page of its own (the references are random).
         let mut received = audit::about(Audit::Received, env);
         received.payload_sha256 = Some(payload_sha256.clone());
-        received.subject_ref = subject.clone();
-        let mut accepted = audit::about(Audit::Accepted, env);
-        accepted.subject_ref = subject.clone();
+        received.subject_ref = audit::person_id(env).map(|p| self.store.subject_ref(p));
+        let accepted = audit::about(Audit::Accepted, env);
         let mut routed = audit::about(Audit::Routed, env);
         routed.destination = Some(destinations.join(","));
         routed.outcome = Some(format!("{} destination(s)", destinations.len()));
@@ -321,6 +330,7 @@ impl Intake {
                 Some(&early),
             )
             .await?;
+        claim.committed();
         // The early records' batch committed before (or with) the receipt's (had it failed,
         // the receipt would have been refused with it).
         early

@@ -11,16 +11,18 @@
 //!   rate limits; all feeding [`intake`].
 //! - [`delivery`]: one worker per destination: encode, deliver, retry, park.
 //! - [`store`]: receipts and delivery status in SQLite (WAL, group commit).
-//! - [`stats`]: in-process counters (summary table, later metrics).
+//! - [`stats`]: in-process counters and latency histograms (summary table, metrics).
+//! - [`recent`]: the last hour of those counters per minute, for the console's charts.
 //! - [`tools`]: `wingspan decode` / `wingspan encode`: an adapter by hand, no broker.
 //! - [`preview`]: `wingspan explain` / `wingspan test`: route decisions explained, route test
 //!   cases run, before a config goes live.
 //! - [`live`]: the config in force, swapped by [`reload`] (SIGHUP, `POST /admin/reload`,
 //!   rollback) after the same checks as `wingspan check`.
 //! - [`dlq`]: operator actions on parked copies (show, replay, discard), audited.
-//! - [`console`]: the operator console page on the admin listener.
+//! - [`console`]: the console for compliance officers and operators, on the admin listener.
 //! - [`gateway`]: starts and stops all of the above.
 //! - [`demo`]: the self-contained demonstration with partner simulators.
+//! - [`usage`]: a process's CPU time and bytes written, from /proc, for the benchmarks.
 
 pub mod audit;
 pub mod broker;
@@ -35,9 +37,11 @@ pub mod live;
 pub mod load;
 pub mod preview;
 pub mod problem;
+pub mod recent;
 pub mod reload;
 pub mod stats;
 pub mod store;
 pub mod tools;
+pub mod usage;
 
 pub use gateway::{Gateway, GatewayOptions};

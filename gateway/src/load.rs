@@ -108,6 +108,18 @@ pub fn load_str_with(
     {
         raw.audit.store = Some(url);
     }
+    // What differs between instances of one config (containers, several units): the
+    // instance's name and the addresses it listens on.
+    let set = |var: &str, field: &mut String| {
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+        {
+            *field = v;
+        }
+    };
+    set("WINGSPAN_INSTANCE", &mut raw.gateway.instance);
+    set("WINGSPAN_HTTP_LISTEN", &mut raw.http.listen);
+    set("WINGSPAN_ADMIN_LISTEN", &mut raw.admin.listen);
     adjust(&mut raw);
     let schemas_dir = base.join(&raw.gateway.schemas_dir);
     let state_dir = base.join(&raw.gateway.state_dir);

@@ -1,8 +1,8 @@
 //! The audit trail in PostgreSQL, for several gateway instances sharing one store: one chain
 //! per instance (the chain id is the instance name, so instance names must be unique; a
 //! second instance with the same name fails on the primary key rather than fork a chain).
-//! The gateway only INSERTs and SELECTs here: the role it runs as needs no UPDATE or DELETE
-//! (docs/OPERATIONS.md will give the GRANTs), which is also why a damaged tail is reported at
+//! The gateway only INSERTs and SELECTs the audit tables: the role it runs as needs no UPDATE
+//! or DELETE on them (README gives the GRANTs), which is also why a damaged tail is reported at
 //! start rather than cut back.
 
 use postgres::{Client, NoTls, Row};
@@ -111,9 +111,15 @@ impl PgAudit {
         Ok((head, signed))
     }
 
-    /// Insert placed records in one transaction.
-    pub fn append(&mut self, records: &[Record]) -> Result<(), postgres::Error> {
-        if records.is_empty() {
+    /// Insert placed records in one transaction, with the receipts, released claims and
+    /// delivery states they account for (the shared tables, written by `instance`).
+    pub(crate) fn append(
+        &mut self,
+        records: &[Record],
+        shared: &crate::store::SharedRows,
+        instance: &str,
+    ) -> Result<(), postgres::Error> {
+        if records.is_empty() && shared.is_empty() {
             return Ok(());
         }
         let mut tx = self.client.transaction()?;
@@ -160,6 +166,7 @@ impl PgAudit {
             }
             tx.execute(sql.as_str(), &params)?;
         }
+        crate::store::write_shared(&mut tx, shared, instance)?;
         tx.commit()
     }
 

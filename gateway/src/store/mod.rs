@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use tokio::sync::oneshot;
 use wingspan_core::audit::Entry;
 
@@ -32,10 +32,11 @@ mod archives;
 mod chain;
 mod configs;
 mod deliveries;
+mod index;
 mod receipts;
 mod retention;
 mod schema;
-mod seen;
+mod shared;
 #[cfg(test)]
 mod tests;
 mod wal;
@@ -46,12 +47,15 @@ pub use configs::{ConfigVersion, config_history, config_text};
 pub use deliveries::{DeadLetter, DeliveryState, DeliveryStatus, dead_letters};
 pub use receipts::{MessageStatus, NewReceipt, Receipt, ReplyRef};
 pub use retention::{Pruned, Retain};
+pub use shared::LEASE_SECS;
+pub(crate) use shared::{Rows as SharedRows, write as write_shared};
 pub use writer::{Failed, Queued};
 
 use chain::{Chain, recover_chain};
+use index::ReceiptIndex;
 use receipts::lookup;
 use schema::Readers;
-use seen::Seen;
+use shared::SharedState;
 use wal::checkpoint_loop;
 use writer::{Cmd, write_loop};
 
@@ -63,6 +67,8 @@ pub enum StoreError {
     Stopped,
     #[error("state store: {0}")]
     Io(#[from] std::io::Error),
+    #[error("shared state store: {0}")]
+    Shared(#[from] postgres::Error),
 }
 
 /// How the store keeps the audit chain.
@@ -83,12 +89,63 @@ pub struct AuditSetup {
 pub struct Store {
     tx: std_mpsc::SyncSender<Cmd>,
     readers: Arc<Readers>,
-    seen: Arc<Seen>,
+    /// Receipts by message id (committed ones; the writer keeps it).
+    index: Arc<ReceiptIndex>,
     audit: AuditSetup,
     /// How long each batch of writes took from its first command to its commit.
     times: Arc<Mutex<StoreTimes>>,
     /// The retention windows in force (none until [`Store::retain`] sets them).
     windows: Arc<retention::Windows>,
+    /// Receipts, claims and delivery states shared with the other instances (the audit
+    /// trail is in PostgreSQL): the duplicate check and status queries read them there.
+    shared: Option<Arc<SharedState>>,
+}
+
+/// A message claimed before any copy of it is published, with its receipt if it was
+/// accepted before. With a shared store the claim is a row there, given back when dropped
+/// unless the receipt committed (the writer deletes it with the receipt); with the embedded
+/// store the intake's own claim in memory suffices.
+#[derive(Debug)]
+pub struct Claim {
+    pub receipt: Option<Receipt>,
+    shared: Option<(Arc<SharedState>, String, String)>,
+}
+
+impl Claim {
+    /// The receipt committed: the claim went with it.
+    pub fn committed(mut self) {
+        self.shared = None;
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some((state, source, message_id)) = self.shared.take() {
+            let release = move || {
+                if let Err(e) = state.release(&source, &message_id) {
+                    // The lease runs out instead: a retry waits for it (409, Retry-After).
+                    tracing::warn!(error = %e, "a claim in the shared store was not released");
+                }
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn_blocking(release);
+                }
+                Err(_) => release(),
+            }
+        }
+    }
+}
+
+/// Run a call on the shared store's (synchronous) connections, off the async threads.
+async fn on_shared<T: Send + 'static>(
+    state: Arc<SharedState>,
+    f: impl FnOnce(&SharedState) -> Result<T, postgres::Error> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(move || f(&state))
+        .await
+        .map_err(|_| StoreError::Stopped)?
+        .map_err(StoreError::from)
 }
 
 impl Store {
@@ -98,15 +155,34 @@ impl Store {
         let path = dir.join("wingspan-state.db");
         let writer = schema::open(&path)?;
         schema::create_or_migrate(&writer)?;
-        let seen = Seen::default();
+        let index = Arc::new(ReceiptIndex::default());
         {
-            let mut stmt = writer.prepare("SELECT source, message_id FROM receipts")?;
+            let mut stmt = writer.prepare("SELECT id, message_id FROM receipts ORDER BY id")?;
             let mut rows = stmt.query([])?;
+            let mut chunk = Vec::with_capacity(4096);
             while let Some(row) = rows.next()? {
-                let (source, message_id): (String, String) = (row.get(0)?, row.get(1)?);
-                seen.insert(&source, &message_id);
+                chunk.push((row.get::<_, i64>(0)?, row.get::<_, String>(1)?));
+                if chunk.len() == chunk.capacity() {
+                    index.add(chunk.iter().map(|(r, m)| (*r, m.as_str())));
+                    chunk.clear();
+                }
             }
+            index.add(chunk.iter().map(|(r, m)| (*r, m.as_str())));
         }
+        // The PostgreSQL client is synchronous and must not run on an async runtime's thread:
+        // the shared tables are opened on a thread of their own.
+        let shared_state = match &audit.postgres {
+            Some(url) => {
+                let (url, instance) = (url.clone(), audit.chain_id.clone());
+                let opened = std::thread::spawn(move || SharedState::open(&url, &instance))
+                    .join()
+                    .map_err(|_| StoreError::Stopped)?;
+                Some(Arc::new(opened.map_err(|e| {
+                    StoreError::Io(std::io::Error::other(format!("shared state store: {e}")))
+                })?))
+            }
+            None => None,
+        };
         let sqlite_chain = match &audit.postgres {
             None => Some(recover_chain(&writer, &audit)?),
             Some(_) => None,
@@ -131,6 +207,7 @@ impl Store {
             windows: windows.clone(),
             archived,
             chain_id: audit.chain_id.clone(),
+            index: index.clone(),
         };
         std::thread::Builder::new()
             .name("wingspan-store".into())
@@ -187,11 +264,35 @@ impl Store {
                 path,
                 idle: Mutex::new(Vec::new()),
             }),
-            seen: Arc::new(seen),
+            index,
             windows,
             audit,
             times,
+            shared: shared_state,
         })
+    }
+
+    /// Whether receipts and delivery states are shared with other instances.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Claim a message before publishing any copy of it, and read its receipt: `Ok(None)`
+    /// when another instance holds a fresh claim on it (it is accepting it now). With a
+    /// shared store both are one round trip to PostgreSQL.
+    pub async fn claim(&self, source: &str, message_id: &str) -> Result<Option<Claim>, StoreError> {
+        let Some(state) = self.shared.clone() else {
+            return Ok(Some(Claim {
+                receipt: self.receipt(source, message_id).await?,
+                shared: None,
+            }));
+        };
+        let (s, m) = (source.to_owned(), message_id.to_owned());
+        let taken = on_shared(state.clone(), move |st| st.claim(&s, &m)).await?;
+        Ok(taken.map(|receipt| Claim {
+            receipt,
+            shared: Some((state, source.to_owned(), message_id.to_owned())),
+        }))
     }
 
     /// Cap the store's size in pages (`None` lifts the cap). A full store refuses writes:
@@ -204,8 +305,6 @@ impl Store {
     /// older ones are pruned by the writer, a few with each batch and more when idle.
     pub fn retain(&self, retain: Retain) {
         self.windows.set(retain);
-        self.seen
-            .window(std::time::Duration::from_secs(retain.receipts_secs));
     }
 
     /// The store's current size in pages.
@@ -323,7 +422,6 @@ impl Store {
         after: Option<&Queued>,
     ) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
-        self.seen.insert(&receipt.source, &receipt.message_id);
         let after = after.map(|q| q.failed.clone());
         self.send(Cmd::Receipt(receipt, now(), done, audit, after))
             .await?;
@@ -381,28 +479,43 @@ impl Store {
         source: &str,
         message_id: &str,
     ) -> Result<Option<Receipt>, StoreError> {
-        if !self.seen.may_contain(source, message_id) {
+        if let Some(state) = self.shared.clone() {
+            let (s, m) = (source.to_owned(), message_id.to_owned());
+            return on_shared(state, move |st| st.receipt(&s, &m)).await;
+        }
+        // Nearly every message is new: answered from memory, without a read.
+        if self.index.candidates(message_id).is_empty() {
             return Ok(None);
         }
-        self.readers.read(|conn| lookup(conn, source, message_id))
+        self.readers
+            .read(|conn| lookup(conn, &self.index, source, message_id))
     }
 
     /// Whether any source's message with this id was accepted.
     pub async fn known(&self, message_id: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = self.readers.read(|conn| {
-            conn.prepare_cached("SELECT 1 FROM receipts WHERE message_id = ?1 LIMIT 1")?
-                .query_row(params![message_id], |r| r.get(0))
-                .optional()
-        })?;
+        if let Some(state) = self.shared.clone() {
+            let m = message_id.to_owned();
+            return on_shared(state, move |st| st.known(&m)).await;
+        }
+        if self.index.candidates(message_id).is_empty() {
+            return Ok(false);
+        }
+        let found = self
+            .readers
+            .read(|conn| receipts::row_of(conn, &self.index, None, message_id))?;
         Ok(found.is_some())
     }
 
     /// Everything known about a message id (first source that used it).
     pub async fn status(&self, message_id: &str) -> Result<Option<MessageStatus>, StoreError> {
-        let readers = self.readers.clone();
+        if let Some(state) = self.shared.clone() {
+            let m = message_id.to_owned();
+            return on_shared(state, move |st| st.status(&m)).await;
+        }
+        let (readers, index) = (self.readers.clone(), self.index.clone());
         let message_id = message_id.to_owned();
         tokio::task::spawn_blocking(move || {
-            readers.read(|conn| receipts::status(conn, &message_id))
+            readers.read(|conn| receipts::status(conn, &index, &message_id))
         })
         .await
         .map_err(|_| StoreError::Stopped)?

@@ -1,5 +1,6 @@
 use super::*;
 use crate::audit::sqlite::{each_record, read_trail};
+use rusqlite::params;
 use schema::open;
 use wal::bound_wal;
 use wingspan_core::audit::{Event, Record};
@@ -184,7 +185,9 @@ async fn audit_chain_survives_reopen_and_every_tampering_is_found() {
     ));
 
     let (d, c) = copy("resigned");
-    c.execute("UPDATE audit_checkpoints SET signature = replace(signature, substr(signature, 1, 2), 'ff') WHERE seq = 50", []).expect("tamper");
+    // The first character always changes (a fixed replacement left the signature as it
+    // was whenever it already began with that value).
+    c.execute("UPDATE audit_checkpoints SET signature = CASE WHEN substr(signature, 1, 1) = '0' THEN '1' ELSE '0' END || substr(signature, 2) WHERE seq = 50", []).expect("tamper");
     assert_eq!(verify_db(&d).bad_signatures, vec![50]);
 }
 
@@ -287,7 +290,7 @@ fn postgres_audit_chain_verifies_and_every_tampering_is_found() {
     let r = check(
         &mut sql,
         &format!(
-            "UPDATE audit_checkpoints SET signature = 'ff' || substr(signature, 3) WHERE seq = {first}"
+            "UPDATE audit_checkpoints SET signature = CASE WHEN substr(signature, 1, 1) = '0' THEN '1' ELSE '0' END || substr(signature, 2) WHERE seq = {first}"
         ),
         "SELECT 1",
     );
@@ -310,6 +313,110 @@ fn postgres_audit_chain_verifies_and_every_tampering_is_found() {
     if let Some(schema) = url.rsplit("%3D").next() {
         let _ = sql.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
     }
+}
+
+/// With several instances, the shared tables are pruned by their windows, by the writer
+/// while it idles: receipts and delivery states past the window go, a parked copy's state
+/// stays while the copy may still be parked, a claim left by a dead instance goes after ten
+/// leases and a fresh one stays. (A plain test: the synchronous client.)
+#[test]
+fn shared_receipts_states_and_stale_claims_are_pruned_by_their_windows() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (url, mut sql) = pg_schema();
+    let dir = std::env::temp_dir().join(format!("wingspan-shared-{}", uuid::Uuid::new_v4()));
+    let store = Store::open(
+        &dir,
+        AuditSetup {
+            postgres: Some(url.clone()),
+            ..setup()
+        },
+    )
+    .expect("open");
+    assert!(store.is_shared());
+    let now = crate::audit::now();
+    let old = "2020-01-01T00:00:00.000001Z";
+    sql.batch_execute(&format!(
+        "INSERT INTO receipts (source, message_id, message_type, correlation_unknown, destinations, accepted_at, instance) VALUES
+           ('rehab', 'old', 't', false, '[\"police\"]', '{old}', 'gw-a'),
+           ('rehab', 'new', 't', false, '[\"police\"]', '{now}', 'gw-a');
+         INSERT INTO deliveries (source, message_id, destination, state, attempts, updated_at) VALUES
+           ('rehab', 'old', 'police', 'delivered', 1, '{old}'),
+           ('rehab', 'new', 'police', 'retrying', 2, '{now}'),
+           ('rehab', 'parked', 'civil', 'dead-lettered', 8, '{now}');
+         INSERT INTO claims (source, message_id, instance, claimed_at) VALUES
+           ('rehab', 'stale', 'gw-gone', now() - interval '1 hour'),
+           ('rehab', 'fresh', 'gw-b', now());"
+    ))
+    .expect("rows");
+    let count = |sql: &mut postgres::Client, q: &str| -> i64 {
+        sql.query_one(q, &[]).expect("count").get(0)
+    };
+    // Nothing goes before a window is set.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(count(&mut sql, "SELECT count(*) FROM receipts"), 2);
+    store.retain(Retain {
+        receipts_secs: 3600,
+        deliveries_secs: 3600,
+        parked_secs: 3600,
+        audit_live_secs: 0,
+    });
+    let mut pruned = false;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if count(
+            &mut sql,
+            "SELECT count(*) FROM receipts WHERE message_id = 'old'",
+        ) == 0
+        {
+            pruned = true;
+            break;
+        }
+    }
+    assert!(pruned, "the old receipt was not pruned");
+    let kept = |sql: &mut postgres::Client, table: &str| -> Vec<String> {
+        sql.query(
+            &format!("SELECT message_id FROM {table} ORDER BY message_id"),
+            &[],
+        )
+        .expect("rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    assert_eq!(kept(&mut sql, "receipts"), ["new"]);
+    assert_eq!(kept(&mut sql, "deliveries"), ["new", "parked"]);
+    assert_eq!(kept(&mut sql, "claims"), ["fresh"]);
+    // The status of a kept message is read from the shared tables.
+    let status = rt
+        .block_on(store.status("new"))
+        .expect("status")
+        .expect("known");
+    assert_eq!(status.destinations.len(), 1);
+    assert_eq!(status.destinations[0].state, "retrying");
+    // Claims quote what they are given (the intake's ids are checked before, but not here).
+    let odd = "it's \\ '); DROP TABLE receipts; --";
+    let claim = rt
+        .block_on(store.claim("rehab", odd))
+        .expect("claim")
+        .expect("taken");
+    assert!(claim.receipt.is_none());
+    let claimed: Vec<String> = kept(&mut sql, "claims");
+    assert_eq!(claimed, ["fresh", odd]);
+    assert_eq!(
+        rt.block_on(store.claim("rehab", "new"))
+            .expect("claim")
+            .expect("taken")
+            .receipt
+            .as_ref()
+            .map(|r| r.destinations.clone()),
+        Some(vec!["police".to_owned()])
+    );
+    drop(claim);
+    drop(store);
+    if let Some(schema) = url.rsplit("%3D").next() {
+        let _ = sql.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A damaged last record is cut back at start, with a record saying so; the chain verifies.
@@ -528,6 +635,119 @@ async fn a_store_from_before_threads_is_migrated() {
         ["audit_by_thread", "audit_subject_keys", "audit_threads"]
     );
     assert_eq!(verify_db(&dir).finding, None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A store from when receipts were keyed by message id (and parked copies' states named no
+/// message type): its receipts move to acceptance order, duplicates are still found, the
+/// parked list still names the message type, and pruning walks the moved rows.
+#[tokio::test]
+async fn a_store_with_receipts_keyed_by_message_id_is_migrated() {
+    let dir = std::env::temp_dir().join(format!("wingspan-oldreceipts-{}", uuid::Uuid::new_v4()));
+    drop(Store::open(&dir, setup()).expect("open"));
+    let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
+    conn.execute_batch(
+        "DROP TABLE receipts; DROP TABLE retention_walk; DROP TABLE deliveries;
+         CREATE TABLE receipts (
+           source TEXT NOT NULL, message_id TEXT NOT NULL, message_type TEXT NOT NULL,
+           correlation_id TEXT, destinations TEXT NOT NULL, delivered TEXT, accepted_at TEXT NOT NULL,
+           correlation_unknown INTEGER,
+           PRIMARY KEY (message_id, source)) WITHOUT ROWID;
+         CREATE INDEX receipts_by_correlation ON receipts(correlation_id) WHERE correlation_id IS NOT NULL;
+         CREATE INDEX receipts_by_time ON receipts(accepted_at);
+         CREATE TABLE retention_cursor (
+           id INTEGER PRIMARY KEY CHECK (id = 1), accepted_at TEXT NOT NULL, message_id TEXT NOT NULL,
+           source TEXT NOT NULL);
+         CREATE TABLE deliveries (
+           source TEXT NOT NULL, message_id TEXT NOT NULL, destination TEXT NOT NULL,
+           state TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, updated_at TEXT NOT NULL,
+           PRIMARY KEY (message_id, source, destination)) WITHOUT ROWID;
+         INSERT INTO receipts VALUES
+           ('rehab', 'z-late', 'referral.handover', NULL, '[\"hr\"]', NULL, '2026-01-01T00:00:03Z', NULL),
+           ('rehab', 'a-early', 'referral.handover', NULL, '[\"hr\"]', NULL, '2026-01-01T00:00:01Z', NULL),
+           ('police', 'm-reply', 'enforcement.material.reply', 'a-early', '[\"rehab-inbox\"]', NULL, '2026-01-01T00:00:02Z', NULL);
+         INSERT INTO retention_cursor VALUES (1, '2026-01-01T00:00:01Z', 'a-early', 'rehab');
+         INSERT INTO deliveries VALUES
+           ('rehab', 'a-early', 'hr', 'dead-lettered', 8, 'refused', '2026-01-01T00:00:05Z');",
+    )
+    .expect("old shape");
+    drop(conn);
+    let store = Store::open(&dir, setup()).expect("migrated");
+    let order: Vec<(i64, String)> = rows(
+        &dir,
+        "SELECT id, message_id FROM receipts ORDER BY id",
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    );
+    assert_eq!(
+        order,
+        [
+            (1, "a-early".to_owned()),
+            (2, "m-reply".to_owned()),
+            (3, "z-late".to_owned())
+        ],
+        "receipts in acceptance order"
+    );
+    let found = store.receipt("rehab", "z-late").await.expect("lookup");
+    assert_eq!(found.map(|r| r.destinations), Some(vec!["hr".to_owned()]));
+    assert_eq!(
+        store.receipt("police", "z-late").await.expect("lookup"),
+        None
+    );
+    assert!(store.known("m-reply").await.expect("known"));
+    let status = store
+        .status("a-early")
+        .await
+        .expect("status")
+        .expect("found");
+    assert_eq!(
+        status.replies.len(),
+        1,
+        "the reply is still found by correlation"
+    );
+    let parked = store
+        .read(|c| Ok(dead_letters(c, None)?))
+        .await
+        .expect("parked");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].message_type.as_deref(), Some("referral.handover"));
+    let tables: Vec<String> = rows(
+        &dir,
+        "SELECT name FROM sqlite_master WHERE name IN ('retention_cursor', 'receipts_by_time',
+           'receipts_by_message_id', 'retention_walk', 'receipts_by_correlation') ORDER BY name",
+        |r| r.get(0),
+    );
+    assert_eq!(tables, ["receipts_by_correlation", "retention_walk"]);
+    // The same message again is a duplicate: the writer keeps the first receipt.
+    store
+        .put_receipt(receipt("z-late", None, &[]), Vec::new(), None)
+        .await
+        .expect("put");
+    let n: Vec<i64> = rows(
+        &dir,
+        "SELECT count(*) FROM receipts WHERE message_id = 'z-late'",
+        |r| r.get(0),
+    );
+    assert_eq!(n, [1]);
+    // A window that has passed for all three prunes them, from the index too.
+    store.retain(Retain {
+        receipts_secs: 1,
+        deliveries_secs: 1,
+        parked_secs: 1_000_000_000,
+        audit_live_secs: 0,
+    });
+    let started = std::time::Instant::now();
+    while store.known("z-late").await.expect("known") {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "not pruned"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!store.known("a-early").await.expect("known"));
+    assert_eq!(
+        store.receipt("rehab", "z-late").await.expect("lookup"),
+        None
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1,7 +1,9 @@
-//! A RabbitMQ node of the suite's own: its own node name, ports and data directory, started
-//! with `rabbitmq-server -detached` and the RABBITMQ_* environment variables, so the suite
-//! can restart it, kill it, freeze it, raise its alarms or cluster it without disturbing the
-//! node other work on this machine shares. Ports stay fixed across restarts.
+//! A RabbitMQ node of its own: its own node name, ports and data directory, started with
+//! `rabbitmq-server -detached` and the RABBITMQ_* environment variables, listening on
+//! 127.0.0.1 only. `wingspan demo` starts one when no broker answers and RabbitMQ is
+//! installed; the fault-injection suite restarts, kills, freezes, alarms and clusters them
+//! without disturbing the node other work on this machine shares. Ports stay fixed across
+//! restarts.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -11,6 +13,11 @@ use anyhow::{Context, bail};
 
 const BIN: &str = "/usr/lib/rabbitmq/bin";
 
+/// Whether RabbitMQ is installed where Debian's package puts it.
+pub fn installed() -> bool {
+    Path::new(&format!("{BIN}/rabbitmq-server")).exists()
+}
+
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -19,7 +26,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 #[derive(Debug)]
 pub struct Node {
-    /// `chaos-<tag>@localhost`.
+    /// `wingspan-<tag>-<attempt>@localhost`.
     pub name: String,
     pub dir: PathBuf,
     /// The AMQP port on 127.0.0.1.
@@ -34,7 +41,7 @@ impl Node {
         // A port picked here can be taken before the node binds it: try fresh ones.
         for attempt in 0..3 {
             let node = Self {
-                name: format!("chaos-{tag}-{attempt}@localhost"),
+                name: format!("wingspan-{tag}-{attempt}@localhost"),
                 dir: dir.to_path_buf(),
                 port: free_port()?,
                 dist_port: free_port()?,
