@@ -4,6 +4,11 @@
 //! finds the demo's audit trail afterwards), sends a realistic batch of all three
 //! families over HTTP, waits until every copy is delivered or parked and every reply has come
 //! back, prints the summary table, and removes its queues.
+//!
+//! When no broker answers at the config's URL (and `WINGSPAN_AMQP_URL` does not name one) but
+//! RabbitMQ is installed, the demo starts a private node of its own — its own node name,
+//! ports and data directory (`<state_dir>/demo-broker`), listening on 127.0.0.1 only — and
+//! stops it at the end; where RabbitMQ is not installed it names the command that installs it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,20 +17,27 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use wingspan_sim::{Behaviour, Partner, PartnerOptions, samples};
 
+use wingspan_sim::node::{self, Node};
+
 use crate::broker::{self, topology};
 use crate::gateway::{Gateway, GatewayOptions};
-use crate::load;
+use crate::load::{self, Loaded};
 use crate::stats::Counts;
 
-pub async fn run(config_dir: &Path) -> anyhow::Result<i32> {
-    let prefix = format!(
-        "wingspan-demo-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    let loaded = load::load_with(config_dir, |raw| {
-        raw.broker.prefix = prefix.clone();
-        // Short retry tiers so the demo shows retries within seconds.
+/// The demo's config: the example's, with its own queue prefix, short retry tiers (so the
+/// demo shows retries within seconds) and, when given, another broker.
+fn demo_config(
+    config_dir: &Path,
+    prefix: &str,
+    broker_url: Option<&str>,
+) -> anyhow::Result<Loaded> {
+    load::load_with(config_dir, |raw| {
+        raw.broker.prefix = prefix.to_owned();
         raw.broker.retry_delays_ms = vec![300, 600, 1200];
+        if let Some(url) = broker_url {
+            raw.broker.url = url.to_owned();
+            raw.broker.urls.clear();
+        }
     })
     .map_err(|errs| {
         anyhow::anyhow!(
@@ -34,16 +46,57 @@ pub async fn run(config_dir: &Path) -> anyhow::Result<i32> {
                 .collect::<Vec<_>>()
                 .join("\n")
         )
-    })?;
-    let config = loaded.config.clone();
+    })
+}
 
-    if let Err(e) = broker::probe(&config).await {
-        eprintln!(
-            "wingspan: cannot reach RabbitMQ at {} ({e}). Start one with `rabbitmq-server -detached`, or point WINGSPAN_AMQP_URL at a running broker.",
-            broker::redacted(&config.broker.url)
+pub async fn run(config_dir: &Path) -> anyhow::Result<i32> {
+    let prefix = format!(
+        "wingspan-demo-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut loaded = demo_config(config_dir, &prefix, None)?;
+    // A broker of the demo's own when none answers; stopped when the demo ends (dropped).
+    let mut _private: Option<Node> = None;
+    if let Err(e) = broker::probe(&loaded.config).await {
+        let named = std::env::var("WINGSPAN_AMQP_URL").is_ok_and(|u| !u.is_empty());
+        let url = broker::redacted(&loaded.config.broker.url);
+        if named {
+            eprintln!(
+                "wingspan: cannot reach RabbitMQ at {url} ({e}), which WINGSPAN_AMQP_URL names. Start it, or unset WINGSPAN_AMQP_URL to let the demo start a broker of its own."
+            );
+            return Ok(2);
+        }
+        if !node::installed() {
+            eprintln!(
+                "wingspan: no RabbitMQ answers at {url} ({e}) and none is installed here. Install it (Debian: `apt-get install rabbitmq-server`) and run the demo again, or point WINGSPAN_AMQP_URL at a running broker."
+            );
+            return Ok(2);
+        }
+        let dir = loaded.state_dir.join("demo-broker");
+        println!(
+            "wingspan demo: no broker answers at {url}; starting a private RabbitMQ node (data in {}) …",
+            dir.display()
         );
-        return Ok(2);
+        let started = tokio::task::spawn_blocking(move || Node::start(&dir, "demo")).await?;
+        let node = match started {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("wingspan: the private RabbitMQ node did not start: {e:#}");
+                return Ok(2);
+            }
+        };
+        println!(
+            "wingspan demo: private RabbitMQ node {} on 127.0.0.1:{}",
+            node.name, node.port
+        );
+        loaded = demo_config(config_dir, &prefix, Some(&node.url()))?;
+        _private = Some(node);
+        if let Err(e) = broker::probe(&loaded.config).await {
+            eprintln!("wingspan: the private RabbitMQ node does not answer: {e}");
+            return Ok(2);
+        }
     }
+    let config = loaded.config.clone();
 
     let gateway_url = format!("http://{}", config.http_listen);
     let mut partners = Vec::new();
