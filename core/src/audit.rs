@@ -7,13 +7,94 @@
 //! person's identifier that lets compliance find everything about one person without the
 //! audit store ever holding the identifier.
 //!
-//! Hashing: `hash = SHA-256(chain_id, event, at, message_id, …, prev_hash)`, every field
-//! length-prefixed (absent fields marked), hex-encoded. The sequence number is the storage
+//! Hashing: `hash = H(chain_id, event, at, message_id, …, prev_hash)`, every field
+//! length-prefixed (absent fields marked), hex-encoded, where `H` is the chain's [`Suite`]'s
+//! hash: SHA-256 (`sha256-ed25519`, the default) or SM3 (`sm3-sm2`, GB/T 32905). The suite
+//! also chooses the subject reference's HMAC and the checkpoints' signature (Ed25519, or SM2
+//! per GB/T 32918 with the standard's default user id). The sequence number is the storage
 //! order and is not hashed: the links (`prev_hash`) are the order, so a renumbering shows up
 //! as a reordering. The first record of a chain links to [`GENESIS`].
 
 use ring::{digest, hmac, signature};
 use serde::{Deserialize, Serialize};
+use sm2::dsa::signature::{Signer as _, Verifier as _};
+use sm3::Digest as _;
+
+/// The algorithms a chain is kept with: chosen once, when the chain starts, and recorded
+/// with it (a store refuses a config naming another).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Suite {
+    /// SHA-256 chain hash, HMAC-SHA256 subject references, Ed25519 signatures.
+    #[default]
+    #[serde(rename = "sha256-ed25519")]
+    Sha256Ed25519,
+    /// SM3 chain hash (GB/T 32905), HMAC-SM3 subject references, SM2 signatures
+    /// (GB/T 32918, user id [`SM2_DEFAULT_ID`]).
+    #[serde(rename = "sm3-sm2")]
+    Sm3Sm2,
+}
+
+/// The default distinguishing identifier of GB/T 32918 (GM/T 0009), used by every SM2
+/// signature of the trail.
+pub const SM2_DEFAULT_ID: &str = "1234567812345678";
+
+impl Suite {
+    pub const ALL: [Suite; 2] = [Self::Sha256Ed25519, Self::Sm3Sm2];
+
+    /// The stable name stored with a chain and written in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha256Ed25519 => "sha256-ed25519",
+            Self::Sm3Sm2 => "sm3-sm2",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// The hash of bytes under this suite, hex.
+    pub fn digest_hex(self, bytes: &[u8]) -> String {
+        let mut h = Hasher::new(self);
+        h.update(bytes);
+        h.finish_hex()
+    }
+}
+
+impl std::fmt::Display for Suite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// An incremental hash of one suite.
+enum Hasher {
+    Sha256(digest::Context),
+    Sm3(sm3::Sm3),
+}
+
+impl Hasher {
+    fn new(suite: Suite) -> Self {
+        match suite {
+            Suite::Sha256Ed25519 => Self::Sha256(digest::Context::new(&digest::SHA256)),
+            Suite::Sm3Sm2 => Self::Sm3(sm3::Sm3::new()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Sha256(c) => c.update(bytes),
+            Self::Sm3(c) => c.update(bytes),
+        }
+    }
+
+    fn finish_hex(self) -> String {
+        match self {
+            Self::Sha256(c) => hex(c.finish().as_ref()),
+            Self::Sm3(c) => hex(&c.finalize()),
+        }
+    }
+}
 
 /// `prev_hash` of a chain's first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -47,10 +128,13 @@ pub enum Event {
     /// A compliance user searched the trail by person: who (actor), why (reason) and whom
     /// (the person's reference, never the id).
     SubjectSearched,
+    /// A compliance user produced a person's subject access report: who, why and whom (the
+    /// reference), recorded before the report is made.
+    SubjectReported,
 }
 
 impl Event {
-    pub const ALL: [Event; 18] = [
+    pub const ALL: [Event; 19] = [
         Self::ConfigLoaded,
         Self::Received,
         Self::Rejected,
@@ -69,6 +153,7 @@ impl Event {
         Self::ConfigRefused,
         Self::Archived,
         Self::SubjectSearched,
+        Self::SubjectReported,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -91,6 +176,7 @@ impl Event {
             Self::ConfigRefused => "config_refused",
             Self::Archived => "archived",
             Self::SubjectSearched => "subject_searched",
+            Self::SubjectReported => "subject_reported",
         }
     }
 
@@ -197,13 +283,27 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(digest::digest(&digest::SHA256, bytes).as_ref())
 }
 
-/// The keyed reference to a person: HMAC-SHA256(key, person id), hex.
-pub fn subject_ref(key: &[u8], person_id: &str) -> String {
-    let k = hmac::Key::new(hmac::HMAC_SHA256, key);
-    hex(hmac::sign(&k, person_id.as_bytes()).as_ref())
+/// The keyed reference to a person: HMAC-SHA256 or HMAC-SM3 (by suite) of the person id
+/// under the subject key, hex.
+pub fn subject_ref(suite: Suite, key: &[u8], person_id: &str) -> String {
+    match suite {
+        Suite::Sha256Ed25519 => {
+            let k = hmac::Key::new(hmac::HMAC_SHA256, key);
+            hex(hmac::sign(&k, person_id.as_bytes()).as_ref())
+        }
+        Suite::Sm3Sm2 => {
+            use ::hmac::Mac as _;
+            // HMAC takes a key of any length: `new_from_slice` cannot fail.
+            let Ok(mut mac) = ::hmac::Hmac::<sm3::Sm3>::new_from_slice(key) else {
+                return String::new();
+            };
+            mac.update(person_id.as_bytes());
+            hex(&mac.finalize().into_bytes())
+        }
+    }
 }
 
-fn field(ctx: &mut digest::Context, v: Option<&str>) {
+fn field(ctx: &mut Hasher, v: Option<&str>) {
     match v {
         Some(s) => {
             ctx.update(&[1]);
@@ -214,31 +314,37 @@ fn field(ctx: &mut digest::Context, v: Option<&str>) {
     }
 }
 
-/// The hash of a record with these contents in this chain after `prev_hash`.
-pub fn record_hash(chain_id: &str, e: &Entry, prev_hash: &str) -> String {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(b"wingspan-audit/v1");
+/// The hash of a record with these contents in this chain after `prev_hash`, under the
+/// chain's suite (each suite with a domain tag of its own).
+pub fn record_hash(suite: Suite, chain_id: &str, e: &Entry, prev_hash: &str) -> String {
+    let mut ctx = Hasher::new(suite);
+    ctx.update(match suite {
+        Suite::Sha256Ed25519 => b"wingspan-audit/v1".as_slice(),
+        Suite::Sm3Sm2 => b"wingspan-audit/sm3/v1".as_slice(),
+    });
     let fields = std::iter::once(Some(chain_id))
         .chain(e.fields())
         .chain([Some(prev_hash)]);
     for v in fields {
         field(&mut ctx, v);
     }
-    hex(ctx.finish().as_ref())
+    ctx.finish_hex()
 }
 
 /// The head of a chain: what the next record links to and is numbered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     pub chain_id: String,
+    pub suite: Suite,
     pub next_seq: u64,
     pub last_hash: String,
 }
 
 impl Head {
-    pub fn new(chain_id: impl Into<String>) -> Self {
+    pub fn new(chain_id: impl Into<String>, suite: Suite) -> Self {
         Self {
             chain_id: chain_id.into(),
+            suite,
             next_seq: 1,
             last_hash: GENESIS.into(),
         }
@@ -246,7 +352,7 @@ impl Head {
 
     /// Place an entry at the head; the head moves on.
     pub fn append(&mut self, entry: Entry) -> Record {
-        let hash = record_hash(&self.chain_id, &entry, &self.last_hash);
+        let hash = record_hash(self.suite, &self.chain_id, &entry, &self.last_hash);
         let r = Record {
             seq: self.next_seq,
             chain_id: self.chain_id.clone(),
@@ -266,9 +372,10 @@ pub struct Checkpoint {
     pub seq: u64,
     pub hash: String,
     pub signed_at: String,
-    /// Hex of the Ed25519 public key that signed.
+    /// Hex of the public key that signed: 32 bytes for Ed25519, the 65-byte uncompressed
+    /// SEC 1 point for SM2.
     pub key_id: String,
-    /// Hex of the Ed25519 signature.
+    /// Hex of the signature: 64 bytes for either algorithm (SM2 as r ‖ s).
     pub signature: String,
 }
 
@@ -276,42 +383,108 @@ fn checkpoint_message(chain_id: &str, seq: u64, hash: &str, signed_at: &str) -> 
     format!("wingspan-audit-checkpoint/v1\n{chain_id}\n{seq}\n{hash}\n{signed_at}").into_bytes()
 }
 
-/// An Ed25519 signing key (from a 32-byte seed, hex in config or a key file).
-pub struct SigningKey(signature::Ed25519KeyPair);
+/// A checkpoint signing key of one suite: Ed25519 from a 32-byte seed, or SM2 from its
+/// 32-byte private scalar (hex in the environment or a key file).
+pub struct SigningKey(Key);
+
+enum Key {
+    Ed25519(signature::Ed25519KeyPair),
+    Sm2(Box<sm2::dsa::SigningKey>),
+}
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SigningKey({})", self.public_hex())
+        write!(f, "SigningKey({}, {})", self.suite(), self.public_hex())
     }
 }
 
 impl SigningKey {
-    /// From the 32-byte seed, given as 64 hex digits.
-    pub fn from_seed_hex(seed: &str) -> Option<Self> {
+    /// From the 32-byte secret, given as 64 hex digits: an Ed25519 seed, or an SM2 private
+    /// scalar (which must lie in [1, n − 1]: almost every random 32 bytes do).
+    pub fn from_seed_hex(suite: Suite, seed: &str) -> Option<Self> {
         let bytes = unhex(seed.trim())?;
-        signature::Ed25519KeyPair::from_seed_unchecked(&bytes)
-            .ok()
-            .map(Self)
+        match suite {
+            Suite::Sha256Ed25519 => signature::Ed25519KeyPair::from_seed_unchecked(&bytes)
+                .ok()
+                .map(|k| Self(Key::Ed25519(k))),
+            Suite::Sm3Sm2 => {
+                if bytes.len() != 32 {
+                    return None;
+                }
+                sm2::dsa::SigningKey::from_slice(SM2_DEFAULT_ID, &bytes)
+                    .ok()
+                    .map(|k| Self(Key::Sm2(Box::new(k))))
+            }
+        }
+    }
+
+    pub fn suite(&self) -> Suite {
+        match self.0 {
+            Key::Ed25519(_) => Suite::Sha256Ed25519,
+            Key::Sm2(_) => Suite::Sm3Sm2,
+        }
     }
 
     pub fn public_hex(&self) -> String {
-        use signature::KeyPair;
-        hex(self.0.public_key().as_ref())
+        match &self.0 {
+            Key::Ed25519(k) => {
+                use signature::KeyPair;
+                hex(k.public_key().as_ref())
+            }
+            Key::Sm2(k) => hex(&k.verifying_key().to_sec1_bytes()),
+        }
+    }
+
+    fn sign(&self, message: &[u8]) -> String {
+        match &self.0 {
+            Key::Ed25519(k) => hex(k.sign(message).as_ref()),
+            Key::Sm2(k) => {
+                let sig: sm2::dsa::Signature = k.sign(message);
+                hex(&sig.to_bytes())
+            }
+        }
     }
 
     /// Sign the head of a chain.
     pub fn checkpoint(&self, chain_id: &str, seq: u64, hash: &str, signed_at: &str) -> Checkpoint {
-        let sig = self
-            .0
-            .sign(&checkpoint_message(chain_id, seq, hash, signed_at));
         Checkpoint {
             chain_id: chain_id.into(),
             seq,
             hash: hash.into(),
             signed_at: signed_at.into(),
             key_id: self.public_hex(),
-            signature: hex(sig.as_ref()),
+            signature: self.sign(&checkpoint_message(chain_id, seq, hash, signed_at)),
         }
+    }
+}
+
+/// Whether `signature_hex` signs `message` under the public key `public_hex`, whose form
+/// names its algorithm: 32 bytes Ed25519, a SEC 1 point SM2 (with [`SM2_DEFAULT_ID`]).
+/// The key is always the one the verifier trusts, never one a record names about itself.
+pub fn signed_by(message: &[u8], signature_hex: &str, public_hex: &str) -> bool {
+    let (Some(key), Some(sig)) = (unhex(public_hex.trim()), unhex(signature_hex)) else {
+        return false;
+    };
+    if key.len() == 32 {
+        return signature::UnparsedPublicKey::new(&signature::ED25519, key)
+            .verify(message, &sig)
+            .is_ok();
+    }
+    let (Ok(vk), Ok(sig)) = (
+        sm2::dsa::VerifyingKey::from_sec1_bytes(SM2_DEFAULT_ID, &key),
+        sm2::dsa::Signature::from_slice(&sig),
+    ) else {
+        return false;
+    };
+    vk.verify(message, &sig).is_ok()
+}
+
+/// The suite a public key (hex) belongs to, from its form; `None` if it is neither.
+pub fn key_suite(public_hex: &str) -> Option<Suite> {
+    match unhex(public_hex.trim())?.len() {
+        32 => Some(Suite::Sha256Ed25519),
+        33 | 65 => Some(Suite::Sm3Sm2),
+        _ => None,
     }
 }
 
@@ -349,31 +522,27 @@ impl SegmentHead<'_> {
 impl SigningKey {
     /// Sign an archive segment's head (hex signature).
     pub fn sign_segment(&self, head: &SegmentHead<'_>) -> String {
-        hex(self.0.sign(&head.message()).as_ref())
+        self.sign(&head.message())
+    }
+
+    /// Sign any statement of the trail (an export's manifest, a key rotation): hex.
+    pub fn sign_bytes(&self, message: &[u8]) -> String {
+        self.sign(message)
     }
 }
 
 /// Whether a segment's signature is valid under the trusted public key (hex).
 pub fn segment_signed_by(head: &SegmentHead<'_>, signature_hex: &str, public_hex: &str) -> bool {
-    let (Some(key), Some(sig)) = (unhex(public_hex), unhex(signature_hex)) else {
-        return false;
-    };
-    signature::UnparsedPublicKey::new(&signature::ED25519, key)
-        .verify(&head.message(), &sig)
-        .is_ok()
+    signed_by(&head.message(), signature_hex, public_hex)
 }
 
 /// Whether a checkpoint's signature is valid under the trusted public key (hex).
 pub fn checkpoint_signed_by(c: &Checkpoint, public_hex: &str) -> bool {
-    let (Some(key), Some(sig)) = (unhex(public_hex), unhex(&c.signature)) else {
-        return false;
-    };
-    signature::UnparsedPublicKey::new(&signature::ED25519, key)
-        .verify(
-            &checkpoint_message(&c.chain_id, c.seq, &c.hash, &c.signed_at),
-            &sig,
-        )
-        .is_ok()
+    signed_by(
+        &checkpoint_message(&c.chain_id, c.seq, &c.hash, &c.signed_at),
+        &c.signature,
+        public_hex,
+    )
 }
 
 /// What verification found wrong first, located by sequence number.
@@ -398,6 +567,8 @@ pub enum Finding {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub chain_id: String,
+    /// The suite the chain was checked under.
+    pub suite: Suite,
     pub records: u64,
     pub first_seq: Option<u64>,
     pub last_seq: Option<u64>,
@@ -419,13 +590,14 @@ impl Report {
 /// `start_prev` is what the first record must link to: [`GENESIS`] for a whole chain, or
 /// the hash before an exported range.
 pub fn verify(
+    suite: Suite,
     chain_id: &str,
     records: &[Record],
     checkpoints: &[Checkpoint],
     trusted_key: Option<&str>,
     start_prev: &str,
 ) -> Report {
-    let mut v = Verifier::new(chain_id, checkpoints, trusted_key, start_prev);
+    let mut v = Verifier::new(suite, chain_id, checkpoints, trusted_key, start_prev);
     for r in records {
         v.push(r);
     }
@@ -440,6 +612,7 @@ pub fn verify(
 /// does [`Verifier::finish`] ask the caller to find one hash (a second pass) to name the break.
 #[derive(Debug)]
 pub struct Verifier {
+    suite: Suite,
     chain_id: String,
     /// The hash the next record must name as its predecessor.
     expected: String,
@@ -459,6 +632,7 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(
+        suite: Suite,
         chain_id: &str,
         checkpoints: &[Checkpoint],
         trusted_key: Option<&str>,
@@ -476,6 +650,7 @@ impl Verifier {
             pending.entry(c.seq).or_insert_with(|| c.hash.clone());
         }
         Self {
+            suite,
             chain_id: chain_id.to_owned(),
             expected: start_prev.to_owned(),
             seen: 0,
@@ -503,7 +678,7 @@ impl Verifier {
             self.rewritten = Some(r.seq);
         }
         if self.modified.is_none() && self.broken.is_none() {
-            if record_hash(&r.chain_id, &r.entry, &r.prev_hash) != r.hash
+            if record_hash(self.suite, &r.chain_id, &r.entry, &r.prev_hash) != r.hash
                 || r.chain_id != self.chain_id
             {
                 self.modified = Some(r.seq);
@@ -554,6 +729,7 @@ impl Verifier {
             (None, false) => None,
         });
         Report {
+            suite: self.suite,
             chain_id: self.chain_id,
             records: u64::try_from(self.seen).unwrap_or(u64::MAX),
             first_seq: self.first_seq,
@@ -572,8 +748,8 @@ mod tests {
 
     const SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 
-    fn chain(n: usize) -> Vec<Record> {
-        let mut head = Head::new("gw-1");
+    fn chain(suite: Suite, n: usize) -> Vec<Record> {
+        let mut head = Head::new("gw-1", suite);
         (0..n)
             .map(|i| {
                 let mut e = Entry::new(Event::Accepted, format!("2026-11-29T10:00:{i:02}Z"));
@@ -583,119 +759,202 @@ mod tests {
             .collect()
     }
 
-    fn finding(records: &[Record]) -> Option<Finding> {
-        verify("gw-1", records, &[], None, GENESIS).finding
+    fn finding(suite: Suite, records: &[Record]) -> Option<Finding> {
+        verify(suite, "gw-1", records, &[], None, GENESIS).finding
     }
 
     #[test]
-    fn an_untouched_chain_verifies() {
-        let r = verify("gw-1", &chain(10), &[], None, GENESIS);
-        assert!(r.ok());
-        assert_eq!((r.records, r.last_seq), (10, Some(10)));
+    fn an_untouched_chain_verifies_under_its_own_suite_only() {
+        for suite in Suite::ALL {
+            let records = chain(suite, 10);
+            let r = verify(suite, "gw-1", &records, &[], None, GENESIS);
+            assert!(r.ok(), "{suite}");
+            assert_eq!((r.records, r.last_seq, r.suite), (10, Some(10), suite));
+            let other = Suite::ALL.into_iter().find(|s| *s != suite).expect("two");
+            assert_eq!(
+                finding(other, &records),
+                Some(Finding::Modified { seq: 1 }),
+                "{suite} checked as {other}"
+            );
+        }
+        let (sha, sm3) = (chain(Suite::Sha256Ed25519, 1), chain(Suite::Sm3Sm2, 1));
+        assert_ne!(sha[0].hash, sm3[0].hash);
+        assert_eq!(sm3[0].hash.len(), 64);
     }
 
     #[test]
     fn each_kind_of_tampering_is_named_at_the_right_record() {
-        let mut modified = chain(10);
-        modified[4].entry.outcome = Some("forged".into());
-        assert_eq!(finding(&modified), Some(Finding::Modified { seq: 5 }));
+        for suite in Suite::ALL {
+            let mut modified = chain(suite, 10);
+            modified[4].entry.outcome = Some("forged".into());
+            assert_eq!(
+                finding(suite, &modified),
+                Some(Finding::Modified { seq: 5 })
+            );
 
-        let mut deleted = chain(10);
-        deleted.remove(4);
-        assert_eq!(finding(&deleted), Some(Finding::Deleted { seq: 6 }));
+            let mut deleted = chain(suite, 10);
+            deleted.remove(4);
+            assert_eq!(finding(suite, &deleted), Some(Finding::Deleted { seq: 6 }));
 
-        let mut inserted = chain(10);
-        let mut forged = Entry::new(Event::Delivered, "2026-11-29T10:00:04Z");
-        forged.message_id = Some("m-x".into());
-        let prev = inserted[3].hash.clone();
-        let hash = record_hash("gw-1", &forged, &prev);
-        inserted.insert(
-            4,
-            Record {
-                seq: 5,
-                chain_id: "gw-1".into(),
-                entry: forged,
-                prev_hash: prev,
-                hash,
-            },
-        );
-        for (i, r) in inserted.iter_mut().enumerate() {
-            r.seq = u64::try_from(i).expect("small") + 1;
+            let mut inserted = chain(suite, 10);
+            let mut forged = Entry::new(Event::Delivered, "2026-11-29T10:00:04Z");
+            forged.message_id = Some("m-x".into());
+            let prev = inserted[3].hash.clone();
+            let hash = record_hash(suite, "gw-1", &forged, &prev);
+            inserted.insert(
+                4,
+                Record {
+                    seq: 5,
+                    chain_id: "gw-1".into(),
+                    entry: forged,
+                    prev_hash: prev,
+                    hash,
+                },
+            );
+            for (i, r) in inserted.iter_mut().enumerate() {
+                r.seq = u64::try_from(i).expect("small") + 1;
+            }
+            assert_eq!(
+                finding(suite, &inserted),
+                Some(Finding::Inserted { seq: 5 })
+            );
+
+            let mut reordered = chain(suite, 10);
+            reordered.swap(4, 5);
+            assert_eq!(
+                finding(suite, &reordered),
+                Some(Finding::Reordered { seq: 6 })
+            );
         }
-        assert_eq!(finding(&inserted), Some(Finding::Inserted { seq: 5 }));
-
-        let mut reordered = chain(10);
-        reordered.swap(4, 5);
-        assert_eq!(finding(&reordered), Some(Finding::Reordered { seq: 6 }));
     }
 
     #[test]
     fn checkpoints_catch_rewrites_truncation_and_bad_signatures() {
-        let key = SigningKey::from_seed_hex(SEED).expect("key");
-        let records = chain(10);
-        let cp = key.checkpoint("gw-1", 8, &records[7].hash, "2026-11-29T10:01:00Z");
-        let public = key.public_hex();
-        assert!(
-            verify(
-                "gw-1",
-                &records,
-                std::slice::from_ref(&cp),
-                Some(&public),
-                GENESIS
-            )
-            .ok()
-        );
+        for suite in Suite::ALL {
+            let key = SigningKey::from_seed_hex(suite, SEED).expect("key");
+            assert_eq!(key.suite(), suite);
+            assert_eq!(key_suite(&key.public_hex()), Some(suite));
+            let records = chain(suite, 10);
+            let cp = key.checkpoint("gw-1", 8, &records[7].hash, "2026-11-29T10:01:00Z");
+            let public = key.public_hex();
+            let check = |records: &[Record], cps: &[Checkpoint]| {
+                verify(suite, "gw-1", records, cps, Some(&public), GENESIS)
+            };
+            assert!(check(&records, std::slice::from_ref(&cp)).ok(), "{suite}");
 
-        // Truncated after the checkpoint's record: the checkpoint proves the loss.
-        let r = verify(
-            "gw-1",
-            &records[..6],
-            std::slice::from_ref(&cp),
-            Some(&public),
-            GENESIS,
-        );
-        assert_eq!(r.finding, Some(Finding::Deleted { seq: 7 }));
+            // Truncated after the checkpoint's record: the checkpoint proves the loss.
+            let r = check(&records[..6], std::slice::from_ref(&cp));
+            assert_eq!(r.finding, Some(Finding::Deleted { seq: 7 }));
 
-        // A whole rewritten chain (every hash recomputed) still contradicts the signature.
-        let mut head = Head::new("gw-1");
-        let rewritten: Vec<Record> = records
-            .iter()
-            .map(|r| {
-                let mut e = r.entry.clone();
-                if r.seq == 3 {
-                    e.outcome = Some("forged".into());
-                }
-                head.append(e)
-            })
-            .collect();
-        let r = verify(
-            "gw-1",
-            &rewritten,
-            std::slice::from_ref(&cp),
-            Some(&public),
-            GENESIS,
-        );
-        assert_eq!(
-            r.finding,
-            Some(Finding::RewrittenBeforeCheckpoint { seq: 8 })
-        );
+            // A whole rewritten chain (every hash recomputed) still contradicts the signature.
+            let mut head = Head::new("gw-1", suite);
+            let rewritten: Vec<Record> = records
+                .iter()
+                .map(|r| {
+                    let mut e = r.entry.clone();
+                    if r.seq == 3 {
+                        e.outcome = Some("forged".into());
+                    }
+                    head.append(e)
+                })
+                .collect();
+            let r = check(&rewritten, std::slice::from_ref(&cp));
+            assert_eq!(
+                r.finding,
+                Some(Finding::RewrittenBeforeCheckpoint { seq: 8 })
+            );
 
-        // A checkpoint re-signed with another key, or altered, fails its signature.
-        let other = SigningKey::from_seed_hex(&"11".repeat(32)).expect("key");
-        let forged = other.checkpoint("gw-1", 8, &records[7].hash, "2026-11-29T10:01:00Z");
-        let mut altered = cp.clone();
-        altered.seq = 9;
-        let r = verify("gw-1", &records, &[forged, altered], Some(&public), GENESIS);
-        assert_eq!(r.bad_signatures, vec![8, 9]);
+            // A checkpoint re-signed with another key (of either suite), or altered, fails
+            // its signature.
+            let forged: Vec<Checkpoint> = Suite::ALL
+                .into_iter()
+                .map(|s| {
+                    let other = SigningKey::from_seed_hex(s, &"11".repeat(32)).expect("key");
+                    other.checkpoint("gw-1", 8, &records[7].hash, "2026-11-29T10:01:00Z")
+                })
+                .collect();
+            let mut altered = cp.clone();
+            altered.seq = 9;
+            let mut all = forged;
+            all.push(altered);
+            let r = check(&records, &all);
+            assert_eq!(r.bad_signatures, vec![8, 8, 9], "{suite}");
+        }
     }
 
     #[test]
-    fn subject_refs_are_keyed() {
-        let a = subject_ref(b"key-1", "32041119900314002X");
-        assert_eq!(a, subject_ref(b"key-1", "32041119900314002X"));
-        assert_ne!(a, subject_ref(b"key-2", "32041119900314002X"));
-        assert!(!a.contains("32041119900314002X"));
-        assert_eq!(a.len(), 64);
+    fn subject_refs_are_keyed_per_suite() {
+        for suite in Suite::ALL {
+            let a = subject_ref(suite, b"key-1", "32041119900314002X");
+            assert_eq!(a, subject_ref(suite, b"key-1", "32041119900314002X"));
+            assert_ne!(a, subject_ref(suite, b"key-2", "32041119900314002X"));
+            assert!(!a.contains("32041119900314002X"));
+            assert_eq!(a.len(), 64);
+        }
+        assert_ne!(
+            subject_ref(Suite::Sha256Ed25519, b"key-1", "p"),
+            subject_ref(Suite::Sm3Sm2, b"key-1", "p")
+        );
         assert_eq!(sha256_hex(b"abc").len(), 64);
+    }
+
+    /// GB/T 32905-2016 Appendix A, examples 1 and 2.
+    #[test]
+    fn sm3_matches_the_standards_examples() {
+        assert_eq!(
+            Suite::Sm3Sm2.digest_hex(b"abc"),
+            "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+        );
+        assert_eq!(
+            Suite::Sm3Sm2.digest_hex("abcd".repeat(16).as_bytes()),
+            "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
+        );
+        // HMAC-SM3 as OpenSSL computes it (`openssl dgst -sm3 -hmac key-1`).
+        assert_eq!(
+            subject_ref(Suite::Sm3Sm2, b"key-1", "32041119900314002X"),
+            "a5239275adb24d4fa0cbdd205b7511d3bf417f8d79d6876eea6a0038a9eea9e8"
+        );
+    }
+
+    /// GB/T 32918.5-2017 (GM/T 0003.5-2012) Appendix A: the key pair and the signature of
+    /// "message digest" under user id 1234567812345678.
+    #[test]
+    fn sm2_matches_the_standards_signature_example() {
+        let key = SigningKey::from_seed_hex(
+            Suite::Sm3Sm2,
+            "3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8",
+        )
+        .expect("the example's private key");
+        let public = key.public_hex();
+        assert_eq!(
+            public,
+            "04\
+             09f9df311e5421a150dd7d161e4bc5c672179fad1833fc076bb08ff356f35020\
+             ccea490ce26775a52dc6ea718cc1aa600aed05fbf35e084a6632f6072da9ad13"
+        );
+        let published = "f5a03b0648d2c4630eeac513e1bb81a15944da3827d5b74143ac7eaceee720b3\
+                         b1b6aa29df212fd8763182bc0d421ca1bb9038fd1f7f42d4840b69c485bbc1aa";
+        assert!(signed_by(b"message digest", published, &public));
+        assert!(!signed_by(b"message digesT", published, &public));
+        // Our own signature of it (deterministic k) verifies too, and differs from the
+        // example's (which drew k at random).
+        let ours = key.sign_bytes(b"message digest");
+        assert!(signed_by(b"message digest", &ours, &public));
+        assert_ne!(ours, published);
+        assert!(SigningKey::from_seed_hex(Suite::Sm3Sm2, &"00".repeat(32)).is_none());
+        assert!(SigningKey::from_seed_hex(Suite::Sm3Sm2, &"ff".repeat(32)).is_none());
+    }
+
+    #[test]
+    fn suites_have_stable_names() {
+        for suite in Suite::ALL {
+            assert_eq!(Suite::parse(suite.as_str()), Some(suite));
+            assert_eq!(
+                serde_json::to_string(&suite).expect("json"),
+                format!("\"{suite}\"")
+            );
+        }
+        assert_eq!(Suite::default(), Suite::Sha256Ed25519);
+        assert_eq!(Suite::parse("sm3"), None);
     }
 }

@@ -11,6 +11,7 @@
 //! - [`policy`]: field policies (data minimisation per destination and message type).
 //! - [`route`]: the route decision, a pure function of (envelope, route table) → destinations.
 //! - [`admit`]: the ingress pipeline as one pure function: bytes → admitted message or typed rejection.
+//! - [`subject`]: the subject access report, assembled from audit records (JSON and HTML).
 //!
 //! The shell (the `wingspan` crate) owns every socket, file, timer and broker channel.
 
@@ -23,6 +24,7 @@ pub mod json;
 pub mod policy;
 pub mod route;
 pub mod schema;
+pub mod subject;
 
 pub use admit::{Admitted, Rejection, RejectionKind, Sender, admit, admit_as};
 pub use config::{CompiledConfig, ConfigError};

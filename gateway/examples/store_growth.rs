@@ -28,6 +28,7 @@ async fn main() {
         postgres: None,
         keys: Arc::new(
             AuditKeys::from_parts(
+                wingspan_core::audit::Suite::default(),
                 "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
                 b"subject",
             )

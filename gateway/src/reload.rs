@@ -193,6 +193,11 @@ impl Reloader {
         }
     }
 
+    /// The config directory the gateway started from (stored configs compile against it).
+    pub fn config_dir(&self) -> std::path::PathBuf {
+        self.started.config_dir.clone()
+    }
+
     /// The SHA-256 of the config in force.
     pub fn current_sha256(&self) -> String {
         self.current

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::{Captured, World, eventually, post, status_of};
 use wingspan::audit;
-use wingspan_core::audit::{Event, Record};
+use wingspan_core::audit::{Event, Record, Suite};
 use wingspan_sim::{Behaviour, samples};
 
 const MARKER_ID: &str = "11010119800101777X";
@@ -46,7 +46,7 @@ fn marked(mut m: serde_json::Value) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_step_is_recorded_without_personal_data_and_verifies() {
-    flows(None).await;
+    flows(None, Suite::Sha256Ed25519).await;
 }
 
 /// The same, with the audit trail in the PostgreSQL store several instances share.
@@ -55,16 +55,39 @@ async fn the_same_holds_with_the_postgresql_audit_store() {
     let url = tokio::task::spawn_blocking(support::pg_schema)
         .await
         .expect("schema");
-    flows(Some(url.clone())).await;
+    flows(Some(url.clone()), Suite::Sha256Ed25519).await;
     let _ = tokio::task::spawn_blocking(move || support::pg_drop(&url)).await;
 }
 
-async fn flows(postgres: Option<String>) {
+/// The same under the national algorithms (SM3 chain, HMAC-SM3 references, SM2 signatures).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_holds_under_the_sm3_sm2_suite() {
+    flows(None, Suite::Sm3Sm2).await;
+}
+
+/// The national algorithms with the PostgreSQL store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_holds_under_sm3_sm2_with_the_postgresql_audit_store() {
+    let url = tokio::task::spawn_blocking(support::pg_schema)
+        .await
+        .expect("schema");
+    flows(Some(url.clone()), Suite::Sm3Sm2).await;
+    let _ = tokio::task::spawn_blocking(move || support::pg_drop(&url)).await;
+}
+
+async fn flows(postgres: Option<String>, suite: Suite) {
     let logs = capture_logs();
     let world = World::new("audit", true).await;
+    let mut settings = String::new();
     if let Some(url) = &postgres {
+        settings.push_str(&format!("store = {url:?}\n"));
+    }
+    if suite != Suite::default() {
+        settings.push_str(&format!("suite = \"{suite}\"\n"));
+    }
+    if !settings.is_empty() {
         let text = std::fs::read_to_string(&world.config_file).expect("config");
-        let with = text.replacen("[audit]\n", &format!("[audit]\nstore = {url:?}\n"), 1);
+        let with = text.replacen("[audit]\n", &format!("[audit]\n{settings}"), 1);
         assert_ne!(with, text, "the example config has an [audit] section");
         std::fs::write(&world.config_file, with).expect("config");
     }
@@ -207,6 +230,138 @@ async fn flows(postgres: Option<String>) {
         .await
         .expect("json");
     assert_eq!(verified["ok"], true, "{verified}");
+    assert!(
+        verified
+            .to_string()
+            .contains(&format!("\"suite\":\"{suite}\"")),
+        "the verification names its suite: {verified}"
+    );
+    // The subject access report: the person's two messages and the police reply, what each
+    // partner received under the config in force, recorded before it is made; no person id
+    // in it, as JSON or as the HTML document.
+    let report_of = |body: serde_json::Value, token: &'static str| {
+        client
+            .post(format!("{admin}/v1/audit/subject-report"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let asked = json!({"subject": MARKER_ID, "reason": "PIPL art. 45 request 2026-7"});
+    let answer = report_of(asked.clone(), COMPLIANCE).await.expect("report");
+    assert_eq!(answer.status(), 200);
+    let report: serde_json::Value = answer.json().await.expect("json");
+    assert!(!report.to_string().contains(MARKER_ID) && !report.to_string().contains(MARKER_NAME));
+    let messages = report["messages"].as_array().expect("messages");
+    let of = |id: &str| messages.iter().find(|m| m["message_id"] == id);
+    let reported = of(material_id).expect("the material");
+    assert!(of(handover_id).is_some(), "{report}");
+    assert_eq!(reported["outcome"], "accepted");
+    assert!(
+        reported["config_sha256"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64),
+        "{reported}"
+    );
+    let to_police = reported["deliveries"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["destination"] == "police"))
+        .expect("delivered to the police");
+    assert_eq!(to_police["state"], "delivered");
+    assert_eq!(to_police["received"]["kind"], "fields");
+    let fields: Vec<&str> = to_police["received"]["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert!(
+        fields.contains(&"person") && fields.contains(&"material_id"),
+        "{fields:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["correlation_id"] == material_id && m["source"] == "police"),
+        "the police reply: {report}"
+    );
+    let page = report_of(
+        json!({"subject": MARKER_ID, "reason": "to hand over", "format": "html"}),
+        COMPLIANCE,
+    )
+    .await
+    .expect("report");
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .is_ok_and(|t| t.starts_with("text/html"))
+    );
+    let page = page.text().await.expect("html");
+    assert!(page.contains("Subject access report") && page.contains(material_id));
+    assert!(!page.contains(MARKER_ID) && !page.contains(MARKER_NAME));
+    assert_eq!(
+        report_of(json!({"subject": MARKER_ID, "reason": " "}), COMPLIANCE)
+            .await
+            .expect("report")
+            .status(),
+        400
+    );
+    assert_eq!(
+        report_of(asked.clone(), "dev-operator-token")
+            .await
+            .expect("report")
+            .status(),
+        403
+    );
+    // The command line asks the same API and writes the document.
+    let html_file = world.dir.join("subject-report.html");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wingspan"))
+        .args([
+            "audit",
+            "subject-report",
+            MARKER_ID,
+            "--reason",
+            "from the CLI",
+        ])
+        .args(["--admin-url", admin.as_str(), "--html"])
+        .arg(&html_file)
+        .env("WINGSPAN_ADMIN_TOKEN", COMPLIANCE)
+        .output()
+        .await
+        .expect("wingspan audit subject-report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&html_file).expect("the document");
+    assert!(written.contains(material_id) && !written.contains(MARKER_ID));
+    // Each report is on record: who, why, whose reference.
+    let on_record: serde_json::Value = client
+        .get(format!("{admin}/v1/audit/search?event=subject_reported"))
+        .bearer_auth(COMPLIANCE)
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("json");
+    let reasons: Vec<&str> = on_record["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["actor"] == "compliance-dev")
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "PIPL art. 45 request 2026-7",
+            "to hand over",
+            "from the CLI"
+        ],
+        "{on_record}"
+    );
     assert_eq!(
         client
             .get(format!("{admin}/v1/audit/messages/nope"))
@@ -263,6 +418,7 @@ async fn flows(postgres: Option<String>) {
             &export_dir,
             &logs,
             postgres.is_some(),
+            suite,
         )
     })
     .await
@@ -272,6 +428,7 @@ async fn flows(postgres: Option<String>) {
 
 /// Everything that reads the store (synchronous: the PostgreSQL client must not run on the
 /// async runtime's threads).
+#[allow(clippy::too_many_arguments)]
 fn check_store(
     loaded: &wingspan::load::Loaded,
     material: &serde_json::Value,
@@ -280,6 +437,7 @@ fn check_store(
     export_dir: &std::path::Path,
     logs: &Captured,
     postgres: bool,
+    suite: Suite,
 ) {
     let loaded = loaded.clone();
     // The command line, pointed at the store explicitly.
@@ -290,8 +448,12 @@ fn check_store(
             .display()
             .to_string()
     });
+    // The repository's config names the default suite: the key this store's chain trusts is
+    // given explicitly (its form names its algorithm).
+    let trusted = audit::trusted_key(&loaded, None).expect("key");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wingspan"))
         .args(["audit", "verify", "--config", "config", "--store", &store])
+        .args(["--public-key", &trusted])
         .current_dir(support::repo())
         .env(
             "WINGSPAN_AUDIT_SIGNING_KEY",
@@ -301,7 +463,10 @@ fn check_store(
         .expect("wingspan audit verify");
     let said =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && said.contains(": ok"), "{said}");
+    assert!(
+        out.status.success() && said.contains(": ok") && said.contains(&format!("suite {suite}")),
+        "{said}"
+    );
     let mut conn = audit::open_store(&loaded).expect("store");
     // Every event of the core flows is on record.
     let all = audit::search(
@@ -411,12 +576,13 @@ fn check_store(
     // Verify: the live store, an export in each format, and a tampered export.
     let key = audit::trusted_key(&loaded, None).expect("key");
     for report in audit::verify_store(&mut conn, &key).expect("verify") {
-        assert!(report.ok(), "{report:?}");
+        assert!(report.ok() && report.report.suite == suite, "{report:?}");
     }
     for format in ["jsonl", "csv"] {
         let dir = export_dir.join(format);
         let manifests = audit::export(&mut conn, None, None, format, &dir).expect("export");
         assert_eq!(manifests[0].count, u64::try_from(all.len()).expect("n"));
+        assert_eq!(manifests[0].suite, suite);
         for (_, report, problems) in audit::verify_export(&dir, &key).expect("verify export") {
             assert!(
                 report.ok() && problems.is_empty(),

@@ -529,6 +529,25 @@ async fn a_compliance_officer_finds_a_person_and_exports_a_window_that_verifies(
         e.subject_ref.as_deref(),
         Some(gateway.store.subject_ref(PERSON).as_str())
     );
+    // The person's subject access report, a document to open or save: the message is in it,
+    // the person id is not.
+    let report = browser.wait_for("#s-report", SECS).await;
+    browser.click(&report).await;
+    browser
+        .wait_text("#search-status", SECS, |t| t.contains("report is ready"))
+        .await;
+    let document = browser
+        .execute("return fetch(document.querySelector('#report-link a').href).then(r => r.text());")
+        .await;
+    let document = document.as_str().unwrap_or_default();
+    assert!(
+        document.contains("Subject access report") && document.contains(&id),
+        "{document}"
+    );
+    assert!(
+        !document.contains(PERSON),
+        "the document names the person by reference only"
+    );
 
     // The chain, verified now.
     open_view(&browser, "chain").await;

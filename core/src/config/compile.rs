@@ -128,6 +128,7 @@ impl Retention {
 pub struct AuditSettings {
     /// `None`: SQLite in state_dir; `Some(url)`: PostgreSQL.
     pub store: Option<String>,
+    pub suite: crate::audit::Suite,
     pub signing_key_file: Option<String>,
     pub subject_key_file: Option<String>,
     pub checkpoint_every: u64,
@@ -939,6 +940,7 @@ pub fn compile(
         },
         audit: AuditSettings {
             store: raw.audit.store.clone(),
+            suite: raw.audit.suite,
             signing_key_file: raw.audit.signing_key_file,
             subject_key_file: raw.audit.subject_key_file,
             checkpoint_every: raw.audit.checkpoint_every,

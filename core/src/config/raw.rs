@@ -258,11 +258,17 @@ pub struct RawAudit {
     /// Where the audit trail lives: absent for the embedded SQLite store (in state_dir), or a
     /// `postgres://` URL for a store several instances share. `WINGSPAN_AUDIT_STORE` overrides.
     pub store: Option<String>,
-    /// File holding the Ed25519 signing key's 32-byte seed as hex (relative to the config);
+    /// The algorithms of the chain: `sha256-ed25519` (default) or `sm3-sm2` (SM3 hashes,
+    /// HMAC-SM3 subject references, SM2 signatures: GB/T 32905, GB/T 32918). Chosen when a
+    /// chain starts; a store whose chain has another suite refuses to open.
+    #[serde(default)]
+    pub suite: crate::audit::Suite,
+    /// File holding the signing key's 32-byte secret as hex (an Ed25519 seed, or an SM2
+    /// private key under `sm3-sm2`; relative to the config);
     /// default `<state_dir>/audit-signing.key`, created on first start.
     /// `WINGSPAN_AUDIT_SIGNING_KEY` (hex) overrides it.
     pub signing_key_file: Option<String>,
-    /// File holding the secret for subject references (HMAC-SHA256 of person ids); default
+    /// File holding the secret for subject references (HMAC of person ids); default
     /// `<state_dir>/audit-subject.key`, created on first start. `WINGSPAN_AUDIT_SUBJECT_KEY`
     /// overrides it.
     pub subject_key_file: Option<String>,
@@ -287,6 +293,7 @@ impl Default for RawAudit {
     fn default() -> Self {
         Self {
             store: None,
+            suite: crate::audit::Suite::default(),
             signing_key_file: None,
             subject_key_file: None,
             checkpoint_every: default_checkpoint_every(),

@@ -2,7 +2,7 @@
 //! (as X-Road keeps its message log). A segment is a records file (JSON lines, the export
 //! format) and a manifest: the export's manifest (file hash, range, the hash the first
 //! record links to, the last record's hash, the checkpoints inside) plus the times it
-//! covers and an Ed25519 signature over its head. `wingspan audit verify --export <dir>`
+//! covers and a signature over its head (Ed25519 or SM2, the chain's suite's). `wingspan audit verify --export <dir>`
 //! reads a segment's directory as it reads an export.
 //!
 //! Files are written under temporary names, synced, renamed, and the directory synced; a
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 use wingspan_core::audit::{
-    Checkpoint, Record, SegmentHead, SigningKey, Verifier, segment_signed_by,
+    Checkpoint, Record, SegmentHead, SigningKey, Suite, Verifier, segment_signed_by,
 };
 
 use super::Manifest;
@@ -29,7 +29,7 @@ pub struct Segment {
     pub first_at: String,
     pub last_at: String,
     pub sealed_at: String,
-    /// Hex of the Ed25519 public key that signed.
+    /// Hex of the public key that signed.
     pub key_id: String,
     pub signature: String,
 }
@@ -154,6 +154,7 @@ pub fn seal(
         file,
         file_sha256: wingspan_core::audit::hex(hash.finish().as_ref()),
         chain_id: chain_id.to_owned(),
+        suite: key.suite(),
         first_seq: Some(first),
         last_seq: Some(last),
         count,
@@ -219,6 +220,7 @@ pub fn check(path: &Path, key: &str) -> anyhow::Result<(Option<Segment>, Vec<Str
         problems.push(format!("{name}: the manifest's signature does not verify"));
     }
     let mut v = Verifier::new(
+        segment.manifest.suite,
         &segment.manifest.chain_id,
         &segment.manifest.checkpoints,
         Some(key),
@@ -338,6 +340,7 @@ pub fn indexed(conn: &Connection, chain_id: Option<&str>) -> anyhow::Result<Vec<
 pub fn check_indexed(
     conn: &Connection,
     chain_id: &str,
+    suite: Suite,
     key: &str,
 ) -> anyhow::Result<(Vec<Indexed>, Vec<String>)> {
     let segments = indexed(conn, Some(chain_id))?;
@@ -353,6 +356,13 @@ pub fn check_indexed(
         let (manifest, found) = check(&s.manifest, key)?;
         problems.extend(found);
         if let Some(m) = manifest {
+            if m.manifest.suite != suite {
+                problems.push(format!(
+                    "{}: names suite {}, the chain is kept with {suite}",
+                    s.manifest.display(),
+                    m.manifest.suite
+                ));
+            }
             if m.manifest.file_sha256 != s.file_sha256
                 || m.first_seq() != s.first_seq
                 || m.last_seq() != s.last_seq

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use wingspan_core::audit::{Checkpoint, Event, GENESIS, Record, Report, Verifier};
+use wingspan_core::audit::{Checkpoint, Event, GENESIS, Record, Report, Suite, Verifier};
 
 use super::{AuditSource, Locate};
 
@@ -16,6 +16,9 @@ pub struct Manifest {
     pub file: String,
     pub file_sha256: String,
     pub chain_id: String,
+    /// The chain's suite (absent in files written before suites: `sha256-ed25519`).
+    #[serde(default)]
+    pub suite: Suite,
     pub first_seq: Option<u64>,
     pub last_seq: Option<u64>,
     pub count: u64,
@@ -214,6 +217,7 @@ pub fn export(
             file: file.clone(),
             file_sha256,
             chain_id: chain.clone(),
+            suite: src.suite(&chain)?,
             first_seq: lo,
             last_seq: hi,
             count,
@@ -295,6 +299,7 @@ pub fn verify_export(
         let mut problems = Vec::new();
         // One record at a time; a second pass over the file only to name where a chain broke.
         let mut v = Verifier::new(
+            manifest.suite,
             &manifest.chain_id,
             &manifest.checkpoints,
             Some(key),

@@ -14,6 +14,7 @@ mod export;
 mod keys;
 pub mod pg;
 pub mod sqlite;
+pub mod subject;
 
 pub use export::{Manifest, export, verify_export};
 pub use keys::{AuditKeys, keys, trusted_key};
@@ -57,7 +58,7 @@ pub fn person_id(env: &Envelope) -> Option<&str> {
 // ── Compliance commands ───────────────────────────────────────────────────────────────────
 
 use rusqlite::{Connection, OpenFlags, params_from_iter};
-use wingspan_core::audit::{Checkpoint, GENESIS, Record, Report, Verifier};
+use wingspan_core::audit::{Checkpoint, GENESIS, Record, Report, Suite, Verifier};
 
 use pg::PgAudit;
 use sqlite::{read_checkpoints, read_trail};
@@ -165,6 +166,14 @@ impl AuditSource {
         Ok(at.found())
     }
 
+    /// The suite a chain is kept with.
+    pub fn suite(&mut self, chain_id: &str) -> anyhow::Result<Suite> {
+        Ok(match self {
+            Self::Sqlite(conn) => sqlite::chain_suite(conn, chain_id)?,
+            Self::Postgres(pg) => pg.chain_suite(chain_id)?,
+        })
+    }
+
     fn checkpoints(&mut self) -> anyhow::Result<Vec<Checkpoint>> {
         Ok(match self {
             Self::Sqlite(conn) => read_checkpoints(conn)?,
@@ -232,13 +241,14 @@ pub fn verify_store(src: &mut AuditSource, key: &str) -> anyhow::Result<Vec<Chai
     src.chains()?
         .into_iter()
         .map(|chain| {
+            let suite = src.suite(&chain)?;
             let (segments, mut problems) = match src {
-                AuditSource::Sqlite(conn) => archive::check_indexed(conn, &chain, key)?,
+                AuditSource::Sqlite(conn) => archive::check_indexed(conn, &chain, suite, key)?,
                 AuditSource::Postgres(_) => (Vec::new(), Vec::new()),
             };
             // One record at a time: a chain of millions verifies in constant memory (holding
             // the chain took 9.7 GB after the 30-minute soak's 13 million records).
-            let mut v = Verifier::new(&chain, &checkpoints, Some(key), GENESIS);
+            let mut v = Verifier::new(suite, &chain, &checkpoints, Some(key), GENESIS);
             // The segments the chain itself says were sealed (file hashes).
             let mut announced = Vec::new();
             src.each_record_noting(

@@ -6,7 +6,7 @@
 //! start rather than cut back.
 
 use postgres::{Client, NoTls, Row};
-use wingspan_core::audit::{Checkpoint, Entry, Event, Head, Record};
+use wingspan_core::audit::{Checkpoint, Entry, Event, Head, Record, Suite};
 
 use crate::audit::Filter;
 
@@ -23,6 +23,7 @@ CREATE INDEX IF NOT EXISTS audit_by_subject ON audit (subject_ref);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
   chain_id TEXT NOT NULL, seq BIGINT NOT NULL, hash TEXT NOT NULL, signed_at TEXT NOT NULL,
   key_id TEXT NOT NULL, signature TEXT NOT NULL, PRIMARY KEY (chain_id, seq));
+CREATE TABLE IF NOT EXISTS audit_chains (chain_id TEXT PRIMARY KEY, suite TEXT NOT NULL);
 ";
 
 const COLUMNS: &str = "seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash";
@@ -86,8 +87,65 @@ impl PgAudit {
         Ok(())
     }
 
+    /// The suite a chain is kept with (see `sqlite::chain_suite`).
+    pub fn chain_suite(&mut self, chain_id: &str) -> Result<Suite, postgres::Error> {
+        let named: Option<String> = self
+            .client
+            .query_opt(
+                "SELECT suite FROM audit_chains WHERE chain_id = $1",
+                &[&chain_id],
+            )?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        Ok(named.and_then(|n| Suite::parse(&n)).unwrap_or_default())
+    }
+
+    /// At the writer's start: the chain's suite is the configured one (see
+    /// `sqlite::claim_suite`).
+    pub fn claim_suite(&mut self, chain_id: &str, configured: Suite) -> Result<(), String> {
+        let db = |e: postgres::Error| format!("audit store: {e}");
+        let recorded: Option<String> = self
+            .client
+            .query_opt(
+                "SELECT suite FROM audit_chains WHERE chain_id = $1",
+                &[&chain_id],
+            )
+            .map_err(db)?
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(db)?;
+        let kept = match recorded {
+            Some(name) => Suite::parse(&name).ok_or_else(|| {
+                format!("audit chain {chain_id:?} names an unknown suite {name:?}")
+            })?,
+            None => {
+                let started = self
+                    .client
+                    .query_opt(
+                        "SELECT 1 FROM audit WHERE chain_id = $1 LIMIT 1",
+                        &[&chain_id],
+                    )
+                    .map_err(db)?
+                    .is_some();
+                let kept = if started {
+                    Suite::Sha256Ed25519
+                } else {
+                    configured
+                };
+                self.client
+                    .execute(
+                        "INSERT INTO audit_chains (chain_id, suite) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        &[&chain_id, &kept.as_str()],
+                    )
+                    .map_err(db)?;
+                kept
+            }
+        };
+        crate::audit::sqlite::suite_matches(chain_id, kept, configured)
+    }
+
     /// Where a chain stands: its head and the last signed sequence number.
-    pub fn head(&mut self, chain_id: &str) -> Result<(Head, u64), postgres::Error> {
+    pub fn head(&mut self, chain_id: &str, suite: Suite) -> Result<(Head, u64), postgres::Error> {
         let last = self.client.query_opt(
             "SELECT seq, hash FROM audit WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1",
             &[&chain_id],
@@ -99,10 +157,11 @@ impl PgAudit {
         let head = match last {
             Some(r) => Head {
                 chain_id: chain_id.to_owned(),
+                suite,
                 next_seq: u64::try_from(r.try_get::<_, i64>(0)?).unwrap_or(0) + 1,
                 last_hash: r.try_get(1)?,
             },
-            None => Head::new(chain_id),
+            None => Head::new(chain_id, suite),
         };
         let signed = match signed {
             Some(r) => u64::try_from(r.try_get::<_, i64>(0)?).unwrap_or(0),

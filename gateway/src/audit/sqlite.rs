@@ -1,8 +1,84 @@
 //! The audit trail in the embedded SQLite database, read side: records and checkpoints as
 //! the store's writer wrote them (tables `audit` and `audit_checkpoints`).
 
-use rusqlite::{Connection, params};
-use wingspan_core::audit::{Checkpoint, Entry, Event, Record};
+use rusqlite::{Connection, OptionalExtension, params};
+use wingspan_core::audit::{Checkpoint, Entry, Event, Record, Suite};
+
+/// The suite a chain is kept with, as its store recorded it when the chain started. A chain
+/// with no such row (written before suites were recorded, or a store that never started
+/// one) is `sha256-ed25519`, the only suite there was.
+pub fn chain_suite(conn: &Connection, chain_id: &str) -> Result<Suite, rusqlite::Error> {
+    let has_table: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'audit_chains'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_table {
+        return Ok(Suite::default());
+    }
+    let named: Option<String> = conn
+        .query_row(
+            "SELECT suite FROM audit_chains WHERE chain_id = ?1",
+            params![chain_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    // An unknown name cannot verify under any suite: checked as the default, it fails at its
+    // first record, and the report says which suite was tried.
+    Ok(named.and_then(|n| Suite::parse(&n)).unwrap_or_default())
+}
+
+/// At the writer's start: the chain's suite is the configured one, recorded when the chain
+/// starts (a chain with records and no row is `sha256-ed25519`). A config naming another
+/// suite than the chain's is refused: its hashes and signatures could not continue the chain.
+pub fn claim_suite(conn: &Connection, chain_id: &str, configured: Suite) -> Result<(), String> {
+    let db = |e: rusqlite::Error| format!("audit store: {e}");
+    let recorded: Option<String> = conn
+        .query_row(
+            "SELECT suite FROM audit_chains WHERE chain_id = ?1",
+            params![chain_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db)?;
+    let kept = match recorded {
+        Some(name) => Suite::parse(&name)
+            .ok_or_else(|| format!("audit chain {chain_id:?} names an unknown suite {name:?}"))?,
+        None => {
+            let started: bool = conn
+                .query_row(
+                    "SELECT count(*) > 0 FROM audit WHERE chain_id = ?1",
+                    params![chain_id],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            let kept = if started {
+                Suite::Sha256Ed25519
+            } else {
+                configured
+            };
+            conn.execute(
+                "INSERT INTO audit_chains (chain_id, suite) VALUES (?1, ?2)",
+                params![chain_id, kept.as_str()],
+            )
+            .map_err(db)?;
+            kept
+        }
+    };
+    suite_matches(chain_id, kept, configured)
+}
+
+/// The refusal when a config names another suite than its chain's.
+pub fn suite_matches(chain_id: &str, kept: Suite, configured: Suite) -> Result<(), String> {
+    if kept == configured {
+        return Ok(());
+    }
+    Err(format!(
+        "the audit chain {chain_id:?} is kept with suite {kept}, and the config names {configured}: \
+         a chain's suite cannot change (set [audit] suite = \"{kept}\", or start a new chain \
+         under another instance name with its own state directory)"
+    ))
+}
 
 /// One audit row (columns in `RECORD_COLUMNS` order) as a record.
 pub fn record_from_row(r: &rusqlite::Row<'_>) -> Result<Record, rusqlite::Error> {

@@ -336,8 +336,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 async fn audit_append(n: usize) -> anyhow::Result<f64> {
     use wingspan_core::audit::{Entry, Event};
     let dir = std::env::temp_dir().join(format!("wingspan-bench-audit-{}", uuid::Uuid::new_v4()));
-    let keys = wingspan::audit::AuditKeys::from_parts(&"42".repeat(32), b"bench")
-        .ok_or_else(|| anyhow::anyhow!("keys"))?;
+    let keys = wingspan::audit::AuditKeys::from_parts(
+        wingspan_core::audit::Suite::default(),
+        &"42".repeat(32),
+        b"bench",
+    )
+    .ok_or_else(|| anyhow::anyhow!("keys"))?;
     let store = wingspan::store::Store::open(
         &dir,
         wingspan::store::AuditSetup {

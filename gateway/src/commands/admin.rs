@@ -28,25 +28,49 @@ pub async fn admin_cmd(
     path: &str,
     body: serde_json::Value,
 ) -> i32 {
+    let (status, text) = match admin_call(admin, method, path, body).await {
+        Ok(answer) => answer,
+        Err(code) => return code,
+    };
+    let pretty = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or(text);
+    if status.is_success() {
+        println!("{pretty}");
+        0
+    } else {
+        eprintln!("{pretty}");
+        1
+    }
+}
+
+/// The call itself: the answer's status and body, or (having said why) the exit code.
+pub async fn admin_call(
+    admin: &AdminArgs,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> Result<(reqwest::StatusCode, String), i32> {
     let token = match (&admin.token_file, std::env::var("WINGSPAN_ADMIN_TOKEN")) {
         (Some(f), _) => match std::fs::read_to_string(f) {
             Ok(t) => t.trim().to_owned(),
             Err(e) => {
                 eprintln!("wingspan: cannot read {}: {e}", f.display());
-                return 1;
+                return Err(1);
             }
         },
         (None, Ok(t)) if !t.is_empty() => t,
         _ => {
             eprintln!("wingspan: set WINGSPAN_ADMIN_TOKEN or give --token-file");
-            return 1;
+            return Err(1);
         }
     };
     let base = match &admin.admin_url {
         Some(u) => u.trim_end_matches('/').to_owned(),
         None => match load_or_report(&resolve(admin.config.clone())) {
             Some(l) => format!("http://{}", l.config.admin_listen),
-            None => return 1,
+            None => return Err(1),
         },
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -66,20 +90,9 @@ pub async fn admin_cmd(
                 "wingspan: the admin listener at {base} did not answer: {}",
                 e.without_url()
             );
-            return 1;
+            return Err(1);
         }
     };
     let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    let pretty = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or(text);
-    if status.is_success() {
-        println!("{pretty}");
-        0
-    } else {
-        eprintln!("{pretty}");
-        1
-    }
+    Ok((status, resp.text().await.unwrap_or_default()))
 }

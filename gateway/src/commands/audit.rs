@@ -1,5 +1,7 @@
 //! `wingspan audit verify|trail|search|export`: the audit trail, read offline from the store
 //! (SQLite or PostgreSQL) or from an export directory; never creates keys.
+//! `wingspan audit subject-report` asks the running gateway, which records the request in
+//! its trail before it answers.
 
 use std::path::PathBuf;
 
@@ -31,7 +33,8 @@ pub enum AuditCommand {
         /// Verify an export directory instead of the store.
         #[arg(long)]
         export: Option<PathBuf>,
-        /// The trusted Ed25519 public key (hex); default: derived from the configured signing key.
+        /// The trusted public key (hex: 32 bytes Ed25519, or an SM2 point); default: derived
+        /// from the configured signing key.
         #[arg(long)]
         public_key: Option<String>,
     },
@@ -65,6 +68,24 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
+    /// A person's subject access report (PIPL Arts. 44–45), made by the running gateway's
+    /// compliance API (which records who asked and why before it makes it): every message
+    /// about the person, when, from which source, to which partners, the fields each received
+    /// under the config in force, each outcome, and the replies. JSON, or with `--html` a
+    /// document to hand over. The token is a compliance user's (`WINGSPAN_ADMIN_TOKEN` or
+    /// `--token-file`).
+    SubjectReport {
+        #[command(flatten)]
+        admin: super::admin::AdminArgs,
+        /// The person's id: sent in the request's body, hashed by the gateway, never stored.
+        person_id: String,
+        /// Why the report is made (kept in the audit trail: one line, 200 characters).
+        #[arg(long)]
+        reason: String,
+        /// Write the HTML document to this file instead of printing the JSON.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
     /// Write the records of a time range and a manifest per chain to a directory.
     Export {
         #[command(flatten)]
@@ -82,10 +103,61 @@ pub enum AuditCommand {
 
 /// `wingspan audit …`.
 pub async fn run(command: AuditCommand) -> i32 {
+    if let AuditCommand::SubjectReport {
+        admin,
+        person_id,
+        reason,
+        html,
+    } = &command
+    {
+        return subject_report(admin, person_id, reason, html.as_deref()).await;
+    }
     // The audit commands may use the synchronous PostgreSQL client: off the runtime.
     tokio::task::spawn_blocking(move || audit_cmd(command))
         .await
         .unwrap_or(1)
+}
+
+async fn subject_report(
+    admin: &super::admin::AdminArgs,
+    person_id: &str,
+    reason: &str,
+    html: Option<&std::path::Path>,
+) -> i32 {
+    let body = serde_json::json!({
+        "subject": person_id,
+        "reason": reason,
+        "format": if html.is_some() { "html" } else { "json" },
+    });
+    let (status, text) =
+        match super::admin::admin_call(admin, "POST", "/v1/audit/subject-report", body).await {
+            Ok(answer) => answer,
+            Err(code) => return code,
+        };
+    if !status.is_success() {
+        eprintln!("{text}");
+        return 1;
+    }
+    match html {
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => {
+                println!("wrote {}", path.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("wingspan: cannot write {}: {e}", path.display());
+                1
+            }
+        },
+        None => {
+            let pretty = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or(text);
+            println!("{pretty}");
+            0
+        }
+    }
 }
 
 fn audit_cmd(command: AuditCommand) -> i32 {
@@ -94,6 +166,7 @@ fn audit_cmd(command: AuditCommand) -> i32 {
         | AuditCommand::Trail { args, .. }
         | AuditCommand::Search { args, .. }
         | AuditCommand::Export { args, .. } => args.clone(),
+        AuditCommand::SubjectReport { .. } => return 1,
     };
     let loaded = match wingspan::load::load(&resolve(args.config.clone())) {
         Ok(l) => l,
@@ -248,6 +321,8 @@ fn run_audit(
             }
             Ok(0)
         }
+        // Made by the running gateway (see `run`).
+        AuditCommand::SubjectReport { .. } => Ok(1),
     }
 }
 
@@ -255,11 +330,12 @@ fn describe(r: &wingspan_core::audit::Report) -> String {
     use wingspan_core::audit::Finding;
     let mut s = match &r.finding {
         None => format!(
-            "ok — {} record(s), seq {}..{}, {} checkpoint(s)",
+            "ok — {} record(s), seq {}..{}, {} checkpoint(s), suite {}",
             r.records,
             r.first_seq.unwrap_or(0),
             r.last_seq.unwrap_or(0),
-            r.checkpoints
+            r.checkpoints,
+            r.suite
         ),
         Some(Finding::Modified { seq }) => format!("TAMPERED — record {seq} was modified"),
         Some(Finding::Deleted { seq }) => format!("TAMPERED — record(s) deleted before seq {seq}"),
@@ -269,6 +345,9 @@ fn describe(r: &wingspan_core::audit::Report) -> String {
             format!("TAMPERED — the chain up to the checkpoint at seq {seq} was rewritten")
         }
     };
+    if r.finding.is_some() {
+        s.push_str(&format!(" (checked under suite {})", r.suite));
+    }
     if !r.bad_signatures.is_empty() {
         s.push_str(&format!(
             "; checkpoint signature(s) FAIL at seq {:?}",

@@ -312,6 +312,37 @@ async function verifyNow() {
   }
 }
 
+// A person's subject access report, made (and recorded) by the gateway: the HTML document to
+// open or save. The person id goes in the request body only.
+async function subjectReport() {
+  const subject = $("#s-subject").value.trim(), reason = $("#s-reason").value.trim();
+  const link = $("#report-link");
+  link.replaceChildren();
+  if (!subject || !reason) {
+    say("#search-status", "search.report_needs");
+    (subject ? $("#s-reason") : $("#s-subject")).focus();
+    return;
+  }
+  say("#search-status", "loading");
+  try {
+    const resp = await fetch("/v1/audit/subject-report", {
+      method: "POST",
+      headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
+      body: JSON.stringify({ subject, reason, format: "html" }),
+    });
+    if (!resp.ok) {
+      const data = await resp.json().catch(() => ({}));
+      throw new Error((data.title || resp.statusText) + (data.detail ? ": " + data.detail : ""));
+    }
+    const blob = await resp.blob();
+    const a = el("a", { href: URL.createObjectURL(blob), download: "subject-report.html", target: "_blank", rel: "noopener", "data-i18n": "search.report", text: t("search.report") });
+    link.append(a);
+    say("#search-status", "search.report_ready");
+  } catch (e) {
+    failed("#search-status")(e);
+  }
+}
+
 async function exportWindow() {
   const body = {};
   const since = utc($("#e-since")), until = utc($("#e-until"));
@@ -668,6 +699,7 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const b of $$("#views button")) b.addEventListener("click", () => showView(b.dataset.view));
   submit("#search", () => search(false));
   on("#s-more", "click", () => search(true));
+  on("#s-report", "click", subjectReport);
   submit("#timeline-form", () => timeline($("#t-id").value.trim()));
   on("#verify", "click", verifyNow);
   submit("#export", exportWindow);

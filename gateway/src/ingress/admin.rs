@@ -126,6 +126,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/audit/status", get(audit_status))
         .route("/v1/audit/export", post(export))
         .route("/v1/audit/exports/{id}/{file}", get(exported_file))
+        .route("/v1/audit/subject-report", post(subject_report))
         .route_layer(middleware::from_fn_with_state(
             (config.clone(), Some(Role::Compliance)),
             require,
@@ -388,6 +389,123 @@ struct ExportBody {
 const EXPORT_KEPT: std::time::Duration = std::time::Duration::from_secs(3600);
 /// The largest export file served over HTTP; larger windows are for `wingspan audit export`.
 const EXPORT_SERVED_MAX: u64 = 256 * 1024 * 1024;
+
+/// A subject access report's request: the person id (in the body, never a URL), why, and
+/// `json` (default) or `html`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubjectReportBody {
+    subject: String,
+    reason: String,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `POST /v1/audit/subject-report`: a person's subject access report (PIPL Arts. 44–45),
+/// recorded (`subject_reported`: who, why, whose reference) before it is made.
+async fn subject_report(
+    State(st): State<AdminState>,
+    Extension(user): Extension<AdminUser>,
+    body: axum::body::Bytes,
+) -> Response {
+    let q: SubjectReportBody = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(e) => {
+            return Problem::new(
+                400,
+                "invalid-body",
+                "Unreadable request body",
+                e.to_string(),
+            )
+            .into_response();
+        }
+    };
+    let (person, reason) = (q.subject.trim(), q.reason.trim());
+    if person.is_empty() || reason.is_empty() {
+        return Problem::new(
+            400,
+            "reason-required",
+            "A person and a reason are required",
+            "give the person's id as `subject` and why the report is made as `reason` (kept in the audit trail; one line, 200 characters)",
+        )
+        .into_response();
+    }
+    let html = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("html") => true,
+        Some(_) => {
+            return Problem::new(
+                400,
+                "invalid-body",
+                "Unknown format",
+                "`format` is `json` or `html`",
+            )
+            .into_response();
+        }
+    };
+    let reference = st.store.subject_ref(person);
+    let mut e = Entry::new(Event::SubjectReported, audit::now());
+    e.actor = Some(user.name.clone());
+    e.reason = Some(audit::bounded_reason(reason));
+    e.subject_ref = Some(reference.clone());
+    if let Err(err) = st.store.audit(vec![e]).await {
+        return unavailable(err);
+    }
+    let wanted = reference.clone();
+    let (records, configs) = match st
+        .store
+        .audit_read(move |c| audit::subject::subject_records(c, &wanted))
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => return unavailable(e),
+    };
+    let hashes = audit::subject::config_hashes(&configs);
+    let texts = match st
+        .store
+        .read(move |c| {
+            let mut texts = Vec::new();
+            for h in &hashes {
+                if let Some(found) = crate::store::config_text(c, h)? {
+                    texts.push(found);
+                }
+            }
+            Ok(texts)
+        })
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return unavailable(e),
+    };
+    let config_dir = st.reloader.config_dir();
+    let made = tokio::task::spawn_blocking(move || {
+        let policies = audit::subject::Policies::compile(&texts, &config_dir);
+        wingspan_core::subject::assemble(
+            &audit::now(),
+            &reference,
+            &records,
+            &configs,
+            &mut |sha: &str, dest: &str, ty: &str| policies.received(sha, dest, ty),
+        )
+    })
+    .await;
+    let Ok(report) = made else {
+        return Problem::unavailable("the report could not be made").into_response();
+    };
+    if html {
+        let mut resp = wingspan_core::subject::to_html(&report).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        resp.headers_mut().insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment; filename=\"subject-report.html\""),
+        );
+        return resp;
+    }
+    axum::Json(report).into_response()
+}
 
 async fn export(State(st): State<AdminState>, body: axum::body::Bytes) -> Response {
     let q: ExportBody = if body.iter().all(u8::is_ascii_whitespace) {

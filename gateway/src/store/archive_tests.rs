@@ -7,18 +7,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::Connection;
-use wingspan_core::audit::{Entry, Event};
+use wingspan_core::audit::{Entry, Event, Suite};
 
 use super::*;
 use crate::audit::{AuditSource, Filter};
 
 const SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 
-fn setup(archive: &Path) -> AuditSetup {
+fn setup(archive: &Path, suite: Suite) -> AuditSetup {
     AuditSetup {
         chain_id: "gw-arch".into(),
         postgres: None,
-        keys: Arc::new(AuditKeys::from_parts(SEED, b"subject-secret").expect("keys")),
+        keys: Arc::new(AuditKeys::from_parts(suite, SEED, b"subject-secret").expect("keys")),
         checkpoint_every: 50,
         checkpoint_secs: 60,
         archive: Some(ArchiveSetup {
@@ -29,8 +29,8 @@ fn setup(archive: &Path) -> AuditSetup {
     }
 }
 
-fn key() -> String {
-    AuditKeys::from_parts(SEED, b"x")
+fn key(suite: Suite) -> String {
+    AuditKeys::from_parts(suite, SEED, b"x")
         .expect("keys")
         .signing
         .public_hex()
@@ -53,9 +53,9 @@ fn open_db(dir: &Path) -> Connection {
     Connection::open(dir.join("wingspan-state.db")).expect("open")
 }
 
-fn verify(dir: &Path) -> crate::audit::ChainVerified {
+fn verify(dir: &Path, suite: Suite) -> crate::audit::ChainVerified {
     let mut src = AuditSource::Sqlite(open_db(dir));
-    crate::audit::verify_store(&mut src, &key())
+    crate::audit::verify_store(&mut src, &key(suite))
         .expect("verify")
         .into_iter()
         .find(|r| r.report.chain_id == "gw-arch")
@@ -86,9 +86,15 @@ async fn until(dir: &Path, sql: &str, n: i64) {
 /// search and trail find archived records; tampering with the archive is found.
 #[tokio::test]
 async fn archived_records_leave_the_live_store_and_the_chain_stays_one() {
+    for suite in Suite::ALL {
+        archived_records_leave_and_the_chain_stays_one(suite).await;
+    }
+}
+
+async fn archived_records_leave_and_the_chain_stays_one(suite: Suite) {
     let (dir, archive) = dirs("archive");
     {
-        let store = Store::open(&dir, setup(&archive)).expect("open");
+        let store = Store::open(&dir, setup(&archive, suite)).expect("open");
         for i in 0..300 {
             store.audit(vec![entry(i)]).await.expect("append");
         }
@@ -106,7 +112,7 @@ async fn archived_records_leave_the_live_store_and_the_chain_stays_one() {
     let conn = open_db(&dir);
     let archived = count(&conn, "SELECT count(*) FROM audit WHERE event = 'archived'");
     assert!(archived >= 1, "the chain records its sealed segments");
-    let v = verify(&dir);
+    let v = verify(&dir, suite);
     assert!(v.ok(), "{v:?}");
     assert!(v.segments >= 5, "{v:?}");
     assert_eq!(
@@ -175,7 +181,7 @@ async fn archived_records_leave_the_live_store_and_the_chain_stays_one() {
     let records = segment(&d).with_file_name("segment-000000000001-000000000050.jsonl");
     let text = std::fs::read_to_string(&records).expect("read");
     std::fs::write(&records, text.replacen("\"m-7\"", "\"m-8\"", 1)).expect("edit");
-    let v = verify(&d);
+    let v = verify(&d, suite);
     assert!(!v.ok(), "an edited archive verifies: {v:?}");
     assert!(
         v.archive_problems
@@ -188,7 +194,7 @@ async fn archived_records_leave_the_live_store_and_the_chain_stays_one() {
     let m = segment(&d);
     std::fs::remove_file(&m).expect("rm");
     std::fs::remove_file(m.with_file_name("segment-000000000001-000000000050.jsonl")).expect("rm");
-    let v = verify(&d);
+    let v = verify(&d, suite);
     assert!(
         !v.ok() && !v.report.ok(),
         "a deleted archive verifies: {v:?}"
@@ -201,7 +207,7 @@ async fn archived_records_leave_the_live_store_and_the_chain_stays_one() {
     open_db(&d)
         .execute("DELETE FROM audit_archives WHERE first_seq = 1", [])
         .expect("unlist");
-    let v = verify(&d);
+    let v = verify(&d, suite);
     assert!(
         !v.ok() && !v.report.ok(),
         "an unlisted archive verifies: {v:?}"
@@ -219,7 +225,7 @@ async fn archived_records_leave_the_live_store_and_the_chain_stays_one() {
         serde_json::from_slice(&std::fs::read(&m).expect("read")).expect("manifest");
     seg.signature = "00".repeat(64);
     std::fs::write(&m, serde_json::to_vec(&seg).expect("json")).expect("write");
-    let v = verify(&d);
+    let v = verify(&d, suite);
     assert!(
         v.archive_problems.iter().any(|p| p.contains("signature")),
         "{v:?}"
@@ -231,9 +237,15 @@ async fn archived_records_leave_the_live_store_and_the_chain_stays_one() {
 /// again; nothing left the live store meanwhile.
 #[tokio::test]
 async fn a_crash_mid_archive_is_sealed_again_at_the_next_start() {
+    for suite in Suite::ALL {
+        a_crash_mid_archive_is_sealed_again(suite).await;
+    }
+}
+
+async fn a_crash_mid_archive_is_sealed_again(suite: Suite) {
     let (dir, archive) = dirs("archive-crash");
     {
-        let store = Store::open(&dir, setup(&archive)).expect("open");
+        let store = Store::open(&dir, setup(&archive, suite)).expect("open");
         for i in 0..120 {
             store.audit(vec![entry(i)]).await.expect("append");
         }
@@ -253,7 +265,7 @@ async fn a_crash_mid_archive_is_sealed_again_at_the_next_start() {
     )
     .expect("tmp");
     {
-        let _store = Store::open(&dir, setup(&archive)).expect("reopen");
+        let _store = Store::open(&dir, setup(&archive, suite)).expect("reopen");
         until(
             &dir,
             "SELECT count(*) FROM audit_archives WHERE first_seq = 51",
@@ -268,7 +280,7 @@ async fn a_crash_mid_archive_is_sealed_again_at_the_next_start() {
             .exists(),
         "the half-written file is gone"
     );
-    let v = verify(&dir);
+    let v = verify(&dir, suite);
     assert!(v.ok(), "{v:?}");
     assert!(v.segments >= 2, "{v:?}");
 }

@@ -201,10 +201,14 @@ pub(super) fn sign_if_due(
     }
 }
 
-/// Load the chain head at start. The records since the last checkpoint are verified; a tail
-/// that fails (a torn or damaged last write) is cut back to the last valid record and a
-/// `recovered` record says how many were cut. Anything earlier is left for `audit verify`.
+/// Load the chain head at start. The chain's suite must be the configured one (checked first:
+/// under another suite every record would fail). The records since the last checkpoint are
+/// verified; a tail that fails (a torn or damaged last write) is cut back to the last valid
+/// record and a `recovered` record says how many were cut. Anything earlier is left for
+/// `audit verify`.
 pub(super) fn recover_chain(conn: &Connection, setup: &AuditSetup) -> Result<Chain, StoreError> {
+    crate::audit::sqlite::claim_suite(conn, &setup.chain_id, setup.keys.suite())
+        .map_err(StoreError::Refused)?;
     let last_cp: Option<(i64, String)> = conn
         .query_row(
             "SELECT seq, hash FROM audit_checkpoints WHERE chain_id = ?1 ORDER BY seq DESC LIMIT 1",
@@ -222,9 +226,12 @@ pub(super) fn recover_chain(conn: &Connection, setup: &AuditSetup) -> Result<Cha
         ))?
         .query_map(params![setup.chain_id, from], record_from_row)?
         .collect::<Result<_, _>>()?;
-    let report = wingspan_core::audit::verify(&setup.chain_id, &tail, &[], None, &start_prev);
+    let suite = setup.keys.suite();
+    let report =
+        wingspan_core::audit::verify(suite, &setup.chain_id, &tail, &[], None, &start_prev);
     let mut head = Head {
         chain_id: setup.chain_id.clone(),
+        suite,
         next_seq: u64::try_from(from).unwrap_or(0) + 1,
         last_hash: start_prev,
     };

@@ -69,6 +69,9 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("shared state store: {0}")]
     Shared(#[from] postgres::Error),
+    /// The store cannot be opened under this config (e.g. another audit suite).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// How the store keeps the audit chain.
@@ -215,8 +218,13 @@ impl Store {
                 let opened = match (&setup.postgres, sqlite_chain) {
                     (_, Some(chain)) => Ok((chain, None)),
                     (Some(url), None) => PgAudit::connect(url)
+                        .map_err(|e| format!("audit store: {e}"))
                         .and_then(|mut pg| {
-                            let (head, signed_seq) = pg.head(&setup.chain_id)?;
+                            let suite = setup.keys.suite();
+                            pg.claim_suite(&setup.chain_id, suite)?;
+                            let (head, signed_seq) = pg
+                                .head(&setup.chain_id, suite)
+                                .map_err(|e| format!("audit store: {e}"))?;
                             Ok((
                                 Chain {
                                     head,
@@ -225,8 +233,7 @@ impl Store {
                                 },
                                 Some(pg),
                             ))
-                        })
-                        .map_err(|e| format!("audit store: {e}")),
+                        }),
                     (None, None) => Err("no audit chain".to_owned()),
                 };
                 match opened {
@@ -244,7 +251,7 @@ impl Store {
         started
             .recv()
             .map_err(|_| StoreError::Stopped)?
-            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+            .map_err(StoreError::Refused)?;
         std::thread::Builder::new()
             .name("wingspan-ckpt".into())
             .spawn(move || {

@@ -3,7 +3,7 @@ use crate::audit::sqlite::{each_record, read_trail};
 use rusqlite::params;
 use schema::open;
 use wal::bound_wal;
-use wingspan_core::audit::{Event, Record};
+use wingspan_core::audit::{Event, Record, Suite};
 
 /// Every record of a chain, in storage order.
 fn read_chain(conn: &Connection, chain_id: &str) -> Result<Vec<Record>, rusqlite::Error> {
@@ -73,10 +73,14 @@ fn the_write_ahead_log_restarts_once_past_its_limit() {
 }
 
 fn setup() -> AuditSetup {
+    setup_in(Suite::default())
+}
+
+fn setup_in(suite: Suite) -> AuditSetup {
     AuditSetup {
         chain_id: "gw-test".into(),
         postgres: None,
-        keys: Arc::new(AuditKeys::from_parts(SEED, b"subject-secret").expect("keys")),
+        keys: Arc::new(AuditKeys::from_parts(suite, SEED, b"subject-secret").expect("keys")),
         checkpoint_every: 50,
         checkpoint_secs: 60,
         archive: None,
@@ -90,9 +94,9 @@ fn entry(i: usize) -> Entry {
 }
 
 /// As `wingspan audit verify` does it: streamed, one record at a time.
-fn verify_db(dir: &Path) -> wingspan_core::audit::Report {
+fn verify_db(dir: &Path, suite: Suite) -> wingspan_core::audit::Report {
     let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
-    let key = AuditKeys::from_parts(SEED, b"x")
+    let key = AuditKeys::from_parts(suite, SEED, b"x")
         .expect("keys")
         .signing
         .public_hex();
@@ -106,9 +110,17 @@ fn verify_db(dir: &Path) -> wingspan_core::audit::Report {
 }
 
 /// Appends are chained and signed; every way of tampering with the database directly is
-/// found and named; a reopened store continues the chain.
+/// found and named; a reopened store continues the chain; under either suite.
 #[tokio::test]
 async fn audit_chain_survives_reopen_and_every_tampering_is_found() {
+    for suite in Suite::ALL {
+        chain_survives_reopen_and_tampering_is_found(suite).await;
+    }
+}
+
+async fn chain_survives_reopen_and_tampering_is_found(suite: Suite) {
+    let setup = || setup_in(suite);
+    let verify_db = |dir: &Path| verify_db(dir, suite);
     let dir = std::env::temp_dir().join(format!("wingspan-audit-{}", uuid::Uuid::new_v4()));
     {
         let store = Store::open(&dir, setup()).expect("open");
@@ -120,7 +132,7 @@ async fn audit_chain_survives_reopen_and_every_tampering_is_found() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let r = verify_db(&dir);
     assert!(r.ok(), "{r:?}");
-    assert_eq!(r.records, 120);
+    assert_eq!((r.records, r.suite), (120, suite));
     assert!(r.checkpoints >= 2, "signed every 50 records: {r:?}");
     {
         let store = Store::open(&dir, setup()).expect("reopen");
@@ -167,7 +179,7 @@ async fn audit_chain_survives_reopen_and_every_tampering_is_found() {
         .expect("hash");
     let mut forged = Entry::new(Event::Delivered, "2026-11-29T10:00:00.000039Z");
     forged.message_id = Some("m-forged".into());
-    let hash = wingspan_core::audit::record_hash("gw-test", &forged, &prev);
+    let hash = wingspan_core::audit::record_hash(suite, "gw-test", &forged, &prev);
     c.execute_batch("UPDATE audit SET seq = seq + 100000 WHERE seq >= 40; UPDATE audit SET seq = seq - 100000 + 1 WHERE seq >= 100000;").expect("shift");
     c.execute(
         "INSERT INTO audit (seq, chain_id, event, at, message_id, prev_hash, hash) VALUES (40, 'gw-test', 'delivered', ?1, 'm-forged', ?2, ?3)",
@@ -189,6 +201,60 @@ async fn audit_chain_survives_reopen_and_every_tampering_is_found() {
     // was whenever it already began with that value).
     c.execute("UPDATE audit_checkpoints SET signature = CASE WHEN substr(signature, 1, 1) = '0' THEN '1' ELSE '0' END || substr(signature, 2) WHERE seq = 50", []).expect("tamper");
     assert_eq!(verify_db(&d).bad_signatures, vec![50]);
+
+    // The suite the store recorded, changed behind its back: nothing verifies under the
+    // other suite (the first record is named), and the report says which suite it tried.
+    let (d, c) = copy("suite");
+    let other = Suite::ALL.into_iter().find(|s| *s != suite).expect("two");
+    c.execute(
+        "UPDATE audit_chains SET suite = ?1",
+        params![other.as_str()],
+    )
+    .expect("tamper");
+    let r = verify_db(&d);
+    assert_eq!(
+        (r.finding, r.suite),
+        (Some(Finding::Modified { seq: 1 }), other)
+    );
+}
+
+/// A chain keeps the suite it started with: a store opened under a config naming another
+/// suite refuses to start (and changes nothing); a store whose chain predates suites is
+/// `sha256-ed25519`.
+#[tokio::test]
+async fn a_chain_refuses_another_suite() {
+    for suite in Suite::ALL {
+        let other = Suite::ALL.into_iter().find(|s| *s != suite).expect("two");
+        let dir = std::env::temp_dir().join(format!("wingspan-suite-{}", uuid::Uuid::new_v4()));
+        {
+            let store = Store::open(&dir, setup_in(suite)).expect("open");
+            store.audit(vec![entry(0)]).await.expect("append");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let err = Store::open(&dir, setup_in(other)).expect_err("another suite");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("kept with suite {suite}")) && text.contains(other.as_str()),
+            "{text}"
+        );
+        let r = verify_db(&dir, suite);
+        assert!(r.ok() && r.records == 1, "{r:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // A store from before suites were recorded: its chain is the default suite's.
+    let dir = std::env::temp_dir().join(format!("wingspan-suite-{}", uuid::Uuid::new_v4()));
+    {
+        let store = Store::open(&dir, setup()).expect("open");
+        store.audit(vec![entry(0)]).await.expect("append");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    Connection::open(dir.join("wingspan-state.db"))
+        .expect("open")
+        .execute_batch("DROP TABLE audit_chains")
+        .expect("as an older store");
+    assert!(Store::open(&dir, setup_in(Suite::Sm3Sm2)).is_err());
+    assert!(Store::open(&dir, setup()).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// PostgreSQL test store: a fresh schema of the local `test` database (trust auth).
@@ -208,10 +274,18 @@ pub(crate) fn pg_schema() -> (String, postgres::Client) {
     (url, client)
 }
 
-/// The same chain and the same tampering, in the PostgreSQL store several instances share.
-/// (A plain test: the synchronous PostgreSQL client must not run on a runtime's thread.)
+/// The same chain and the same tampering, in the PostgreSQL store several instances share,
+/// under either suite. (A plain test: the synchronous PostgreSQL client must not run on a
+/// runtime's thread.)
 #[test]
 fn postgres_audit_chain_verifies_and_every_tampering_is_found() {
+    for suite in Suite::ALL {
+        postgres_chain_verifies_and_tampering_is_found(suite);
+    }
+}
+
+fn postgres_chain_verifies_and_tampering_is_found(suite: Suite) {
+    let setup = || setup_in(suite);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     use wingspan_core::audit::Finding;
     let (url, mut sql) = pg_schema();
@@ -233,7 +307,7 @@ fn postgres_audit_chain_verifies_and_every_tampering_is_found() {
         store.audit(vec![entry(120)]).await.expect("append");
     });
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let key = AuditKeys::from_parts(SEED, b"x")
+    let key = AuditKeys::from_parts(suite, SEED, b"x")
         .expect("keys")
         .signing
         .public_hex();
@@ -246,7 +320,23 @@ fn postgres_audit_chain_verifies_and_every_tampering_is_found() {
     };
     let r = verify(&url);
     assert!(r.ok(), "{r:?}");
-    assert_eq!(r.records, 121);
+    assert_eq!((r.records, r.suite), (121, suite));
+    // Another suite is refused at start, the chain left as it was.
+    let other = Suite::ALL.into_iter().find(|s| *s != suite).expect("two");
+    let refused = rt.block_on(async {
+        Store::open(
+            &dir,
+            AuditSetup {
+                postgres: Some(url.clone()),
+                ..setup_in(other)
+            },
+        )
+        .map(|_| ())
+    });
+    assert!(
+        refused.is_err_and(|e| e.to_string().contains("cannot change")),
+        "another suite was accepted"
+    );
     assert!(r.checkpoints >= 2);
     // Nothing of it went to the embedded database.
     let local = Connection::open(dir.join("wingspan-state.db")).expect("open");
@@ -302,7 +392,7 @@ fn postgres_audit_chain_verifies_and_every_tampering_is_found() {
         .query_one("SELECT hash FROM audit WHERE seq = 39", &[])
         .expect("hash")
         .get(0);
-    let hash = wingspan_core::audit::record_hash("gw-test", &forged, &prev);
+    let hash = wingspan_core::audit::record_hash(suite, "gw-test", &forged, &prev);
     sql.batch_execute("UPDATE audit SET seq = seq + 100000 WHERE seq >= 40; UPDATE audit SET seq = seq - 100000 + 1 WHERE seq >= 100000;").expect("shift");
     sql.execute(
         "INSERT INTO audit (seq, chain_id, event, at, message_id, prev_hash, hash) VALUES (40, 'gw-test', 'delivered', $1, 'm-forged', $2, $3)",
@@ -455,7 +545,7 @@ async fn a_damaged_tail_is_cut_back_with_a_recovery_record() {
         "nine intact, the recovery record, the new one"
     );
     assert_eq!(records[9].entry.event, Event::Recovered);
-    assert!(verify_db(&dir).ok());
+    assert!(verify_db(&dir, Suite::default()).ok());
 }
 
 fn about(event: Event, id: &str, source: &str) -> Entry {
@@ -634,7 +724,7 @@ async fn a_store_from_before_threads_is_migrated() {
         indexes,
         ["audit_by_thread", "audit_subject_keys", "audit_threads"]
     );
-    assert_eq!(verify_db(&dir).finding, None);
+    assert_eq!(verify_db(&dir, Suite::default()).finding, None);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -206,7 +206,10 @@ pub(super) fn write_loop(
             batch.push(Cmd::Archived(sealed, done));
         }
         if pg_in_doubt && let Some(pg) = pg.as_mut() {
-            match pg.ensure().and_then(|()| pg.head(&setup.chain_id)) {
+            match pg
+                .ensure()
+                .and_then(|()| pg.head(&setup.chain_id, chain.head.suite))
+            {
                 Ok((found, _)) => {
                     if found.next_seq != chain.head.next_seq {
                         tracing::warn!(
