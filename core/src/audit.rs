@@ -131,10 +131,13 @@ pub enum Event {
     /// A compliance user produced a person's subject access report: who, why and whom (the
     /// reference), recorded before the report is made.
     SubjectReported,
+    /// The signing key was rotated: the reason holds both public keys and the statement's
+    /// two signatures (see [`Rotation`]); records from this one on are signed by the new key.
+    KeyRotated,
 }
 
 impl Event {
-    pub const ALL: [Event; 19] = [
+    pub const ALL: [Event; 20] = [
         Self::ConfigLoaded,
         Self::Received,
         Self::Rejected,
@@ -154,6 +157,7 @@ impl Event {
         Self::Archived,
         Self::SubjectSearched,
         Self::SubjectReported,
+        Self::KeyRotated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -177,6 +181,7 @@ impl Event {
             Self::Archived => "archived",
             Self::SubjectSearched => "subject_searched",
             Self::SubjectReported => "subject_reported",
+            Self::KeyRotated => "key_rotated",
         }
     }
 
@@ -545,6 +550,188 @@ pub fn checkpoint_signed_by(c: &Checkpoint, public_hex: &str) -> bool {
     )
 }
 
+/// A hand-over of the chain from one signing key to the next, made at record `seq` (the
+/// `key_rotated` record itself): checkpoints below `seq` are signed by `old_key`, from `seq`
+/// on by `new_key`. Both keys sign the statement, so a verifier that trusts either key comes
+/// to trust the other for its own records, and nobody holding only one key can make one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    pub chain_id: String,
+    pub seq: u64,
+    pub at: String,
+    pub old_key: String,
+    pub new_key: String,
+    pub by_old: String,
+    pub by_new: String,
+}
+
+impl Rotation {
+    fn message(chain_id: &str, seq: u64, at: &str, old_key: &str, new_key: &str) -> Vec<u8> {
+        format!("wingspan-audit-rotation/v1\n{chain_id}\n{seq}\n{at}\n{old_key}\n{new_key}")
+            .into_bytes()
+    }
+
+    /// The statement that `old` hands `chain_id` over to `new` at record `seq`, signed by both.
+    pub fn sign(chain_id: &str, seq: u64, at: &str, old: &SigningKey, new: &SigningKey) -> Self {
+        let (old_key, new_key) = (old.public_hex(), new.public_hex());
+        let message = Self::message(chain_id, seq, at, &old_key, &new_key);
+        Self {
+            chain_id: chain_id.into(),
+            seq,
+            at: at.into(),
+            by_old: old.sign(&message),
+            by_new: new.sign(&message),
+            old_key,
+            new_key,
+        }
+    }
+
+    /// Both signatures hold, under two keys of one algorithm.
+    pub fn valid(&self) -> bool {
+        let message = Self::message(
+            &self.chain_id,
+            self.seq,
+            &self.at,
+            &self.old_key,
+            &self.new_key,
+        );
+        key_suite(&self.old_key).is_some()
+            && key_suite(&self.old_key) == key_suite(&self.new_key)
+            && signed_by(&message, &self.by_old, &self.old_key)
+            && signed_by(&message, &self.by_new, &self.new_key)
+    }
+
+    /// The `key_rotated` entry that records it in the chain (its seq must be `self.seq`).
+    pub fn entry(&self, actor: &str) -> Entry {
+        let mut e = Entry::new(Event::KeyRotated, self.at.clone());
+        e.actor = Some(actor.into());
+        e.reason = Some(format!(
+            "old={} new={} by-old={} by-new={}",
+            self.old_key, self.new_key, self.by_old, self.by_new
+        ));
+        e
+    }
+
+    /// The rotation a `key_rotated` record states; `None` for any other record or one whose
+    /// statement is not in the form [`Rotation::entry`] writes.
+    pub fn from_record(r: &Record) -> Option<Self> {
+        if r.entry.event != Event::KeyRotated {
+            return None;
+        }
+        let mut fields = r.entry.reason.as_deref()?.split(' ');
+        let mut take = |name: &str| {
+            fields
+                .next()?
+                .strip_prefix(name)?
+                .strip_prefix('=')
+                .map(str::to_owned)
+        };
+        let (old_key, new_key, by_old, by_new) =
+            (take("old")?, take("new")?, take("by-old")?, take("by-new")?);
+        Some(Self {
+            chain_id: r.chain_id.clone(),
+            seq: r.seq,
+            at: r.entry.at.clone(),
+            old_key,
+            new_key,
+            by_old,
+            by_new,
+        })
+    }
+}
+
+/// The key in force over each stretch of a chain, from a key the verifier trusts and the
+/// chain's rotations: `epochs[i]` = (first seq, public key). Trust passes along every valid
+/// rotation, both ways; a rotation whose signatures fail, or whose old key is not the key
+/// then in force, is set aside (and reported), so what follows it is checked against the
+/// key before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trust {
+    epochs: Vec<(u64, String)>,
+    trusted: bool,
+    bad_rotations: Vec<u64>,
+}
+
+impl Trust {
+    pub fn new(chain_id: &str, trusted_key: &str, rotations: &[Rotation]) -> Self {
+        let trusted_key = trusted_key.trim();
+        let mut rots: Vec<&Rotation> = rotations
+            .iter()
+            .filter(|r| r.chain_id == chain_id)
+            .collect();
+        rots.sort_by_key(|r| r.seq);
+        rots.dedup_by(|a, b| a == b);
+        let mut bad_rotations = Vec::new();
+        let mut epochs: Vec<(u64, String)> = Vec::new();
+        for r in rots {
+            if !r.valid() {
+                bad_rotations.push(r.seq);
+                continue;
+            }
+            match epochs.last() {
+                None => epochs.push((0, r.old_key.clone())),
+                Some((_, key)) if *key != r.old_key => {
+                    bad_rotations.push(r.seq);
+                    continue;
+                }
+                Some(_) => {}
+            }
+            epochs.push((r.seq, r.new_key.clone()));
+        }
+        if epochs.is_empty() {
+            epochs.push((0, trusted_key.to_owned()));
+        }
+        Self {
+            trusted: epochs.iter().any(|(_, k)| k == trusted_key),
+            epochs,
+            bad_rotations,
+        }
+    }
+
+    fn epoch_at(&self, seq: u64) -> usize {
+        self.epochs
+            .iter()
+            .rposition(|(from, _)| *from <= seq)
+            .unwrap_or(0)
+    }
+
+    /// The trusted key in force at `seq`; `None` if the verifier's key is not of this chain.
+    pub fn key_at(&self, seq: u64) -> Option<&str> {
+        self.trusted
+            .then(|| self.epochs[self.epoch_at(seq)].1.as_str())
+    }
+
+    /// The trusted keys in force at `seq` or later (what may seal a segment ending at `seq`).
+    pub fn keys_from(&self, seq: u64) -> impl Iterator<Item = &str> {
+        let from = if self.trusted {
+            self.epoch_at(seq)
+        } else {
+            self.epochs.len()
+        };
+        self.epochs[from..].iter().map(|(_, k)| k.as_str())
+    }
+
+    /// Rotations applied (valid and in order).
+    pub fn rotations(&self) -> u64 {
+        u64::try_from(self.epochs.len().saturating_sub(1)).unwrap_or(u64::MAX)
+    }
+
+    /// Rotations set aside: signatures that fail, or an old key that was not in force.
+    pub fn bad_rotations(&self) -> &[u64] {
+        &self.bad_rotations
+    }
+}
+
+/// The key a chain is signed by now, as its own records say: the newest rotation's new key
+/// among `tail` (the records since the last checkpoint), else the last checkpoint's key.
+pub fn current_key(last_checkpoint_key: Option<&str>, tail: &[Record]) -> Option<String> {
+    tail.iter()
+        .rev()
+        .find_map(Rotation::from_record)
+        .map(|r| r.new_key)
+        .or_else(|| last_checkpoint_key.map(str::to_owned))
+}
+
 /// What verification found wrong first, located by sequence number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -576,13 +763,18 @@ pub struct Report {
     pub checkpoints: u64,
     /// The first problem in chain order, if any.
     pub finding: Option<Finding>,
-    /// Sequence numbers of checkpoints whose signature fails under the trusted key.
+    /// Sequence numbers of checkpoints whose signature fails under the key trusted for them.
     pub bad_signatures: Vec<u64>,
+    /// Key rotations followed.
+    pub key_rotations: u64,
+    /// Sequence numbers of `key_rotated` records that could not be followed: a signature
+    /// that fails, a statement that does not parse, or an old key that was not in force.
+    pub bad_rotations: Vec<u64>,
 }
 
 impl Report {
     pub fn ok(&self) -> bool {
-        self.finding.is_none() && self.bad_signatures.is_empty()
+        self.finding.is_none() && self.bad_signatures.is_empty() && self.bad_rotations.is_empty()
     }
 }
 
@@ -607,9 +799,11 @@ pub fn verify(
     })
 }
 
-/// [`verify`] one record at a time, in storage order, holding no more than the record at hand:
-/// a chain of millions of records is verified in constant memory. Only when the chain breaks
-/// does [`Verifier::finish`] ask the caller to find one hash (a second pass) to name the break.
+/// [`verify`] one record at a time, in storage order, holding no more than the record at hand
+/// (and, per checkpoint, the hash found at its seq): a chain of millions of records is
+/// verified in constant memory. Signatures are checked at the end, once the chain's key
+/// rotations are known. Only when the chain breaks does [`Verifier::finish`] ask the caller
+/// to find one hash (a second pass) to name the break.
 #[derive(Debug)]
 pub struct Verifier {
     suite: Suite,
@@ -619,15 +813,21 @@ pub struct Verifier {
     seen: usize,
     first_seq: Option<u64>,
     last_seq: Option<u64>,
-    /// This chain's checkpoints with a good signature, by seq, until a record meets them.
-    pending: std::collections::BTreeMap<u64, String>,
-    checkpoints: u64,
-    bad_signatures: Vec<u64>,
+    /// This chain's checkpoints, and the seqs they sign.
+    checkpoints: Vec<Checkpoint>,
+    signed_seqs: std::collections::HashSet<u64>,
+    /// How many checkpoints were given (all chains').
+    given: u64,
+    /// The record hash found at each checkpoint's seq.
+    reached: std::collections::HashMap<u64, String>,
+    trusted_key: Option<String>,
+    /// Rotations met in the records, and any known from elsewhere (earlier in the chain).
+    rotations: Vec<Rotation>,
+    /// `key_rotated` records whose statement does not parse.
+    unreadable_rotations: Vec<u64>,
     modified: Option<u64>,
     /// The first record that does not follow its predecessor: (position, seq, prev_hash).
     broken: Option<(usize, u64, String)>,
-    /// The first checkpoint a record contradicts.
-    rewritten: Option<u64>,
 }
 
 impl Verifier {
@@ -638,17 +838,12 @@ impl Verifier {
         trusted_key: Option<&str>,
         start_prev: &str,
     ) -> Self {
-        let mut pending = std::collections::BTreeMap::new();
-        let mut bad_signatures = Vec::new();
-        for c in checkpoints.iter().filter(|c| c.chain_id == chain_id) {
-            if let Some(key) = trusted_key
-                && !checkpoint_signed_by(c, key)
-            {
-                bad_signatures.push(c.seq);
-                continue;
-            }
-            pending.entry(c.seq).or_insert_with(|| c.hash.clone());
-        }
+        let given = u64::try_from(checkpoints.len()).unwrap_or(u64::MAX);
+        let checkpoints: Vec<Checkpoint> = checkpoints
+            .iter()
+            .filter(|c| c.chain_id == chain_id)
+            .cloned()
+            .collect();
         Self {
             suite,
             chain_id: chain_id.to_owned(),
@@ -656,13 +851,28 @@ impl Verifier {
             seen: 0,
             first_seq: None,
             last_seq: None,
-            pending,
-            checkpoints: u64::try_from(checkpoints.len()).unwrap_or(u64::MAX),
-            bad_signatures,
+            signed_seqs: checkpoints.iter().map(|c| c.seq).collect(),
+            checkpoints,
+            given,
+            reached: std::collections::HashMap::new(),
+            trusted_key: trusted_key.map(|k| k.trim().to_owned()),
+            rotations: Vec::new(),
+            unreadable_rotations: Vec::new(),
             modified: None,
             broken: None,
-            rewritten: None,
         }
+    }
+
+    /// Rotations of this chain known from outside the records at hand (a segment or export
+    /// verified on its own, when the chain's keys changed after it).
+    pub fn knowing(mut self, rotations: &[Rotation]) -> Self {
+        self.rotations.extend_from_slice(rotations);
+        self
+    }
+
+    /// The rotations met so far (and those known beforehand).
+    pub fn rotations(&self) -> &[Rotation] {
+        &self.rotations
     }
 
     /// The next record in storage order.
@@ -671,11 +881,14 @@ impl Verifier {
         self.seen += 1;
         self.first_seq.get_or_insert(r.seq);
         self.last_seq = Some(r.seq);
-        if let Some(h) = self.pending.remove(&r.seq)
-            && h != r.hash
-            && self.rewritten.is_none()
-        {
-            self.rewritten = Some(r.seq);
+        if self.signed_seqs.contains(&r.seq) {
+            self.reached.entry(r.seq).or_insert_with(|| r.hash.clone());
+        }
+        if r.entry.event == Event::KeyRotated {
+            match Rotation::from_record(r) {
+                Some(rot) => self.rotations.push(rot),
+                None => self.unreadable_rotations.push(r.seq),
+            }
         }
         if self.modified.is_none() && self.broken.is_none() {
             if record_hash(self.suite, &r.chain_id, &r.entry, &r.prev_hash) != r.hash
@@ -715,13 +928,38 @@ impl Verifier {
             }),
             (None, None) => None,
         };
-        // A checkpoint past the last record: records after it were cut away.
-        let cut = self
-            .pending
-            .keys()
-            .next_back()
-            .is_some_and(|&seq| self.last_seq.is_some_and(|l| l < seq));
-        let finding = chain.or(match (self.rewritten, cut) {
+        // Signatures, each under the key in force at its seq; only good checkpoints count.
+        let trust = self
+            .trusted_key
+            .as_deref()
+            .map(|k| Trust::new(&self.chain_id, k, &self.rotations));
+        let mut bad_signatures = Vec::new();
+        let (mut rewritten, mut cut) = (None::<u64>, false);
+        for c in &self.checkpoints {
+            if let Some(t) = &trust
+                && !t.key_at(c.seq).is_some_and(|k| checkpoint_signed_by(c, k))
+            {
+                bad_signatures.push(c.seq);
+                continue;
+            }
+            match self.reached.get(&c.seq) {
+                // The chain was rewritten up to a checkpoint.
+                Some(h) if *h != c.hash => {
+                    rewritten = Some(rewritten.map_or(c.seq, |s| s.min(c.seq)));
+                }
+                Some(_) => {}
+                // A checkpoint past the last record: records after it were cut away.
+                None => cut |= self.last_seq.is_some_and(|l| l < c.seq),
+            }
+        }
+        bad_signatures.sort_unstable();
+        let mut bad_rotations = self.unreadable_rotations;
+        if let Some(t) = &trust {
+            bad_rotations.extend_from_slice(t.bad_rotations());
+        }
+        bad_rotations.sort_unstable();
+        bad_rotations.dedup();
+        let finding = chain.or(match (rewritten, cut) {
             (Some(seq), _) => Some(Finding::RewrittenBeforeCheckpoint { seq }),
             (None, true) => Some(Finding::Deleted {
                 seq: self.last_seq.map_or(0, |l| l + 1),
@@ -735,9 +973,11 @@ impl Verifier {
             first_seq: self.first_seq,
             last_seq: self.last_seq,
             last_hash: (self.seen > 0).then_some(self.expected),
-            checkpoints: self.checkpoints,
+            checkpoints: self.given,
             finding,
-            bad_signatures: self.bad_signatures,
+            bad_signatures,
+            key_rotations: trust.as_ref().map_or(0, Trust::rotations),
+            bad_rotations,
         }
     }
 }
@@ -880,6 +1120,142 @@ mod tests {
             let r = check(&records, &all);
             assert_eq!(r.bad_signatures, vec![8, 8, 9], "{suite}");
         }
+    }
+
+    /// A chain of 12 records whose key is rotated at seq 7, checkpoints at 6 (old key) and
+    /// 7 and 12 (new key).
+    fn rotated(suite: Suite) -> (Vec<Record>, Vec<Checkpoint>, SigningKey, SigningKey) {
+        let old = SigningKey::from_seed_hex(suite, SEED).expect("old");
+        let new = SigningKey::from_seed_hex(
+            suite,
+            "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+        )
+        .expect("new");
+        let mut head = Head::new("gw-1", suite);
+        let mut records: Vec<Record> = (0..6)
+            .map(|i| {
+                head.append(Entry::new(
+                    Event::Accepted,
+                    format!("2026-12-06T10:00:0{i}Z"),
+                ))
+            })
+            .collect();
+        let mut cps = vec![old.checkpoint("gw-1", 6, &head.last_hash, "2026-12-06T10:00:06Z")];
+        let rot = Rotation::sign("gw-1", head.next_seq, "2026-12-06T10:00:07Z", &old, &new);
+        records.push(head.append(rot.entry("operator")));
+        cps.push(new.checkpoint("gw-1", 7, &head.last_hash, "2026-12-06T10:00:07Z"));
+        records.extend(
+            (0..5).map(|_| head.append(Entry::new(Event::Delivered, "2026-12-06T10:00:08Z"))),
+        );
+        cps.push(new.checkpoint("gw-1", 12, &head.last_hash, "2026-12-06T10:00:09Z"));
+        (records, cps, old, new)
+    }
+
+    #[test]
+    fn verification_follows_key_rotations_from_either_key() {
+        for suite in Suite::ALL {
+            let (records, cps, old, new) = rotated(suite);
+            assert_eq!(
+                Rotation::from_record(&records[6]).map(|r| r.valid()),
+                Some(true)
+            );
+            for trusted in [old.public_hex(), new.public_hex()] {
+                let r = verify(suite, "gw-1", &records, &cps, Some(&trusted), GENESIS);
+                assert!(r.ok(), "{suite}: {r:?}");
+                assert_eq!(r.key_rotations, 1);
+            }
+            // A key the chain never had: every checkpoint fails.
+            let stranger = SigningKey::from_seed_hex(suite, &"11".repeat(32)).expect("key");
+            let r = verify(
+                suite,
+                "gw-1",
+                &records,
+                &cps,
+                Some(&stranger.public_hex()),
+                GENESIS,
+            );
+            assert_eq!(r.bad_signatures, vec![6, 7, 12]);
+            // The old key goes on signing after it handed over: refused.
+            let mut late = cps.clone();
+            late[2] = old.checkpoint("gw-1", 12, &records[11].hash, "2026-12-06T10:00:09Z");
+            let r = verify(
+                suite,
+                "gw-1",
+                &records,
+                &late,
+                Some(&old.public_hex()),
+                GENESIS,
+            );
+            assert_eq!(r.bad_signatures, vec![12]);
+            // A segment verified on its own, before the rotation, with the new key: the
+            // rotation known from the rest of the chain carries the trust back.
+            let rot = Rotation::from_record(&records[6]).expect("rotation");
+            let mut v = Verifier::new(suite, "gw-1", &cps[..1], Some(&new.public_hex()), GENESIS)
+                .knowing(std::slice::from_ref(&rot));
+            records[..6].iter().for_each(|r| v.push(r));
+            assert!(v.finish(|_| None).ok(), "{suite}");
+            let trust = Trust::new("gw-1", &new.public_hex(), std::slice::from_ref(&rot));
+            assert_eq!(trust.keys_from(6).count(), 2);
+            assert_eq!(
+                trust.keys_from(7).collect::<Vec<_>>(),
+                vec![new.public_hex()]
+            );
+        }
+    }
+
+    #[test]
+    fn a_rotation_signed_by_one_key_only_is_not_followed() {
+        for suite in Suite::ALL {
+            let (records, cps, old, _) = rotated(suite);
+            // Someone holding only a key of their own writes a rotation to it; the chain is
+            // re-hashed from there (as someone with the database, not the keys, could).
+            let thief = SigningKey::from_seed_hex(suite, &"22".repeat(32)).expect("key");
+            let mut forged = Rotation::from_record(&records[6]).expect("rotation");
+            forged.new_key = thief.public_hex();
+            forged.by_new = thief.sign_bytes(b"anything");
+            let mut head = Head::new("gw-1", suite);
+            let mut rewritten: Vec<Record> = records[..6]
+                .iter()
+                .map(|r| head.append(r.entry.clone()))
+                .collect();
+            rewritten.push(head.append(forged.entry("intruder")));
+            let cps2 = vec![
+                cps[0].clone(),
+                thief.checkpoint("gw-1", 7, &head.last_hash, "2026-12-06T10:00:07Z"),
+            ];
+            let r = verify(
+                suite,
+                "gw-1",
+                &rewritten,
+                &cps2,
+                Some(&old.public_hex()),
+                GENESIS,
+            );
+            assert_eq!(
+                (r.bad_rotations.clone(), r.bad_signatures.clone()),
+                (vec![7], vec![7])
+            );
+            assert!(!r.ok());
+            // A statement that does not parse is reported too.
+            let mut garbled = records.clone();
+            garbled[6].entry.reason = Some("old=zz".into());
+            let r = verify(suite, "gw-1", &garbled, &[], None, GENESIS);
+            assert!(r.bad_rotations.contains(&7));
+        }
+    }
+
+    #[test]
+    fn the_current_key_is_the_newest_rotations() {
+        let (records, _, old, new) = rotated(Suite::Sha256Ed25519);
+        assert_eq!(
+            current_key(Some(&old.public_hex()), &records[6..]),
+            Some(new.public_hex())
+        );
+        assert_eq!(
+            current_key(Some(&old.public_hex()), &records[..6]),
+            Some(old.public_hex())
+        );
+        assert_eq!(current_key(None, &[]), None);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 use wingspan_core::audit::{
-    Checkpoint, Record, SegmentHead, SigningKey, Suite, Verifier, segment_signed_by,
+    Checkpoint, Record, Rotation, SegmentHead, SigningKey, Suite, Trust, Verifier,
+    segment_signed_by,
 };
 
 use super::Manifest;
@@ -179,13 +180,37 @@ pub fn seal(
     let bytes = serde_json::to_vec_pretty(&segment)?;
     write_durably(&path, |f| f.write_all(&bytes))?;
     sync_dir(&dir)?;
-    let problems = check(&path, &key.public_hex())?.1;
+    // Checked under the sealing key; rotations after the segment carry that trust back to
+    // the keys that signed its checkpoints.
+    let problems = check(
+        &path,
+        &key.public_hex(),
+        &later_rotations(conn, chain_id, last)?,
+    )?
+    .1;
     anyhow::ensure!(
         problems.is_empty(),
         "the segment did not verify after writing: {}",
         problems.join("; ")
     );
     Ok(segment)
+}
+
+/// The chain's key rotations after `seq`, from the live store (the part not yet archived).
+fn later_rotations(conn: &Connection, chain_id: &str, seq: u64) -> anyhow::Result<Vec<Rotation>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {} FROM audit WHERE chain_id = ?1 AND seq > ?2 AND event = 'key_rotated' ORDER BY seq",
+        super::sqlite::RECORD_COLUMNS
+    ))?;
+    let rows = stmt.query_map(
+        params![chain_id, i64::try_from(seq).unwrap_or(i64::MAX)],
+        super::sqlite::record_from_row,
+    )?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.extend(Rotation::from_record(&r?));
+    }
+    Ok(out)
 }
 
 /// Read a segment's manifest.
@@ -209,14 +234,24 @@ pub fn each_record(
 /// Check one segment on its own: the signature over its head, its file's hash, its records'
 /// chain from its start, its count, range and final hash, and its checkpoints' signatures.
 /// Returns the manifest (if readable) and what is wrong.
-pub fn check(path: &Path, key: &str) -> anyhow::Result<(Option<Segment>, Vec<String>)> {
+/// `rotations` are the chain's key rotations (from the whole chain: a segment sealed before a
+/// rotation is checked against the key then in force, trusted through the rotation).
+pub fn check(
+    path: &Path,
+    key: &str,
+    rotations: &[Rotation],
+) -> anyhow::Result<(Option<Segment>, Vec<String>)> {
     let segment = match read_manifest(path) {
         Ok(s) => s,
         Err(e) => return Ok((None, vec![e.to_string()])),
     };
     let mut problems = Vec::new();
     let name = segment.manifest.file.clone();
-    if !segment_signed_by(&segment.head(), &segment.signature, key) {
+    let trust = Trust::new(&segment.manifest.chain_id, key, rotations);
+    if !trust
+        .keys_from(segment.last_seq())
+        .any(|k| segment_signed_by(&segment.head(), &segment.signature, k))
+    {
         problems.push(format!("{name}: the manifest's signature does not verify"));
     }
     let mut v = Verifier::new(
@@ -225,7 +260,8 @@ pub fn check(path: &Path, key: &str) -> anyhow::Result<(Option<Segment>, Vec<Str
         &segment.manifest.checkpoints,
         Some(key),
         &segment.manifest.start_prev_hash,
-    );
+    )
+    .knowing(rotations);
     let (mut count, mut seqs, mut last_hash, mut unreadable) = (0u64, None::<(u64, u64)>, None, 0);
     let file_sha256 = match each_record(path, &segment, &mut |r| match r {
         Some(r) => {
@@ -342,6 +378,7 @@ pub fn check_indexed(
     chain_id: &str,
     suite: Suite,
     key: &str,
+    rotations: &[Rotation],
 ) -> anyhow::Result<(Vec<Indexed>, Vec<String>)> {
     let segments = indexed(conn, Some(chain_id))?;
     let mut problems = Vec::new();
@@ -353,7 +390,7 @@ pub fn check_indexed(
                 s.first_seq
             ));
         }
-        let (manifest, found) = check(&s.manifest, key)?;
+        let (manifest, found) = check(&s.manifest, key, rotations)?;
         problems.extend(found);
         if let Some(m) = manifest {
             if m.manifest.suite != suite {

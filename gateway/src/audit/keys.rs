@@ -3,27 +3,120 @@
 //! from the environment or from key files created on first start.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use wingspan_core::audit::{SigningKey, Suite};
 
 use crate::load::Loaded;
 
-/// The audit keys. Neither is ever logged.
+/// The audit keys. Neither is ever logged. The signing key can be rotated while the
+/// gateway runs (the store's writer swaps it once the rotation record commits).
 pub struct AuditKeys {
-    pub signing: SigningKey,
+    signing: RwLock<Arc<SigningKey>>,
     subject: Vec<u8>,
+    /// The signing key's file; `None` when it came from the environment (which a rotation
+    /// cannot rewrite).
+    signing_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AuditKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditKeys")
-            .field("signing", &self.signing)
+            .field("signing", &self.signing())
             .finish_non_exhaustive()
     }
 }
 
+/// Where a rotation's new key waits until the rotation has committed: beside the key file.
+fn next_file(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".next");
+    PathBuf::from(name)
+}
+
 impl AuditKeys {
+    /// The signing key in force.
+    pub fn signing(&self) -> Arc<SigningKey> {
+        self.signing
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// From now on, sign with `key` (the store's writer, once a rotation to it committed).
+    pub fn swap_signing(&self, key: Arc<SigningKey>) {
+        *self
+            .signing
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = key;
+    }
+
+    /// A fresh key of the suite for a rotation, written (mode 0600, synced) to `<key file>.next`
+    /// before the rotation is recorded, so that a rotation that commits always has its key on
+    /// disk. Refused when the key comes from the environment.
+    pub fn prepare_rotation(&self) -> anyhow::Result<Arc<SigningKey>> {
+        let Some(file) = &self.signing_file else {
+            anyhow::bail!(
+                "the audit signing key comes from WINGSPAN_AUDIT_SIGNING_KEY: a rotation cannot replace it there (use signing_key_file)"
+            );
+        };
+        let suite = self.suite();
+        let next = next_file(file);
+        let _ = std::fs::remove_file(&next);
+        let seed = key_from_file(&next, "next signing", true, |k| {
+            SigningKey::from_seed_hex(suite, k).is_some()
+        })?;
+        SigningKey::from_seed_hex(suite, &seed)
+            .map(Arc::new)
+            .ok_or_else(|| anyhow::anyhow!("the new signing key is not usable"))
+    }
+
+    /// The rotation committed: `<key file>.next` becomes the key file (the old secret is gone;
+    /// its public key stays in the chain). The writer has already swapped the key in memory.
+    pub fn finish_rotation(&self) -> anyhow::Result<()> {
+        let Some(file) = &self.signing_file else {
+            return Ok(());
+        };
+        std::fs::rename(next_file(file), file)?;
+        if let Some(dir) = file.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// At start: the chain says it is signed by `current` (hex). If that is not the configured
+    /// key, it must be the `.next` key of a rotation cut off before its file was renamed: that
+    /// rotation is finished now. Anything else is refused: signing on with another key would
+    /// make every later checkpoint fail verification.
+    pub fn reconcile(&self, chain_id: &str, current: &str) -> Result<(), String> {
+        let configured = self.signing().public_hex();
+        if configured == current {
+            return Ok(());
+        }
+        if let Some(file) = &self.signing_file
+            && let Ok(text) = std::fs::read_to_string(next_file(file))
+            && let Some(next) = SigningKey::from_seed_hex(self.suite(), text.trim())
+            && next.public_hex() == current
+        {
+            self.swap_signing(Arc::new(next));
+            self.finish_rotation().map_err(|e| {
+                format!(
+                    "cannot finish the interrupted key rotation of audit chain {chain_id:?}: {e}"
+                )
+            })?;
+            tracing::warn!(
+                chain = chain_id,
+                "finished an audit key rotation that a stop had interrupted"
+            );
+            return Ok(());
+        }
+        Err(format!(
+            "audit chain {chain_id:?} is signed by the key {current}, the configured signing key is {configured}: \
+             restore the key file (a chain changes keys only by `wingspan audit rotate-key`)"
+        ))
+    }
+
     /// The subject reference of a person id (the suite's HMAC under the subject key).
     pub fn subject_ref(&self, person_id: &str) -> String {
         wingspan_core::audit::subject_ref(self.suite(), &self.subject, person_id)
@@ -31,15 +124,30 @@ impl AuditKeys {
 
     /// The suite the keys belong to (the signing key's).
     pub fn suite(&self) -> Suite {
-        self.signing.suite()
+        self.signing().suite()
     }
 
     /// For tests and tools that hold both secrets in hand.
     pub fn from_parts(suite: Suite, signing_seed_hex: &str, subject: &[u8]) -> Option<Self> {
         Some(Self {
-            signing: SigningKey::from_seed_hex(suite, signing_seed_hex)?,
+            signing: RwLock::new(Arc::new(SigningKey::from_seed_hex(
+                suite,
+                signing_seed_hex,
+            )?)),
             subject: subject.to_vec(),
+            signing_file: None,
         })
+    }
+
+    /// As [`AuditKeys::from_parts`], the signing key kept in (and rotated through) `file`.
+    pub fn from_file(suite: Suite, file: &Path, subject: &[u8]) -> anyhow::Result<Self> {
+        let seed = key_from_file(file, "signing", true, |k| {
+            SigningKey::from_seed_hex(suite, k).is_some()
+        })?;
+        let mut keys = Self::from_parts(suite, &seed, subject)
+            .ok_or_else(|| anyhow::anyhow!("{} holds no usable key", file.display()))?;
+        keys.signing_file = Some(file.to_owned());
+        Ok(keys)
     }
 }
 
@@ -102,8 +210,11 @@ pub fn keys(loaded: &Loaded, create: bool) -> anyhow::Result<AuditKeys> {
         None => key_from_file(&loaded.subject_key_file, "subject", create, |_| true)?,
     };
     Ok(AuditKeys {
-        signing,
+        signing: RwLock::new(Arc::new(signing)),
         subject: subject.into_bytes(),
+        signing_file: env("WINGSPAN_AUDIT_SIGNING_KEY")
+            .is_none()
+            .then(|| loaded.signing_key_file.clone()),
     })
 }
 

@@ -170,6 +170,30 @@ impl PgAudit {
         Ok((head, signed))
     }
 
+    /// The key the chain is signed by now (see [`wingspan_core::audit::current_key`]).
+    pub fn current_key(&mut self, chain_id: &str) -> Result<Option<String>, postgres::Error> {
+        let last = self.client.query_opt(
+            "SELECT seq, key_id FROM audit_checkpoints WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1",
+            &[&chain_id],
+        )?;
+        let (from, key): (i64, Option<String>) = match last {
+            Some(r) => (r.try_get(0)?, Some(r.try_get(1)?)),
+            None => (0, None),
+        };
+        let tail = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM audit WHERE chain_id = $1 AND seq > $2 AND event = 'key_rotated' ORDER BY seq"
+                ),
+                &[&chain_id, &from],
+            )?
+            .iter()
+            .map(record)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(wingspan_core::audit::current_key(key.as_deref(), &tail))
+    }
+
     /// Insert placed records in one transaction, with the receipts, released claims and
     /// delivery states they account for (the shared tables, written by `instance`).
     pub(crate) fn append(

@@ -86,6 +86,15 @@ pub enum AuditCommand {
         #[arg(long)]
         html: Option<PathBuf>,
     },
+    /// Hand the running gateway's audit chain to a fresh signing key, through its admin API
+    /// (an operator's token: `WINGSPAN_ADMIN_TOKEN` or `--token-file`). The new key is written
+    /// beside the key file first, the hand-over is recorded in the chain signed by both keys,
+    /// then the new key replaces the old in its file. Verification follows rotations: the
+    /// old public key stays trusted for the records it signed.
+    RotateKey {
+        #[command(flatten)]
+        admin: super::admin::AdminArgs,
+    },
     /// Write the records of a time range and a manifest per chain to a directory.
     Export {
         #[command(flatten)]
@@ -111,6 +120,15 @@ pub async fn run(command: AuditCommand) -> i32 {
     } = &command
     {
         return subject_report(admin, person_id, reason, html.as_deref()).await;
+    }
+    if let AuditCommand::RotateKey { admin } = &command {
+        return super::admin::admin_cmd(
+            admin,
+            "POST",
+            "/admin/audit/rotate-key",
+            serde_json::Value::Null,
+        )
+        .await;
     }
     // The audit commands may use the synchronous PostgreSQL client: off the runtime.
     tokio::task::spawn_blocking(move || audit_cmd(command))
@@ -166,7 +184,7 @@ fn audit_cmd(command: AuditCommand) -> i32 {
         | AuditCommand::Trail { args, .. }
         | AuditCommand::Search { args, .. }
         | AuditCommand::Export { args, .. } => args.clone(),
-        AuditCommand::SubjectReport { .. } => return 1,
+        AuditCommand::SubjectReport { .. } | AuditCommand::RotateKey { .. } => return 1,
     };
     let loaded = match wingspan::load::load(&resolve(args.config.clone())) {
         Ok(l) => l,
@@ -322,7 +340,7 @@ fn run_audit(
             Ok(0)
         }
         // Made by the running gateway (see `run`).
-        AuditCommand::SubjectReport { .. } => Ok(1),
+        AuditCommand::SubjectReport { .. } | AuditCommand::RotateKey { .. } => Ok(1),
     }
 }
 

@@ -114,6 +114,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/rollback", post(rollback))
         .route("/admin/explain", post(explain))
         .route("/admin/live", get(live_minutes))
+        .route("/admin/audit/rotate-key", post(rotate_key))
         .route_layer(middleware::from_fn_with_state(
             (config.clone(), Some(Role::Operator)),
             require,
@@ -365,6 +366,48 @@ async fn verify(State(st): State<AdminState>) -> Response {
             axum::Json(result).into_response()
         }
         Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /admin/audit/rotate-key`: hand this instance's audit chain to a fresh signing key
+/// (see `Store::rotate_key`); the `key_rotated` record names the operator as its actor.
+async fn rotate_key(
+    State(st): State<AdminState>,
+    Extension(user): Extension<AdminUser>,
+) -> Response {
+    match st.store.rotate_key(&user.name).await {
+        Ok(r) => {
+            tracing::warn!(
+                chain = %r.chain_id,
+                seq = r.seq,
+                old_key = %r.old_key,
+                new_key = %r.new_key,
+                actor = %user.name,
+                "audit signing key rotated"
+            );
+            axum::Json(serde_json::json!({
+                "chain_id": r.chain_id,
+                "seq": r.seq,
+                "at": r.at,
+                "old_key": r.old_key,
+                "new_key": r.new_key,
+            }))
+            .into_response()
+        }
+        Err(crate::store::StoreError::Refused(why)) => Problem::new(
+            409,
+            "rotation-refused",
+            "The signing key cannot be rotated here",
+            why,
+        )
+        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "audit key rotation failed");
+            Problem::unavailable(
+                "the key rotation could not be recorded; the old key stays in force",
+            )
+            .into_response()
+        }
     }
 }
 

@@ -32,7 +32,7 @@ fn setup(archive: &Path, suite: Suite) -> AuditSetup {
 fn key(suite: Suite) -> String {
     AuditKeys::from_parts(suite, SEED, b"x")
         .expect("keys")
-        .signing
+        .signing()
         .public_hex()
 }
 
@@ -295,4 +295,104 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&p, to.join(e.file_name())).expect("copy");
         }
     }
+}
+
+/// A key rotation: the old key signs the head, the hand-over is a record signed by both keys,
+/// the new key signs on and replaces the old in its file; segments sealed before and after
+/// it, and the live store, verify under either public key. A restart with the old key file
+/// back in place is refused; one cut off before the file was renamed finishes the rotation.
+#[tokio::test]
+async fn a_rotated_key_signs_on_and_verification_follows_it() {
+    for suite in Suite::ALL {
+        rotated_key_signs_on(suite).await;
+    }
+}
+
+async fn rotated_key_signs_on(suite: Suite) {
+    let (dir, archive) = dirs("rotate");
+    let key_file = dir.join("keys").join("audit-signing.key");
+    let with_file = || AuditSetup {
+        keys: Arc::new(AuditKeys::from_file(suite, &key_file, b"subject-secret").expect("keys")),
+        ..setup(&archive, suite)
+    };
+    let public_in_file = || {
+        AuditKeys::from_file(suite, &key_file, b"x")
+            .expect("file")
+            .signing()
+            .public_hex()
+    };
+    let (old, old_seed, rotation) = {
+        let store = Store::open(&dir, with_file()).expect("open");
+        let old = store.public_key();
+        let old_seed = std::fs::read_to_string(&key_file).expect("old key");
+        for i in 0..120 {
+            store.audit(vec![entry(i)]).await.expect("append");
+        }
+        let r = store.rotate_key("operator-1").await.expect("rotate");
+        assert_eq!((r.old_key.as_str(), r.seq), (old.as_str(), 121));
+        assert_eq!(store.public_key(), r.new_key);
+        assert_eq!(
+            public_in_file(),
+            r.new_key,
+            "the new key replaced the old in its file"
+        );
+        assert!(!dir.join("keys").join("audit-signing.key.next").exists());
+        for i in 120..300 {
+            store.audit(vec![entry(i)]).await.expect("append");
+        }
+        until(&dir, "SELECT count(*) FROM audit_archives", 5).await;
+        (old, old_seed, r)
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let conn = open_db(&dir);
+    let (event, actor): (String, String) = conn
+        .query_row("SELECT event, actor FROM audit WHERE seq = 121", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("the rotation record");
+    assert_eq!(
+        (event.as_str(), actor.as_str()),
+        ("key_rotated", "operator-1")
+    );
+    // The head before the rotation was signed by the old key, the rotation on by the new.
+    let key_at = |seq: u64| -> String {
+        conn.query_row(
+            "SELECT key_id FROM audit_checkpoints WHERE seq = ?1",
+            [i64::try_from(seq).expect("small")],
+            |r| r.get(0),
+        )
+        .expect("checkpoint")
+    };
+    assert_eq!(key_at(120), old);
+    assert_eq!(key_at(121), rotation.new_key);
+    for trusted in [&old, &rotation.new_key] {
+        let mut src = AuditSource::Sqlite(open_db(&dir));
+        let v = crate::audit::verify_store(&mut src, trusted)
+            .expect("verify")
+            .into_iter()
+            .find(|r| r.report.chain_id == "gw-arch")
+            .expect("the chain");
+        assert!(v.ok(), "{suite}: {v:?}");
+        assert_eq!((v.report.key_rotations, v.segments), (1, 5));
+    }
+    // The old key file put back: refused, nothing written.
+    let new_seed = std::fs::read_to_string(&key_file).expect("new key");
+    std::fs::write(&key_file, &old_seed).expect("old key back");
+    let err = Store::open(&dir, with_file()).expect_err("the old key");
+    assert!(err.to_string().contains("rotate-key"), "{err}");
+    // A rotation cut off before its file was renamed: the new key waits beside the old.
+    std::fs::write(dir.join("keys").join("audit-signing.key.next"), &new_seed).expect("next");
+    {
+        let store = Store::open(&dir, with_file()).expect("finishes the rotation");
+        assert_eq!(store.public_key(), rotation.new_key);
+        store.audit(vec![entry(300)]).await.expect("append");
+    }
+    assert_eq!(public_in_file(), rotation.new_key);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let v = verify(&dir, suite);
+    assert!(!v.ok(), "the test's own fixed key is not this chain's");
+    let mut src = AuditSource::Sqlite(open_db(&dir));
+    let v = crate::audit::verify_store(&mut src, &old).expect("verify");
+    assert!(v.iter().all(crate::audit::ChainVerified::ok), "{v:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -114,7 +114,7 @@ fn seal_next(
         first,
         last,
         &checkpoints,
-        &setup.keys.signing,
+        &setup.keys.signing(),
         &crate::audit::now(),
     )?;
     let sealed = Indexed {

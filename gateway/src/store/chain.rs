@@ -162,7 +162,7 @@ pub(super) fn sign_if_due(
     if pending == 0 || (pending < setup.checkpoint_every && chain.signed_at.elapsed() < period) {
         return;
     }
-    let cp = setup.keys.signing.checkpoint(
+    let cp = setup.keys.signing().checkpoint(
         &chain.head.chain_id,
         last,
         &chain.head.last_hash,
@@ -209,15 +209,15 @@ pub(super) fn sign_if_due(
 pub(super) fn recover_chain(conn: &Connection, setup: &AuditSetup) -> Result<Chain, StoreError> {
     crate::audit::sqlite::claim_suite(conn, &setup.chain_id, setup.keys.suite())
         .map_err(StoreError::Refused)?;
-    let last_cp: Option<(i64, String)> = conn
+    let last_cp: Option<(i64, String, String)> = conn
         .query_row(
-            "SELECT seq, hash FROM audit_checkpoints WHERE chain_id = ?1 ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, hash, key_id FROM audit_checkpoints WHERE chain_id = ?1 ORDER BY seq DESC LIMIT 1",
             params![setup.chain_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
     let (from, start_prev) = match &last_cp {
-        Some((seq, hash)) => (*seq, hash.clone()),
+        Some((seq, hash, _)) => (*seq, hash.clone()),
         None => (0, GENESIS.to_owned()),
     };
     let tail: Vec<Record> = conn
@@ -251,6 +251,20 @@ pub(super) fn recover_chain(conn: &Connection, setup: &AuditSetup) -> Result<Cha
         }
         head.next_seq = r.seq + 1;
         head.last_hash = r.hash.clone();
+    }
+    // The key the chain is signed by now must be the configured one (or a rotation's new key
+    // still waiting beside it): checked before anything is written.
+    let kept = cut.map_or(tail.len(), |c| {
+        tail.iter().take_while(|r| r.seq < c).count()
+    });
+    if let Some(current) = wingspan_core::audit::current_key(
+        last_cp.as_ref().map(|(_, _, key)| key.as_str()),
+        &tail[..kept],
+    ) {
+        setup
+            .keys
+            .reconcile(&setup.chain_id, &current)
+            .map_err(StoreError::Refused)?;
     }
     if let Some(from_seq) = cut {
         let n = conn.execute(

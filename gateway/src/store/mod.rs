@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
-use wingspan_core::audit::Entry;
+use wingspan_core::audit::{Entry, Rotation};
 
 use crate::audit::pg::PgAudit;
 use crate::audit::{AuditKeys, now};
@@ -102,6 +102,8 @@ pub struct Store {
     /// Receipts, claims and delivery states shared with the other instances (the audit
     /// trail is in PostgreSQL): the duplicate check and status queries read them there.
     shared: Option<Arc<SharedState>>,
+    /// Held through a key rotation: one at a time.
+    rotating: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A message claimed before any copy of it is published, with its receipt if it was
@@ -222,6 +224,12 @@ impl Store {
                         .and_then(|mut pg| {
                             let suite = setup.keys.suite();
                             pg.claim_suite(&setup.chain_id, suite)?;
+                            if let Some(current) = pg
+                                .current_key(&setup.chain_id)
+                                .map_err(|e| format!("audit store: {e}"))?
+                            {
+                                setup.keys.reconcile(&setup.chain_id, &current)?;
+                            }
                             let (head, signed_seq) = pg
                                 .head(&setup.chain_id, suite)
                                 .map_err(|e| format!("audit store: {e}"))?;
@@ -276,6 +284,7 @@ impl Store {
             audit,
             times,
             shared: shared_state,
+            rotating: Arc::default(),
         })
     }
 
@@ -361,7 +370,46 @@ impl Store {
 
     /// The public key of this store's signing key (hex).
     pub fn public_key(&self) -> String {
-        self.audit.keys.signing.public_hex()
+        self.audit.keys.signing().public_hex()
+    }
+
+    /// Rotate the audit signing key: a fresh key is written beside the key file, the writer
+    /// signs the head with the old key, appends the `key_rotated` record (the hand-over signed
+    /// by both keys), signs on with the new key from that record, and only then does the new
+    /// key replace the old one in its file. One rotation at a time.
+    pub async fn rotate_key(&self, actor: &str) -> Result<Rotation, StoreError> {
+        let _one = self.rotating.lock().await;
+        let keys = self.audit.keys.clone();
+        let new = tokio::task::spawn_blocking(move || keys.prepare_rotation())
+            .await
+            .map_err(|_| StoreError::Stopped)?
+            .map_err(|e| StoreError::Refused(e.to_string()))?;
+        let (done, wait) = oneshot::channel();
+        self.send(Cmd::Rotate {
+            old: self.audit.keys.signing(),
+            new,
+            actor: actor.to_owned(),
+            made: None,
+            done,
+        })
+        .await?;
+        let rotation = match wait.await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(StoreError::Io(std::io::Error::other(e))),
+            Err(_) => return Err(StoreError::Stopped),
+        };
+        let keys = self.audit.keys.clone();
+        tokio::task::spawn_blocking(move || keys.finish_rotation())
+            .await
+            .map_err(|_| StoreError::Stopped)?
+            .map_err(|e| {
+                // The chain and the running writer are on the new key; a restart finishes
+                // the rename from `<key file>.next` (see `AuditKeys::reconcile`).
+                StoreError::Io(std::io::Error::other(format!(
+                    "the rotation is recorded but the key file was not replaced: {e}"
+                )))
+            })?;
+        Ok(rotation)
     }
 
     /// The subject reference of a person id under this store's audit key.

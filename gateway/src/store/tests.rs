@@ -98,7 +98,7 @@ fn verify_db(dir: &Path, suite: Suite) -> wingspan_core::audit::Report {
     let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
     let key = AuditKeys::from_parts(suite, SEED, b"x")
         .expect("keys")
-        .signing
+        .signing()
         .public_hex();
     let mut src = crate::audit::AuditSource::Sqlite(conn);
     crate::audit::verify_store(&mut src, &key)
@@ -309,7 +309,7 @@ fn postgres_chain_verifies_and_tampering_is_found(suite: Suite) {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let key = AuditKeys::from_parts(suite, SEED, b"x")
         .expect("keys")
-        .signing
+        .signing()
         .public_hex();
     let verify = |url: &str| {
         let mut src = crate::audit::Location::Postgres(url.to_owned())

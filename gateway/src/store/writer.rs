@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
-use wingspan_core::audit::{Entry, Head, Record};
+use wingspan_core::audit::{Entry, Head, Record, Rotation, SigningKey};
 
 use super::archiver::ToRecord;
 use super::chain::{Chain, Threads, append, sign_if_due};
@@ -49,6 +49,15 @@ pub(super) enum Cmd {
         attempts: u32,
         error: Option<String>,
         at: String,
+    },
+    /// Hand the chain from `old` (the key in force) to `new`: the rotation record is placed
+    /// (`made`) in the batch's transaction; the writer signs with `new` once it commits.
+    Rotate {
+        old: Arc<SigningKey>,
+        new: Arc<SigningKey>,
+        actor: String,
+        made: Option<Rotation>,
+        done: oneshot::Sender<Result<Rotation, String>>,
     },
 }
 
@@ -235,6 +244,16 @@ pub(super) fn write_loop(
                 }
             }
         }
+        // A rotation: the records before it are signed with the old key first.
+        if batch.iter().any(|c| matches!(c, Cmd::Rotate { .. })) {
+            sign_if_due(
+                &conn,
+                pg.as_mut(),
+                &mut chain,
+                setup,
+                std::time::Duration::ZERO,
+            );
+        }
         // The head moves only if the transaction commits.
         let mut head = chain.head.clone();
         let mut elsewhere = pg.as_ref().map(|_| Vec::new());
@@ -286,6 +305,22 @@ pub(super) fn write_loop(
         match &outcome {
             Ok(()) => {
                 chain.head = head;
+                // The new key signs from the rotation record on (a checkpoint at once).
+                if let Some(new) = batch.iter().rev().find_map(|c| match c {
+                    Cmd::Rotate {
+                        new, made: Some(_), ..
+                    } => Some(new.clone()),
+                    _ => None,
+                }) {
+                    setup.keys.swap_signing(new);
+                    sign_if_due(
+                        &conn,
+                        pg.as_mut(),
+                        &mut chain,
+                        setup,
+                        std::time::Duration::ZERO,
+                    );
+                }
                 // Before any caller hears of the commit: a duplicate sent once its
                 // original's receipt is answered finds it.
                 std::mem::take(&mut changes).apply(&shared.index);
@@ -311,6 +346,13 @@ pub(super) fn write_loop(
                         failed.raise();
                     }
                     let _ = done.send(outcome.clone());
+                }
+                Cmd::Rotate { made, done, .. } => {
+                    let _ = done.send(match (&outcome, made) {
+                        (Ok(()), Some(r)) => Ok(r),
+                        (Ok(()), None) => Err("the rotation was not placed".into()),
+                        (Err(e), _) => Err(e.clone()),
+                    });
                 }
                 Cmd::Receipt(_, _, done, _, _)
                 | Cmd::Audit(_, Some(done))
@@ -370,6 +412,29 @@ pub(super) fn apply(
         Cmd::Config {
             sha256, text, at, ..
         } => configs::remember(tx, sha256, text, at)?,
+        Cmd::Rotate {
+            old,
+            new,
+            actor,
+            made,
+            ..
+        } => {
+            let rotation = Rotation::sign(
+                &head.chain_id,
+                head.next_seq,
+                &crate::audit::now(),
+                old,
+                new,
+            );
+            append(
+                tx,
+                threads,
+                head,
+                &mut vec![rotation.entry(actor)],
+                elsewhere,
+            )?;
+            *made = Some(rotation);
+        }
         Cmd::Archived(sealed, _) => {
             let mut e = Entry::new(wingspan_core::audit::Event::Archived, crate::audit::now());
             e.actor = Some("gateway".into());
