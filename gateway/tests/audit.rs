@@ -403,6 +403,43 @@ async fn flows(postgres: Option<String>, suite: Suite) {
         403
     );
 
+    // The signing key is rotated by an operator (the compliance role may not); the chain
+    // goes on under the new key, which replaces the old in its file, and everything below
+    // (verification, export) follows the rotation back to the old key's records.
+    let old_key = std::fs::read_to_string(&world.load().signing_key_file).expect("key");
+    let rotate = |token: &'static str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_wingspan"))
+            .args(["audit", "rotate-key", "--admin-url", admin.as_str()])
+            .env("WINGSPAN_ADMIN_TOKEN", token)
+            .output()
+    };
+    assert!(!rotate(COMPLIANCE).await.expect("run").status.success());
+    let out = rotate("dev-operator-token")
+        .await
+        .expect("wingspan audit rotate-key");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rotated: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let new_key = std::fs::read_to_string(&world.load().signing_key_file).expect("key");
+    assert_ne!(old_key, new_key, "the key file holds the new key");
+    assert!(!new_key.contains(rotated["old_key"].as_str().expect("old")));
+    let after = samples::material_submit(4);
+    assert_eq!(post(&client, &base, &after).await.0, 202);
+    let verified: serde_json::Value = client
+        .get(format!("{admin}/v1/audit/verify"))
+        .bearer_auth(COMPLIANCE)
+        .send()
+        .await
+        .expect("verify")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert_eq!(verified["chains"][0]["key_rotations"], 1, "{verified}");
+
     let loaded = world.load();
     gateway.shutdown().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
