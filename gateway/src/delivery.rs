@@ -247,17 +247,34 @@ async fn handle(
         ctx.stats.consumed_after(elapsed);
     }
     let source = header_text(&delivery, SOURCE_HEADER).unwrap_or_default();
-    let envelope: Envelope = match serde_json::from_slice(&delivery.data) {
+    let message_id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_default();
+    // A copy sealed at rest is opened here; one that cannot be opened (its key is not this
+    // gateway's, or it does not authenticate) is parked as it is, with the reason.
+    let sealed = header_text(&delivery, crate::seal::SEALED_HEADER);
+    let opened = crate::seal::plain(
+        ctx.store.sealer(),
+        sealed.as_deref(),
+        &message_id,
+        &delivery.data,
+    );
+    let parsed = match &opened {
+        Ok(data) => serde_json::from_slice::<Envelope>(data)
+            .map_err(|_| "queued copy is not a canonical envelope".to_owned()),
+        Err(e) => Err(format!("queued copy cannot be opened: {e}")),
+    };
+    let envelope: Envelope = match parsed {
         Ok(e) => e,
-        Err(_) => {
-            let id = delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default();
+        Err(reason) => {
+            if opened.is_err() {
+                tracing::error!(%message_id, destination = %dest.id, %reason, "a sealed copy could not be opened; parked as it is");
+            }
             let env = Envelope {
-                message_id: id,
+                message_id,
                 message_type: "unknown".into(),
                 schema_version: String::new(),
                 source: source.clone(),
@@ -266,21 +283,14 @@ async fn handle(
                 payload: serde_json::Value::Null,
             };
             return park(
-                ctx,
-                dest,
-                publisher,
-                &delivery,
-                &env,
-                attempt,
-                "queued copy is not a canonical envelope",
-                limit,
-                None,
+                ctx, dest, publisher, &delivery, &env, attempt, &reason, limit, None,
             )
             .await;
         }
     };
+    let data = opened.unwrap_or_default();
     let mut wire_sha256 = None;
-    let outcome = match render::for_destination(dest, &envelope, Some(&delivery.data)) {
+    let outcome = match render::for_destination(dest, &envelope, Some(&data)) {
         Ok(encoded) => match &dest.transport {
             Transport::Http { url, timeout_ms } => {
                 wire_sha256 = Some(wingspan_core::audit::sha256_hex(&encoded.body));
@@ -358,7 +368,12 @@ async fn handle(
         Attempt::Transient(reason) if attempt < i64::from(dest.max_attempts) => {
             let tiers = ctx.config.broker.retry_delays_ms.len();
             let tier = usize::try_from(attempt - 1).unwrap_or(0).min(tiers - 1);
-            let mut out = Intake::queued_copy(&envelope, attempt + 1, accepted_ms(&delivery));
+            let mut out = Intake::sealed_copy(
+                &envelope,
+                attempt + 1,
+                accepted_ms(&delivery),
+                sealed.as_deref(),
+            );
             out.headers
                 .push((REASON_HEADER, HeaderValue::Text(reason.clone())));
             publisher
@@ -475,7 +490,8 @@ async fn park(
     limit: Duration,
     tried: Option<wingspan_core::audit::Entry>,
 ) -> Result<(), BrokerError> {
-    let mut out = Intake::queued_copy(env, attempt, accepted_ms(delivery));
+    let sealed = header_text(delivery, crate::seal::SEALED_HEADER);
+    let mut out = Intake::sealed_copy(env, attempt, accepted_ms(delivery), sealed.as_deref());
     out.headers
         .push((REASON_HEADER, HeaderValue::Text(reason.to_owned())));
     out.headers.push((

@@ -88,6 +88,9 @@ pub enum DlqError {
     Broker(#[from] BrokerError),
     #[error("the audit or state store refused: {0}")]
     Store(String),
+    /// A copy sealed at rest that this gateway cannot open (it stays parked).
+    #[error("{0}")]
+    Sealed(crate::seal::SealError),
 }
 
 impl From<PublishError> for DlqError {
@@ -235,7 +238,11 @@ impl DeadLetters {
                 bounded(limit, d.acker.ack(BasicAckOptions::default())).await?;
                 if wanted(&message_id) {
                     let mut shown = item;
-                    shown.payload = Some(d.data.clone());
+                    shown.payload = Some(
+                        self.opened(&d, &message_id)
+                            .map_err(DlqError::Sealed)?
+                            .into_owned(),
+                    );
                     self.record(Event::PayloadViewed, &shown, actor, reason, &d)
                         .await?;
                     handled.push(shown);
@@ -269,6 +276,12 @@ impl DeadLetters {
                             (REPLAYED_HEADER, HeaderValue::Text(actor.to_owned())),
                         ],
                     };
+                    // Still sealed as it was parked; the delivery worker opens it.
+                    let mut out = out;
+                    if let Some(label) = header_text(&d, crate::seal::SEALED_HEADER) {
+                        out.headers
+                            .push((crate::seal::SEALED_HEADER, HeaderValue::Text(label)));
+                    }
                     if let Err(e) = publisher
                         .publish(&self.names.deliver_exchange(), dest, &d.data, &out)
                         .await
@@ -356,6 +369,10 @@ impl DeadLetters {
                 PARKED_HEADER,
                 header_int(d, PARKED_HEADER).map(HeaderValue::Int),
             ),
+            (
+                crate::seal::SEALED_HEADER,
+                header_text(d, crate::seal::SEALED_HEADER).map(HeaderValue::Text),
+            ),
         ] {
             if let Some(v) = value {
                 headers.push((name, v));
@@ -375,6 +392,20 @@ impl DeadLetters {
         Ok(())
     }
 
+    /// A parked copy's canonical bytes, opened if it was sealed at rest.
+    fn opened<'d>(
+        &self,
+        d: &'d Delivery,
+        message_id: &str,
+    ) -> Result<std::borrow::Cow<'d, [u8]>, crate::seal::SealError> {
+        crate::seal::plain(
+            self.store.sealer(),
+            header_text(d, crate::seal::SEALED_HEADER).as_deref(),
+            message_id,
+            &d.data,
+        )
+    }
+
     /// The action's audit record, committed before the ack it accounts for.
     async fn record(
         &self,
@@ -384,9 +415,13 @@ impl DeadLetters {
         reason: &str,
         d: &Delivery,
     ) -> Result<(), DlqError> {
-        let mut e = match serde_json::from_slice::<Envelope>(&d.data) {
-            Ok(env) => audit::about(event, &env),
-            Err(_) => {
+        let opened = self.opened(d, &item.message_id);
+        let parsed = opened
+            .ok()
+            .and_then(|data| serde_json::from_slice::<Envelope>(&data).ok());
+        let mut e = match parsed {
+            Some(env) => audit::about(event, &env),
+            None => {
                 let mut e = Entry::new(event, audit::now());
                 e.message_id = Some(item.message_id.clone());
                 e.source = Some(item.source.clone());

@@ -374,6 +374,23 @@ impl Intake {
         }
     }
 
+    /// [`Intake::queued_copy`] of a body sealed as `sealed` (see [`crate::seal`]), if it is.
+    pub fn sealed_copy<'a>(
+        env: &'a Envelope,
+        attempt: i64,
+        accepted_ms: i64,
+        sealed: Option<&str>,
+    ) -> Outgoing<'a> {
+        let mut out = Self::queued_copy(env, attempt, accepted_ms);
+        if let Some(label) = sealed {
+            out.headers.push((
+                crate::seal::SEALED_HEADER,
+                HeaderValue::Text(label.to_owned()),
+            ));
+        }
+        out
+    }
+
     async fn publish_copies(
         &self,
         config: &CompiledConfig,
@@ -385,6 +402,20 @@ impl Intake {
         let deliver = self.names.deliver_exchange();
         let mut delivered = Vec::new();
         let mut pending = Vec::with_capacity(dests.len());
+        // What goes into the gateway's own queues: sealed at rest when a payload key is set.
+        let sealed = match self.store.sealer() {
+            Some(s) => Some((
+                s.seal(&env.message_id, bytes).map_err(|e| {
+                    IntakeError::Store(StoreError::Io(std::io::Error::other(e.to_string())))
+                })?,
+                s.label(),
+            )),
+            None => None,
+        };
+        let (queued, label) = match &sealed {
+            Some((body, label)) => (body.as_slice(), Some(*label)),
+            None => (bytes, None),
+        };
         for &d in dests {
             let dest = &config.destinations[d];
             match &dest.transport {
@@ -413,8 +444,8 @@ impl Intake {
                         .send(
                             &deliver,
                             &dest.id,
-                            bytes,
-                            &Self::queued_copy(env, 1, now_ms()),
+                            queued,
+                            &Self::sealed_copy(env, 1, now_ms(), label),
                         )
                         .await?;
                     pending.push((d, false, p));
@@ -424,8 +455,8 @@ impl Intake {
                         .send(
                             &deliver,
                             &dest.id,
-                            bytes,
-                            &Self::queued_copy(env, 1, now_ms()),
+                            queued,
+                            &Self::sealed_copy(env, 1, now_ms(), label),
                         )
                         .await?;
                     pending.push((d, false, p));
@@ -452,8 +483,8 @@ impl Intake {
                         .publish(
                             &deliver,
                             &dest.id,
-                            bytes,
-                            &Self::queued_copy(env, 1, now_ms()),
+                            queued,
+                            &Self::sealed_copy(env, 1, now_ms(), label),
                         )
                         .await?;
                     self.stats

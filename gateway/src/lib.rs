@@ -39,6 +39,7 @@ pub mod preview;
 pub mod problem;
 pub mod recent;
 pub mod reload;
+pub mod seal;
 pub mod stats;
 pub mod store;
 pub mod tools;

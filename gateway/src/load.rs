@@ -25,6 +25,8 @@ pub struct Loaded {
     pub signing_key_file: PathBuf,
     /// The audit subject-reference secret file (resolved; may not exist yet).
     pub subject_key_file: PathBuf,
+    /// Where the payload key is kept, when copies are sealed at rest.
+    pub payload_key_file: Option<PathBuf>,
     /// Where sealed segments of the audit chain go (resolved; created when first needed).
     pub archive_dir: PathBuf,
     /// Where the declared adapters are (resolved; may not exist).
@@ -135,6 +137,7 @@ pub fn load_str_with(
     };
     let signing_key_file = key_file(&raw.audit.signing_key_file, "audit-signing.key");
     let subject_key_file = key_file(&raw.audit.subject_key_file, "audit-subject.key");
+    let payload_key_file = raw.audit.payload_key_file.as_ref().map(|f| base.join(f));
     let archive_dir = match &raw.audit.archive_dir {
         Some(d) => base.join(d),
         None => state_dir.join("audit-archive"),
@@ -159,6 +162,7 @@ pub fn load_str_with(
         config_text: text.to_owned(),
         signing_key_file,
         subject_key_file,
+        payload_key_file,
         archive_dir,
         adapters_sha256,
         adapters_dir,

@@ -131,6 +131,7 @@ pub struct AuditSettings {
     pub suite: crate::audit::Suite,
     pub signing_key_file: Option<String>,
     pub subject_key_file: Option<String>,
+    pub payload_key_file: Option<String>,
     pub checkpoint_every: u64,
     pub checkpoint_secs: u64,
     /// As configured (the shell resolves it; default under the state directory).
@@ -943,6 +944,7 @@ pub fn compile(
             suite: raw.audit.suite,
             signing_key_file: raw.audit.signing_key_file,
             subject_key_file: raw.audit.subject_key_file,
+            payload_key_file: raw.audit.payload_key_file,
             checkpoint_every: raw.audit.checkpoint_every,
             checkpoint_secs: raw.audit.checkpoint_secs,
             archive_dir: raw.audit.archive_dir.clone(),

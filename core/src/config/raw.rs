@@ -272,6 +272,12 @@ pub struct RawAudit {
     /// `<state_dir>/audit-subject.key`, created on first start. `WINGSPAN_AUDIT_SUBJECT_KEY`
     /// overrides it.
     pub subject_key_file: Option<String>,
+    /// With a file named here (relative to the config; created on first start), the payload
+    /// copies the gateway queues for its workers — retries and parked copies included — are
+    /// sealed at rest: AES-256-GCM (32-byte key), or SM4-GCM (16-byte key) under `sm3-sm2`.
+    /// `WINGSPAN_PAYLOAD_KEY` (hex) overrides it. Every instance sharing the queues needs
+    /// the same key.
+    pub payload_key_file: Option<String>,
     /// Sign the chain head after this many records…
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
@@ -296,6 +302,7 @@ impl Default for RawAudit {
             suite: crate::audit::Suite::default(),
             signing_key_file: None,
             subject_key_file: None,
+            payload_key_file: None,
             checkpoint_every: default_checkpoint_every(),
             checkpoint_secs: default_checkpoint_secs(),
             archive_dir: None,

@@ -18,6 +18,8 @@ pub struct AuditKeys {
     /// The signing key's file; `None` when it came from the environment (which a rotation
     /// cannot rewrite).
     signing_file: Option<PathBuf>,
+    /// The payload key, when queued copies are sealed at rest.
+    sealer: Option<Arc<crate::seal::Sealer>>,
 }
 
 impl std::fmt::Debug for AuditKeys {
@@ -36,6 +38,17 @@ fn next_file(file: &Path) -> PathBuf {
 }
 
 impl AuditKeys {
+    /// The payload key, when queued copies are sealed at rest.
+    pub fn sealer(&self) -> Option<&Arc<crate::seal::Sealer>> {
+        self.sealer.as_ref()
+    }
+
+    /// Seal queued copies with `sealer` (tests and tools).
+    pub fn with_sealer(mut self, sealer: crate::seal::Sealer) -> Self {
+        self.sealer = Some(Arc::new(sealer));
+        self
+    }
+
     /// The signing key in force.
     pub fn signing(&self) -> Arc<SigningKey> {
         self.signing
@@ -64,7 +77,7 @@ impl AuditKeys {
         let suite = self.suite();
         let next = next_file(file);
         let _ = std::fs::remove_file(&next);
-        let seed = key_from_file(&next, "next signing", true, |k| {
+        let seed = key_from_file(&next, "next signing", true, 32, |k| {
             SigningKey::from_seed_hex(suite, k).is_some()
         })?;
         SigningKey::from_seed_hex(suite, &seed)
@@ -136,12 +149,13 @@ impl AuditKeys {
             )?)),
             subject: subject.to_vec(),
             signing_file: None,
+            sealer: None,
         })
     }
 
     /// As [`AuditKeys::from_parts`], the signing key kept in (and rotated through) `file`.
     pub fn from_file(suite: Suite, file: &Path, subject: &[u8]) -> anyhow::Result<Self> {
-        let seed = key_from_file(file, "signing", true, |k| {
+        let seed = key_from_file(file, "signing", true, 32, |k| {
             SigningKey::from_seed_hex(suite, k).is_some()
         })?;
         let mut keys = Self::from_parts(suite, &seed, subject)
@@ -167,6 +181,7 @@ fn key_from_file(
     path: &Path,
     what: &str,
     create: bool,
+    len: usize,
     usable: impl Fn(&str) -> bool,
 ) -> anyhow::Result<String> {
     match std::fs::read_to_string(path) {
@@ -175,9 +190,9 @@ fn key_from_file(
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let mut key = random_hex(32)?;
+            let mut key = random_hex(len)?;
             while !usable(&key) {
-                key = random_hex(32)?;
+                key = random_hex(len)?;
             }
             let mut f = {
                 use std::os::unix::fs::OpenOptionsExt;
@@ -207,15 +222,51 @@ pub fn keys(loaded: &Loaded, create: bool) -> anyhow::Result<AuditKeys> {
     let signing = signing_key(loaded, create)?;
     let subject = match env("WINGSPAN_AUDIT_SUBJECT_KEY") {
         Some(k) => k,
-        None => key_from_file(&loaded.subject_key_file, "subject", create, |_| true)?,
+        None => key_from_file(&loaded.subject_key_file, "subject", create, 32, |_| true)?,
     };
+    let sealer = payload_sealer(loaded, create)?;
     Ok(AuditKeys {
         signing: RwLock::new(Arc::new(signing)),
         subject: subject.into_bytes(),
         signing_file: env("WINGSPAN_AUDIT_SIGNING_KEY")
             .is_none()
             .then(|| loaded.signing_key_file.clone()),
+        sealer,
     })
+}
+
+/// The payload key of the configured suite, when one is configured (`payload_key_file`, or
+/// `WINGSPAN_PAYLOAD_KEY` in hex); its file is created on the gateway's first start.
+fn payload_sealer(
+    loaded: &Loaded,
+    create: bool,
+) -> anyhow::Result<Option<Arc<crate::seal::Sealer>>> {
+    let suite = loaded.config.audit.suite;
+    let len = crate::seal::Sealer::key_len(suite);
+    let hex = match std::env::var("WINGSPAN_PAYLOAD_KEY")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        Some(k) => k,
+        None => match &loaded.payload_key_file {
+            // A command that only reads the trail does not need it.
+            Some(f) if !create && !f.exists() => return Ok(None),
+            Some(f) => key_from_file(f, "payload", create, len, |_| true)?,
+            None => return Ok(None),
+        },
+    };
+    let key = (0..hex.trim().len())
+        .step_by(2)
+        .map(|i| {
+            hex.trim()
+                .get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(|| anyhow::anyhow!("the payload key is not hex"))?;
+    crate::seal::Sealer::new(suite, &key)
+        .map(|s| Some(Arc::new(s)))
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 /// The signing key alone (verification needs nothing else), of the configured suite.
@@ -226,7 +277,7 @@ fn signing_key(loaded: &Loaded, create: bool) -> anyhow::Result<SigningKey> {
         .filter(|v| !v.trim().is_empty())
     {
         Some(k) => k,
-        None => key_from_file(&loaded.signing_key_file, "signing", create, |k| {
+        None => key_from_file(&loaded.signing_key_file, "signing", create, 32, |k| {
             SigningKey::from_seed_hex(suite, k).is_some()
         })?,
     };

@@ -860,6 +860,11 @@ fn dlq_problem(e: DlqError) -> Response {
             "Destination not in the config in force",
         ),
         DlqError::ReasonRequired => (400, "reason-required", "A reason is required"),
+        DlqError::Sealed(_) => (
+            409,
+            "sealed-copy",
+            "The parked copy cannot be opened with this gateway's payload key",
+        ),
         DlqError::NoBroker | DlqError::Broker(_) | DlqError::Store(_) => {
             tracing::error!(error = %e, "dead-letter action failed");
             (503, "unavailable", "Service unavailable")

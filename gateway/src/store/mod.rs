@@ -412,6 +412,11 @@ impl Store {
         Ok(rotation)
     }
 
+    /// The payload key that seals queued copies at rest, if one is configured.
+    pub fn sealer(&self) -> Option<&crate::seal::Sealer> {
+        self.audit.keys.sealer().map(|s| &**s)
+    }
+
     /// The subject reference of a person id under this store's audit key.
     pub fn subject_ref(&self, person_id: &str) -> String {
         self.audit.keys.subject_ref(person_id)
