@@ -388,6 +388,13 @@ fn checkpoint_message(chain_id: &str, seq: u64, hash: &str, signed_at: &str) -> 
     format!("wingspan-audit-checkpoint/v1\n{chain_id}\n{seq}\n{hash}\n{signed_at}").into_bytes()
 }
 
+impl Checkpoint {
+    /// The statement the checkpoint's signature covers (and a time-stamp's imprint hashes).
+    pub fn message(&self) -> Vec<u8> {
+        checkpoint_message(&self.chain_id, self.seq, &self.hash, &self.signed_at)
+    }
+}
+
 /// A checkpoint signing key of one suite: Ed25519 from a 32-byte seed, or SM2 from its
 /// 32-byte private scalar (hex in the environment or a key file).
 pub struct SigningKey(Key);

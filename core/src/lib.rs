@@ -25,6 +25,7 @@ pub mod policy;
 pub mod route;
 pub mod schema;
 pub mod subject;
+pub mod tsa;
 
 pub use admit::{Admitted, Rejection, RejectionKind, Sender, admit, admit_as};
 pub use config::{CompiledConfig, ConfigError};
