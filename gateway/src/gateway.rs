@@ -133,6 +133,18 @@ impl Gateway {
         tasks.spawn(async move {
             let _ = supervisor.await;
         });
+        if let (Some(url), Some(cert)) = (&config.audit.tsa_url, &loaded.tsa_cert_der) {
+            tasks.spawn(crate::audit::tsa::run(
+                crate::audit::tsa::Stamper {
+                    url: url.clone(),
+                    cert: cert.clone(),
+                    every: std::time::Duration::from_secs(config.audit.tsa_every_secs),
+                    chain_id: config.instance.clone(),
+                    store: crate::audit::Location::of(loaded),
+                },
+                shutdown_rx.clone(),
+            ));
+        }
         let intake = Arc::new(Intake::new(live.clone(), store.clone(), stats.clone()));
         let names = Names::new(&config.broker.prefix);
         let dead_letters =

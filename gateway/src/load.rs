@@ -27,6 +27,8 @@ pub struct Loaded {
     pub subject_key_file: PathBuf,
     /// Where the payload key is kept, when copies are sealed at rest.
     pub payload_key_file: Option<PathBuf>,
+    /// The time-stamping authority's certificate (DER), when checkpoints are time-stamped.
+    pub tsa_cert_der: Option<Vec<u8>>,
     /// Where sealed segments of the audit chain go (resolved; created when first needed).
     pub archive_dir: PathBuf,
     /// Where the declared adapters are (resolved; may not exist).
@@ -138,6 +140,24 @@ pub fn load_str_with(
     let signing_key_file = key_file(&raw.audit.signing_key_file, "audit-signing.key");
     let subject_key_file = key_file(&raw.audit.subject_key_file, "audit-subject.key");
     let payload_key_file = raw.audit.payload_key_file.as_ref().map(|f| base.join(f));
+    let tsa_cert_der = match &raw.audit.tsa_cert_file {
+        Some(f) => {
+            let file = base.join(f);
+            let bytes = std::fs::read(&file).map_err(|e| {
+                vec![ConfigError::new(
+                    "audit.tsa_cert_file",
+                    format!("cannot read {}: {e}", file.display()),
+                )]
+            })?;
+            Some(cert_der(&bytes).ok_or_else(|| {
+                vec![ConfigError::new(
+                    "audit.tsa_cert_file",
+                    "holds no certificate (PEM or DER)",
+                )]
+            })?)
+        }
+        None => None,
+    };
     let archive_dir = match &raw.audit.archive_dir {
         Some(d) => base.join(d),
         None => state_dir.join("audit-archive"),
@@ -163,10 +183,24 @@ pub fn load_str_with(
         signing_key_file,
         subject_key_file,
         payload_key_file,
+        tsa_cert_der,
         archive_dir,
         adapters_sha256,
         adapters_dir,
     })
+}
+
+/// The first certificate of a PEM file, or the file itself if it is DER.
+fn cert_der(bytes: &[u8]) -> Option<Vec<u8>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    if bytes.first() == Some(&0x30) {
+        return Some(bytes.to_vec());
+    }
+    CertificateDer::pem_slice_iter(bytes)
+        .next()?
+        .ok()
+        .map(|c| c.as_ref().to_vec())
 }
 
 /// [`adapter_set`], reused while the files under `dir` are unchanged: a reload that changes

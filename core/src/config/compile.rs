@@ -132,6 +132,9 @@ pub struct AuditSettings {
     pub signing_key_file: Option<String>,
     pub subject_key_file: Option<String>,
     pub payload_key_file: Option<String>,
+    pub tsa_url: Option<String>,
+    pub tsa_cert_file: Option<String>,
+    pub tsa_every_secs: u64,
     pub checkpoint_every: u64,
     pub checkpoint_secs: u64,
     /// As configured (the shell resolves it; default under the state directory).
@@ -500,6 +503,23 @@ pub fn compile(
             "retention.audit_live_secs",
             "must be above 0",
         ));
+    }
+    if let Some(url) = &raw.audit.tsa_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            errors.push(ConfigError::new(
+                "audit.tsa_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if raw.audit.tsa_cert_file.is_none() {
+            errors.push(ConfigError::new(
+                "audit.tsa_cert_file",
+                "is required with tsa_url: the TSA's certificate, to check its tokens",
+            ));
+        }
+        if raw.audit.tsa_every_secs == 0 {
+            errors.push(ConfigError::new("audit.tsa_every_secs", "must be above 0"));
+        }
     }
     if raw.audit.checkpoint_every == 0 || raw.audit.checkpoint_secs == 0 {
         errors.push(ConfigError::new(
@@ -945,6 +965,9 @@ pub fn compile(
             signing_key_file: raw.audit.signing_key_file,
             subject_key_file: raw.audit.subject_key_file,
             payload_key_file: raw.audit.payload_key_file,
+            tsa_url: raw.audit.tsa_url.clone(),
+            tsa_cert_file: raw.audit.tsa_cert_file.clone(),
+            tsa_every_secs: raw.audit.tsa_every_secs,
             checkpoint_every: raw.audit.checkpoint_every,
             checkpoint_secs: raw.audit.checkpoint_secs,
             archive_dir: raw.audit.archive_dir.clone(),

@@ -278,6 +278,14 @@ pub struct RawAudit {
     /// `WINGSPAN_PAYLOAD_KEY` (hex) overrides it. Every instance sharing the queues needs
     /// the same key.
     pub payload_key_file: Option<String>,
+    /// An RFC 3161 time-stamping authority (`http://` or `https://`): the latest checkpoint is
+    /// time-stamped every `tsa_every_secs`, the tokens kept beside the checkpoints and
+    /// checked by `audit verify` under `tsa_cert_file` (the TSA's certificate, PEM or DER,
+    /// relative to the config), which it requires.
+    pub tsa_url: Option<String>,
+    pub tsa_cert_file: Option<String>,
+    #[serde(default = "default_tsa_every_secs")]
+    pub tsa_every_secs: u64,
     /// Sign the chain head after this many records…
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
@@ -303,6 +311,9 @@ impl Default for RawAudit {
             signing_key_file: None,
             subject_key_file: None,
             payload_key_file: None,
+            tsa_url: None,
+            tsa_cert_file: None,
+            tsa_every_secs: default_tsa_every_secs(),
             checkpoint_every: default_checkpoint_every(),
             checkpoint_secs: default_checkpoint_secs(),
             archive_dir: None,
@@ -318,6 +329,10 @@ fn default_archive_records() -> u64 {
 
 fn default_archive_secs() -> u64 {
     24 * 3600
+}
+
+fn default_tsa_every_secs() -> u64 {
+    300
 }
 
 fn default_checkpoint_every() -> u64 {

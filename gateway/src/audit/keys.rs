@@ -20,6 +20,8 @@ pub struct AuditKeys {
     signing_file: Option<PathBuf>,
     /// The payload key, when queued copies are sealed at rest.
     sealer: Option<Arc<crate::seal::Sealer>>,
+    /// The time-stamping authority's certificate (DER), when checkpoints are time-stamped.
+    tsa_cert: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for AuditKeys {
@@ -41,6 +43,11 @@ impl AuditKeys {
     /// The payload key, when queued copies are sealed at rest.
     pub fn sealer(&self) -> Option<&Arc<crate::seal::Sealer>> {
         self.sealer.as_ref()
+    }
+
+    /// The time-stamping authority's certificate (DER), if one is configured.
+    pub fn tsa_cert(&self) -> Option<&[u8]> {
+        self.tsa_cert.as_deref()
     }
 
     /// Seal queued copies with `sealer` (tests and tools).
@@ -150,6 +157,7 @@ impl AuditKeys {
             subject: subject.to_vec(),
             signing_file: None,
             sealer: None,
+            tsa_cert: None,
         })
     }
 
@@ -232,6 +240,7 @@ pub fn keys(loaded: &Loaded, create: bool) -> anyhow::Result<AuditKeys> {
             .is_none()
             .then(|| loaded.signing_key_file.clone()),
         sealer,
+        tsa_cert: loaded.tsa_cert_der.clone(),
     })
 }
 

@@ -15,6 +15,7 @@ mod keys;
 pub mod pg;
 pub mod sqlite;
 pub mod subject;
+pub mod tsa;
 
 pub use export::{Manifest, export, verify_export};
 pub use keys::{AuditKeys, keys, trusted_key};
@@ -227,16 +228,30 @@ pub struct ChainVerified {
     /// What is wrong with the archive: a segment missing, edited, unsigned, or not where the
     /// chain's own `archived` records say.
     pub archive_problems: Vec<String>,
+    /// RFC 3161 tokens kept beside the chain's checkpoints.
+    pub timestamps: u64,
+    /// Tokens that do not match their checkpoint (a chain rewritten after it was stamped), do
+    /// not verify under the TSA certificate, or name a checkpoint the store does not have.
+    pub timestamp_problems: Vec<String>,
 }
 
 impl ChainVerified {
     pub fn ok(&self) -> bool {
-        self.report.ok() && self.archive_problems.is_empty()
+        self.report.ok() && self.archive_problems.is_empty() && self.timestamp_problems.is_empty()
     }
 }
 
 /// Verify every chain of the store, with its archive.
 pub fn verify_store(src: &mut AuditSource, key: &str) -> anyhow::Result<Vec<ChainVerified>> {
+    verify_store_with(src, key, None)
+}
+
+/// [`verify_store`], the chains' time-stamps checked under the TSA certificate (DER) too.
+pub fn verify_store_with(
+    src: &mut AuditSource,
+    key: &str,
+    tsa_cert: Option<&[u8]>,
+) -> anyhow::Result<Vec<ChainVerified>> {
     let checkpoints = src.checkpoints()?;
     src.chains()?
         .into_iter()
@@ -281,10 +296,16 @@ pub fn verify_store(src: &mut AuditSource, key: &str) -> anyhow::Result<Vec<Chai
                 Some(hash) => src.locate(&chain, &hash)?,
                 None => None,
             };
+            let tokens = match src {
+                AuditSource::Sqlite(conn) => sqlite::timestamps(conn, &chain)?,
+                AuditSource::Postgres(pg) => pg.timestamps(&chain)?,
+            };
             Ok(ChainVerified {
                 report: v.finish(|_| located),
                 segments: u64::try_from(segments.len()).unwrap_or(u64::MAX),
                 archive_problems: problems,
+                timestamps: u64::try_from(tokens.len()).unwrap_or(u64::MAX),
+                timestamp_problems: tsa::check_tokens(&tokens, &checkpoints, &chain, tsa_cert),
             })
         })
         .collect()

@@ -24,6 +24,9 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
   chain_id TEXT NOT NULL, seq BIGINT NOT NULL, hash TEXT NOT NULL, signed_at TEXT NOT NULL,
   key_id TEXT NOT NULL, signature TEXT NOT NULL, PRIMARY KEY (chain_id, seq));
 CREATE TABLE IF NOT EXISTS audit_chains (chain_id TEXT PRIMARY KEY, suite TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_timestamps (
+  chain_id TEXT NOT NULL, seq BIGINT NOT NULL, token BYTEA NOT NULL, stamped_at TEXT NOT NULL,
+  PRIMARY KEY (chain_id, seq));
 ";
 
 const COLUMNS: &str = "seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash";
@@ -284,6 +287,61 @@ impl PgAudit {
             f(record(&row)?);
         }
         Ok(())
+    }
+
+    /// A chain's RFC 3161 tokens: (checkpoint seq, token), in order.
+    pub fn timestamps(&mut self, chain_id: &str) -> Result<Vec<(u64, Vec<u8>)>, postgres::Error> {
+        self.client
+            .query(
+                "SELECT seq, token FROM audit_timestamps WHERE chain_id = $1 ORDER BY seq",
+                &[&chain_id],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    u64::try_from(r.try_get::<_, i64>(0)?).unwrap_or(0),
+                    r.try_get(1)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Keep a token beside its checkpoint.
+    pub fn insert_timestamp(
+        &mut self,
+        chain_id: &str,
+        seq_no: u64,
+        token: &[u8],
+        at: &str,
+    ) -> Result<(), postgres::Error> {
+        self.client.execute(
+            "INSERT INTO audit_timestamps (chain_id, seq, token, stamped_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&chain_id, &seq(seq_no), &token, &at],
+        )?;
+        Ok(())
+    }
+
+    /// The chain's latest checkpoint.
+    pub fn latest_checkpoint(
+        &mut self,
+        chain_id: &str,
+    ) -> Result<Option<Checkpoint>, postgres::Error> {
+        let rows = self.client.query(
+            "SELECT chain_id, seq, hash, signed_at, key_id, signature FROM audit_checkpoints WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1",
+            &[&chain_id],
+        )?;
+        rows.first()
+            .map(|r| {
+                Ok(Checkpoint {
+                    chain_id: r.try_get(0)?,
+                    seq: u64::try_from(r.try_get::<_, i64>(1)?).unwrap_or(0),
+                    hash: r.try_get(2)?,
+                    signed_at: r.try_get(3)?,
+                    key_id: r.try_get(4)?,
+                    signature: r.try_get(5)?,
+                })
+            })
+            .transpose()
     }
 
     pub fn read_checkpoints(&mut self) -> Result<Vec<Checkpoint>, postgres::Error> {

@@ -124,6 +124,64 @@ pub fn each_record(
     Ok(())
 }
 
+/// A chain's RFC 3161 tokens: (checkpoint seq, token), in order (none in a store made before
+/// time-stamps).
+pub fn timestamps(
+    conn: &Connection,
+    chain_id: &str,
+) -> Result<Vec<(u64, Vec<u8>)>, rusqlite::Error> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'audit_timestamps'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    conn.prepare("SELECT seq, token FROM audit_timestamps WHERE chain_id = ?1 ORDER BY seq")?
+        .query_map(params![chain_id], |r| {
+            Ok((u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get(1)?))
+        })?
+        .collect()
+}
+
+/// Keep a token beside its checkpoint.
+pub fn insert_timestamp(
+    conn: &Connection,
+    chain_id: &str,
+    seq: u64,
+    token: &[u8],
+    at: &str,
+) -> Result<(), rusqlite::Error> {
+    conn.execute(
+        "INSERT OR IGNORE INTO audit_timestamps (chain_id, seq, token, stamped_at) VALUES (?1, ?2, ?3, ?4)",
+        params![chain_id, i64::try_from(seq).unwrap_or(i64::MAX), token, at],
+    )?;
+    Ok(())
+}
+
+/// The chain's latest checkpoint.
+pub fn latest_checkpoint(
+    conn: &Connection,
+    chain_id: &str,
+) -> Result<Option<Checkpoint>, rusqlite::Error> {
+    conn.query_row(
+        "SELECT chain_id, seq, hash, signed_at, key_id, signature FROM audit_checkpoints WHERE chain_id = ?1 ORDER BY seq DESC LIMIT 1",
+        params![chain_id],
+        |r| {
+            Ok(Checkpoint {
+                chain_id: r.get(0)?,
+                seq: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                hash: r.get(2)?,
+                signed_at: r.get(3)?,
+                key_id: r.get(4)?,
+                signature: r.get(5)?,
+            })
+        },
+    )
+    .optional()
+}
+
 /// Every checkpoint, in order.
 pub fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, rusqlite::Error> {
     conn.prepare(

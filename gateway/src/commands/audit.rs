@@ -251,7 +251,8 @@ fn run_audit(
                 }
             } else {
                 let mut src = location.open()?;
-                for report in audit::verify_store(&mut src, &key)? {
+                let tsa_cert = loaded.tsa_cert_der.as_deref();
+                for report in audit::verify_store_with(&mut src, &key, tsa_cert)? {
                     ok &= report.ok();
                     if json {
                         println!("{}", serde_json::to_string(&report)?);
@@ -266,6 +267,20 @@ fn run_audit(
                         }
                         for p in &report.archive_problems {
                             println!("  archive: TAMPERED — {p}");
+                        }
+                        if report.timestamps > 0 {
+                            println!(
+                                "  time-stamps: {} token(s){}",
+                                report.timestamps,
+                                if tsa_cert.is_some() {
+                                    ""
+                                } else {
+                                    " (not checked: no tsa_cert_file)"
+                                }
+                            );
+                        }
+                        for p in &report.timestamp_problems {
+                            println!("  time-stamps: TAMPERED — {p}");
                         }
                     }
                 }

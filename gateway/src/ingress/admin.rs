@@ -352,9 +352,10 @@ async fn run_search(store: &Store, filter: Filter) -> Response {
 
 async fn verify(State(st): State<AdminState>) -> Response {
     let key = st.store.public_key();
+    let tsa_cert = st.store.tsa_cert();
     match st
         .store
-        .audit_read(move |c| audit::verify_store(c, &key))
+        .audit_read(move |c| audit::verify_store_with(c, &key, tsa_cert.as_deref()))
         .await
     {
         Ok(reports) => {

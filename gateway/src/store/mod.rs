@@ -412,6 +412,11 @@ impl Store {
         Ok(rotation)
     }
 
+    /// The time-stamping authority's certificate (DER), if checkpoints are time-stamped.
+    pub fn tsa_cert(&self) -> Option<Vec<u8>> {
+        self.audit.keys.tsa_cert().map(<[u8]>::to_vec)
+    }
+
     /// The payload key that seals queued copies at rest, if one is configured.
     pub fn sealer(&self) -> Option<&crate::seal::Sealer> {
         self.audit.keys.sealer().map(|s| &**s)

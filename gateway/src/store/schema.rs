@@ -59,6 +59,9 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
   chain_id TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, signed_at TEXT NOT NULL,
   key_id TEXT NOT NULL, signature TEXT NOT NULL, PRIMARY KEY (chain_id, seq));
 CREATE TABLE IF NOT EXISTS audit_chains (chain_id TEXT PRIMARY KEY, suite TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_timestamps (
+  chain_id TEXT NOT NULL, seq INTEGER NOT NULL, token BLOB NOT NULL, stamped_at TEXT NOT NULL,
+  PRIMARY KEY (chain_id, seq));
 CREATE TABLE IF NOT EXISTS configs (
   sha256 TEXT PRIMARY KEY, text TEXT NOT NULL, first_loaded_at TEXT NOT NULL,
   last_loaded_at TEXT NOT NULL, loads INTEGER NOT NULL) WITHOUT ROWID;
