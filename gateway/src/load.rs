@@ -25,6 +25,8 @@ pub struct Loaded {
     pub signing_key_file: PathBuf,
     /// The audit subject-reference secret file (resolved; may not exist yet).
     pub subject_key_file: PathBuf,
+    /// Subject keys rotated away from, newest first (still searched).
+    pub previous_subject_key_files: Vec<PathBuf>,
     /// Where the payload key is kept, when copies are sealed at rest.
     pub payload_key_file: Option<PathBuf>,
     /// The time-stamping authority's certificate (DER), when checkpoints are time-stamped.
@@ -140,6 +142,12 @@ pub fn load_str_with(
     let signing_key_file = key_file(&raw.audit.signing_key_file, "audit-signing.key");
     let subject_key_file = key_file(&raw.audit.subject_key_file, "audit-subject.key");
     let payload_key_file = raw.audit.payload_key_file.as_ref().map(|f| base.join(f));
+    let previous_subject_key_files = raw
+        .audit
+        .previous_subject_key_files
+        .iter()
+        .map(|f| base.join(f))
+        .collect();
     let tsa_cert_der = match &raw.audit.tsa_cert_file {
         Some(f) => {
             let file = base.join(f);
@@ -182,6 +190,7 @@ pub fn load_str_with(
         config_text: text.to_owned(),
         signing_key_file,
         subject_key_file,
+        previous_subject_key_files,
         payload_key_file,
         tsa_cert_der,
         archive_dir,

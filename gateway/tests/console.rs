@@ -503,16 +503,9 @@ async fn a_compliance_officer_finds_a_person_and_exports_a_window_that_verifies(
             .open()
             .expect("store"),
         &audit::Filter {
-            since: None,
-            until: None,
-            source: None,
-            destination: None,
-            message_type: None,
-            outcome: None,
             event: Some("subject_searched".into()),
-            subject_ref: None,
             limit: 10,
-            after_seq: 0,
+            ..Default::default()
         },
     )
     .expect("search");

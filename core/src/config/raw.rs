@@ -272,6 +272,11 @@ pub struct RawAudit {
     /// `<state_dir>/audit-subject.key`, created on first start. `WINGSPAN_AUDIT_SUBJECT_KEY`
     /// overrides it.
     pub subject_key_file: Option<String>,
+    /// Subject keys rotated away from (files, relative to the config), newest first: new
+    /// references are made under `subject_key_file` only, and a search by person (or a
+    /// subject access report) also finds the records made under these.
+    #[serde(default)]
+    pub previous_subject_key_files: Vec<String>,
     /// With a file named here (relative to the config; created on first start), the payload
     /// copies the gateway queues for its workers — retries and parked copies included — are
     /// sealed at rest: AES-256-GCM (32-byte key), or SM4-GCM (16-byte key) under `sm3-sm2`.
@@ -310,6 +315,7 @@ impl Default for RawAudit {
             suite: crate::audit::Suite::default(),
             signing_key_file: None,
             subject_key_file: None,
+            previous_subject_key_files: Vec::new(),
             payload_key_file: None,
             tsa_url: None,
             tsa_cert_file: None,

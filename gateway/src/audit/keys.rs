@@ -22,6 +22,8 @@ pub struct AuditKeys {
     sealer: Option<Arc<crate::seal::Sealer>>,
     /// The time-stamping authority's certificate (DER), when checkpoints are time-stamped.
     tsa_cert: Option<Vec<u8>>,
+    /// Subject keys rotated away from: references made under them are still searched.
+    earlier_subjects: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for AuditKeys {
@@ -142,6 +144,20 @@ impl AuditKeys {
         wingspan_core::audit::subject_ref(self.suite(), &self.subject, person_id)
     }
 
+    /// The person's references under the earlier subject keys, newest first.
+    pub fn earlier_subject_refs(&self, person_id: &str) -> Vec<String> {
+        self.earlier_subjects
+            .iter()
+            .map(|k| wingspan_core::audit::subject_ref(self.suite(), k, person_id))
+            .collect()
+    }
+
+    /// With earlier subject keys (tests and tools).
+    pub fn with_earlier_subjects(mut self, keys: Vec<Vec<u8>>) -> Self {
+        self.earlier_subjects = keys;
+        self
+    }
+
     /// The suite the keys belong to (the signing key's).
     pub fn suite(&self) -> Suite {
         self.signing().suite()
@@ -158,6 +174,7 @@ impl AuditKeys {
             signing_file: None,
             sealer: None,
             tsa_cert: None,
+            earlier_subjects: Vec::new(),
         })
     }
 
@@ -241,6 +258,17 @@ pub fn keys(loaded: &Loaded, create: bool) -> anyhow::Result<AuditKeys> {
             .then(|| loaded.signing_key_file.clone()),
         sealer,
         tsa_cert: loaded.tsa_cert_der.clone(),
+        earlier_subjects: loaded
+            .previous_subject_key_files
+            .iter()
+            .map(|f| {
+                std::fs::read_to_string(f)
+                    .map(|k| k.trim().as_bytes().to_vec())
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot read the earlier subject key {}: {e}", f.display())
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?,
     })
 }
 

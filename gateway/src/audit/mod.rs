@@ -323,6 +323,9 @@ pub struct Filter {
     pub event: Option<String>,
     /// Already turned into a subject reference (never the person id itself).
     pub subject_ref: Option<String>,
+    /// The same person's references under earlier subject keys (`previous_subject_key_files`):
+    /// a record with any of them matches too.
+    pub earlier_subject_refs: Vec<String>,
     pub limit: usize,
     /// Only records with `seq` above this (pagination).
     pub after_seq: u64,
@@ -344,13 +347,6 @@ impl Filter {
             ("message_type = ?", &self.message_type),
             ("outcome = ?", &self.outcome),
             ("event = ?", &self.event),
-            // The prefix first: the SQLite store indexes subjects by their first 16 hex
-            // digits (see the store's AUDIT_INDEXES); both stores then compare the whole value.
-            // Every `?` of a template stands for the same argument.
-            (
-                "substr(subject_ref, 1, 16) = substr(?, 1, 16) AND subject_ref = ?",
-                &self.subject_ref,
-            ),
         ] {
             if let Some(v) = v {
                 add(template, v.clone());
@@ -359,6 +355,21 @@ impl Filter {
         if let Some(d) = &self.destination {
             // A routed record names several destinations, comma-separated.
             add("(',' || destination || ',') LIKE ?", format!("%,{d},%"));
+        }
+        // The prefix first: the SQLite store indexes subjects by their first 16 hex digits
+        // (see the store's AUDIT_INDEXES); both stores then compare the whole value. Every
+        // `?` of a template stands for the same argument.
+        const SUBJECT: &str = "substr(subject_ref, 1, 16) = substr(?, 1, 16) AND subject_ref = ?";
+        if let Some(current) = &self.subject_ref {
+            let mut either = Vec::new();
+            for r in std::iter::once(current).chain(&self.earlier_subject_refs) {
+                args.push(r.clone());
+                either.push(format!(
+                    "({})",
+                    SUBJECT.replace('?', &placeholder(args.len()))
+                ));
+            }
+            clauses.push(format!("({})", either.join(" OR ")));
         }
         (clauses, args)
     }
@@ -385,7 +396,11 @@ impl Filter {
             && is(&self.message_type, &e.message_type)
             && is(&self.outcome, &e.outcome)
             && self.event.as_ref().is_none_or(|v| e.event.as_str() == v)
-            && is(&self.subject_ref, &e.subject_ref)
+            && self.subject_ref.as_ref().is_none_or(|w| {
+                e.subject_ref.as_ref().is_some_and(|have| {
+                    have == w || self.earlier_subject_refs.iter().any(|x| x == have)
+                })
+            })
             && self.destination.as_ref().is_none_or(|d| {
                 e.destination
                     .as_ref()

@@ -24,11 +24,13 @@ const MAX_NAMED: usize = 100_000;
 pub fn subject_records(
     src: &mut AuditSource,
     subject_ref: &str,
+    earlier_refs: &[String],
 ) -> anyhow::Result<(Vec<Record>, Vec<Record>)> {
     let named = search(
         src,
         &Filter {
             subject_ref: Some(subject_ref.to_owned()),
+            earlier_subject_refs: earlier_refs.to_vec(),
             limit: MAX_NAMED,
             ..Default::default()
         },

@@ -305,9 +305,12 @@ fn run_audit(
             limit,
             ..
         } => {
-            let subject_ref = match subject {
-                Some(p) => Some(audit::keys(loaded, false)?.subject_ref(&p)),
-                None => None,
+            let (subject_ref, earlier_subject_refs) = match subject {
+                Some(p) => {
+                    let keys = audit::keys(loaded, false)?;
+                    (Some(keys.subject_ref(&p)), keys.earlier_subject_refs(&p))
+                }
+                None => (None, Vec::new()),
             };
             let mut src = location.open()?;
             let records = audit::search(
@@ -321,6 +324,7 @@ fn run_audit(
                     outcome,
                     event,
                     subject_ref,
+                    earlier_subject_refs,
                     limit,
                     after_seq: 0,
                 },

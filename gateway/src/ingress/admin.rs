@@ -254,6 +254,7 @@ async fn search(State(st): State<AdminState>, Query(q): Query<SearchQuery>) -> R
         outcome: q.outcome,
         event: q.event,
         subject_ref: None,
+        earlier_subject_refs: Vec::new(),
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
         after_seq: q.after.unwrap_or(0),
     };
@@ -329,6 +330,9 @@ async fn search_posted(
         message_type: q.message_type,
         outcome: q.outcome,
         event: q.event,
+        earlier_subject_refs: person
+            .map(|p| st.store.earlier_subject_refs(p))
+            .unwrap_or_default(),
         subject_ref,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
         after_seq: q.after.unwrap_or(0),
@@ -488,6 +492,7 @@ async fn subject_report(
         }
     };
     let reference = st.store.subject_ref(person);
+    let earlier = st.store.earlier_subject_refs(person);
     let mut e = Entry::new(Event::SubjectReported, audit::now());
     e.actor = Some(user.name.clone());
     e.reason = Some(audit::bounded_reason(reason));
@@ -498,7 +503,7 @@ async fn subject_report(
     let wanted = reference.clone();
     let (records, configs) = match st
         .store
-        .audit_read(move |c| audit::subject::subject_records(c, &wanted))
+        .audit_read(move |c| audit::subject::subject_records(c, &wanted, &earlier))
         .await
     {
         Ok(found) => found,

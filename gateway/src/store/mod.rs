@@ -422,6 +422,11 @@ impl Store {
         self.audit.keys.sealer().map(|s| &**s)
     }
 
+    /// The person's references under the earlier subject keys (searches ask for these too).
+    pub fn earlier_subject_refs(&self, person_id: &str) -> Vec<String> {
+        self.audit.keys.earlier_subject_refs(person_id)
+    }
+
     /// The subject reference of a person id under this store's audit key.
     pub fn subject_ref(&self, person_id: &str) -> String {
         self.audit.keys.subject_ref(person_id)

@@ -663,8 +663,8 @@ async fn a_search_by_subject_uses_the_prefix_index_and_compares_the_whole_value(
         .filter_map(|r| r.entry.message_id)
         .collect();
     assert_eq!(found, ["m-0", "m-3"]);
-    let (conditions, args) = filter.conditions(|n| format!("?{}", n + 1));
-    let plan: Vec<String> = {
+    let plan = |filter: &crate::audit::Filter| -> Vec<String> {
+        let (conditions, args) = filter.conditions(|n| format!("?{}", n + 1));
         let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
         let sql = format!(
             "EXPLAIN QUERY PLAN SELECT seq FROM audit WHERE seq > ?1 AND {}",
@@ -679,11 +679,59 @@ async fn a_search_by_subject_uses_the_prefix_index_and_compares_the_whole_value(
         .collect::<Result<_, _>>()
         .expect("plan")
     };
+    let used = plan(&filter);
     assert!(
-        plan.iter().any(|l| l.contains("audit_subject_keys")),
-        "the subject index is not used: {plan:?}"
+        used.iter().any(|l| l.contains("audit_subject_keys")),
+        "the subject index is not used: {used:?}"
     );
+    // The subject key rotated: `b` is the person's reference under the new key, `a` under
+    // the earlier one. Both are asked; the other person's ("0123…c…") is not found.
+    let rotated = crate::audit::Filter {
+        subject_ref: Some(b.clone()),
+        earlier_subject_refs: vec![a.clone()],
+        limit: 100,
+        ..Default::default()
+    };
+    let found: Vec<String> = crate::audit::search(&mut src, &rotated)
+        .expect("search")
+        .into_iter()
+        .filter_map(|r| r.entry.message_id)
+        .collect();
+    assert_eq!(found, ["m-0", "m-1", "m-3"]);
+    let used = plan(&rotated);
+    assert!(
+        used.iter().any(|l| l.contains("audit_subject_keys")),
+        "the subject index is not used for several keys: {used:?}"
+    );
+    let record = |subject: &str| {
+        let mut e = about(Event::Received, "m-x", "rehab");
+        e.subject_ref = Some(subject.to_owned());
+        wingspan_core::audit::Record {
+            seq: 1,
+            chain_id: "c".into(),
+            entry: e,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    };
+    assert!(rotated.matches(&record(&a)) && rotated.matches(&record(&b)));
+    assert!(!rotated.matches(&record(&("0123456789abcdef".to_owned() + &"c".repeat(48)))));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Keys: a person's references under the current subject key and the earlier ones differ,
+/// and each is the one `subject_ref` made under that key.
+#[test]
+fn earlier_subject_keys_give_the_persons_earlier_references() {
+    let old = AuditKeys::from_parts(Suite::default(), SEED, b"old-subject").expect("keys");
+    let new = AuditKeys::from_parts(Suite::default(), SEED, b"new-subject")
+        .expect("keys")
+        .with_earlier_subjects(vec![b"old-subject".to_vec()]);
+    assert_ne!(new.subject_ref("3204"), old.subject_ref("3204"));
+    assert_eq!(
+        new.earlier_subject_refs("3204"),
+        vec![old.subject_ref("3204")]
+    );
 }
 
 /// A store written before threads (per-record indexes, no thread column) is migrated at
