@@ -166,6 +166,7 @@ pub fn seal(
             .filter(|c| c.chain_id == chain_id && (first..=last).contains(&c.seq))
             .cloned()
             .collect(),
+        rotations: Vec::new(),
     };
     let mut segment = Segment {
         manifest,

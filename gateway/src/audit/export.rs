@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use wingspan_core::audit::{Checkpoint, Event, GENESIS, Record, Report, Suite, Verifier};
+use wingspan_core::audit::{Checkpoint, Event, GENESIS, Record, Report, Rotation, Suite, Verifier};
 
 use super::{AuditSource, Locate};
 
@@ -27,6 +27,10 @@ pub struct Manifest {
     pub final_hash: Option<String>,
     /// Signed checkpoints that fall inside the range.
     pub checkpoints: Vec<Checkpoint>,
+    /// The chain's key rotations (each signed by both keys), wherever they stand: a range
+    /// signed before a rotation verifies under the key trusted now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<Rotation>,
 }
 
 const CSV_HEADER: &str = "seq,chain_id,event,at,message_id,correlation_id,source,destination,message_type,payload_sha256,outcome,reason,actor,subject_ref,prev_hash,hash";
@@ -170,7 +174,9 @@ pub fn export(
     for chain in src.chains()? {
         // A contiguous range of the chain: from the first record inside to the last.
         let mut range: Option<(u64, u64)> = None;
+        let mut rotations = Vec::new();
         src.each_record(&chain, &mut |r| {
+            rotations.extend(Rotation::from_record(&r));
             let inside = since.is_none_or(|s| r.entry.at.as_str() >= s)
                 && until.is_none_or(|u| r.entry.at.as_str() < u);
             if inside {
@@ -232,6 +238,7 @@ pub fn export(
                 })
                 .cloned()
                 .collect(),
+            rotations,
         };
         std::fs::write(
             dir.join(format!("audit-{chain}.manifest.json")),
@@ -304,7 +311,8 @@ pub fn verify_export(
             &manifest.checkpoints,
             Some(key),
             &manifest.start_prev_hash,
-        );
+        )
+        .knowing(&manifest.rotations);
         let (mut count, mut last_hash) = (0u64, None::<String>);
         let file_sha256 = each_exported(&path, &manifest.format, &mut |n, r| match r {
             Some(r) => {

@@ -375,6 +375,27 @@ async fn rotated_key_signs_on(suite: Suite) {
         assert!(v.ok(), "{suite}: {v:?}");
         assert_eq!((v.report.key_rotations, v.segments), (1, 5));
     }
+    // An export of the records before the rotation (signed by the old key) verifies under
+    // the new one: its manifest carries the chain's rotations.
+    let out = dir.join("export");
+    let mut src = AuditSource::Sqlite(open_db(&dir));
+    crate::audit::export(
+        &mut src,
+        None,
+        Some("2026-11-29T10:00:00.000120Z"),
+        "jsonl",
+        &out,
+    )
+    .expect("export");
+    for (manifest, report, problems) in
+        crate::audit::verify_export(&out, &rotation.new_key).expect("verify export")
+    {
+        assert!(manifest.last_seq < Some(rotation.seq), "{manifest:?}");
+        assert!(
+            report.ok() && problems.is_empty(),
+            "{report:?} {problems:?}"
+        );
+    }
     // The old key file put back: refused, nothing written.
     let new_seed = std::fs::read_to_string(&key_file).expect("new key");
     std::fs::write(&key_file, &old_seed).expect("old key back");
