@@ -41,7 +41,7 @@ fn main() {
         let t = Instant::now();
         let mut total = 0usize;
         for i in 0..n {
-            let c = body.clone();
+            let c = std::hint::black_box(body.clone());
             total += c.len() + i % 2;
         }
         let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
@@ -52,8 +52,8 @@ fn main() {
             let mut total = 0usize;
             for i in 0..n {
                 let id = if i % 2 == 0 { "m-even" } else { "m-odd" };
-                let sealed = s.seal(id, &body).expect("seal");
-                total += s.open(s.label(), id, &sealed).expect("open").len();
+                let sealed = s.seal(id, std::hint::black_box(&body)).expect("seal");
+                total += std::hint::black_box(s.open(s.label(), id, &sealed).expect("open")).len();
             }
             let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
             times[j].push(us);
