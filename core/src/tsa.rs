@@ -382,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn a_request_is_the_der_openssl_reads() {
+    fn a_request_holds_the_imprint_and_a_positive_nonce() {
         let req = request(MESSAGE, 0x8123_4567_89ab_cdef);
         let parts = Der::parse(&req, SEQUENCE)
             .expect("seq")

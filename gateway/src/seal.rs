@@ -113,18 +113,21 @@ impl Sealer {
     }
 
     fn seal_with(&self, nonce: &[u8; NONCE_LEN], message_id: &str, plain: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + TAG_LEN);
-        out.extend_from_slice(nonce);
         match &self.cipher {
             Cipher::Aes(key) => {
-                let mut body = plain.to_vec();
+                // One buffer: the nonce, the bytes sealed in place after it, the tag.
+                let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + TAG_LEN);
+                out.extend_from_slice(nonce);
+                out.extend_from_slice(plain);
                 // Only an input over 64 GB fails; copies are bounded by the body limit.
-                let _ = key.seal_in_place_append_tag(
+                if let Ok(tag) = key.seal_in_place_separate_tag(
                     Nonce::assume_unique_for_key(*nonce),
                     Aad::from(message_id.as_bytes()),
-                    &mut body,
-                );
-                out.extend_from_slice(&body);
+                    &mut out[NONCE_LEN..],
+                ) {
+                    out.extend_from_slice(tag.as_ref());
+                }
+                out
             }
             Cipher::Sm4(key) => {
                 let sealed = key
@@ -136,10 +139,9 @@ impl Sealer {
                         },
                     )
                     .unwrap_or_default();
-                out.extend_from_slice(&sealed);
+                [nonce.as_slice(), &sealed].concat()
             }
         }
-        out
     }
 
     /// Open a copy sealed as `label` for `message_id`.

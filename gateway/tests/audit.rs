@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Captured, World, eventually, post, status_of};
+use support::{Captured, World, eventually, post, status_of, verify_over_api};
 use wingspan::audit;
 use wingspan_core::audit::{Event, Record, Suite};
 use wingspan_sim::{Behaviour, samples};
@@ -220,15 +220,7 @@ async fn flows(postgres: Option<String>, suite: Suite) {
         !rest.to_string().contains(MARKER_ID),
         "the answer holds no person id"
     );
-    let verified: serde_json::Value = client
-        .get(format!("{admin}/v1/audit/verify"))
-        .bearer_auth(COMPLIANCE)
-        .send()
-        .await
-        .expect("verify")
-        .json()
-        .await
-        .expect("json");
+    let verified = verify_over_api(&client, &admin, COMPLIANCE).await;
     assert_eq!(verified["ok"], true, "{verified}");
     assert!(
         verified
@@ -428,15 +420,7 @@ async fn flows(postgres: Option<String>, suite: Suite) {
     assert!(!new_key.contains(rotated["old_key"].as_str().expect("old")));
     let after = samples::material_submit(4);
     assert_eq!(post(&client, &base, &after).await.0, 202);
-    let verified: serde_json::Value = client
-        .get(format!("{admin}/v1/audit/verify"))
-        .bearer_auth(COMPLIANCE)
-        .send()
-        .await
-        .expect("verify")
-        .json()
-        .await
-        .expect("json");
+    let verified = verify_over_api(&client, &admin, COMPLIANCE).await;
     assert_eq!(verified["ok"], true, "{verified}");
     assert_eq!(verified["chains"][0]["key_rotations"], 1, "{verified}");
 

@@ -7,25 +7,11 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{World, eventually, post};
+use support::{World, admin_cli as wingspan, eventually, post};
 use wingspan_sim::{Behaviour, samples};
 
 const OPERATOR: &str = "dev-operator-token";
 const REVIEWER: &str = "dev-reviewer-token";
-
-fn wingspan(admin: &str, token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wingspan"))
-        .args(args)
-        .args(["--admin-url", admin])
-        .env("WINGSPAN_ADMIN_TOKEN", token)
-        .output()
-        .expect("wingspan");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_copies_are_shown_replayed_and_discarded_by_operators_and_audited() {

@@ -6,62 +6,19 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use lapin::options::BasicGetOptions;
-use lapin::{Connection, ConnectionProperties};
-use support::{World, eventually, post};
+use support::{World, admin_cli, eventually, peek_queue, post};
 use wingspan_core::audit::Suite;
 use wingspan_sim::{Behaviour, samples};
 
 const OPERATOR: &str = "dev-operator-token";
 const REVIEWER: &str = "dev-reviewer-token";
 
+/// The CLI's outcome and everything it said.
 fn wingspan(admin: &str, token: &str, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wingspan"))
-        .args(args)
-        .args(["--admin-url", admin])
-        .env("WINGSPAN_ADMIN_TOKEN", token)
-        .output()
-        .expect("wingspan");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-/// The messages in a queue as the broker stores them (body, text headers), left in place.
-async fn peek(queue: &str) -> Vec<(Vec<u8>, HashMap<String, String>)> {
-    let conn = Connection::connect(
-        "amqp://guest:guest@127.0.0.1:5672/%2f",
-        ConnectionProperties::default(),
-    )
-    .await
-    .expect("amqp");
-    let ch = conn.create_channel().await.expect("channel");
-    let mut out = Vec::new();
-    while let Ok(Some(msg)) = ch
-        .basic_get(queue.into(), BasicGetOptions { no_ack: false })
-        .await
-    {
-        let mut headers = HashMap::new();
-        if let Some(h) = msg.delivery.properties.headers() {
-            for (k, v) in h.inner() {
-                if let lapin::types::AMQPValue::LongString(s) = v {
-                    headers.insert(
-                        k.as_str().to_owned(),
-                        String::from_utf8_lossy(s.as_bytes()).into_owned(),
-                    );
-                }
-            }
-        }
-        out.push((msg.delivery.data.clone(), headers));
-    }
-    // Unacknowledged: closing the channel gives them back to the queue.
-    let _ = ch.close(200, "peeked".into()).await;
-    let _ = conn.close(200, "done".into()).await;
-    out
+    let (ok, out, err) = admin_cli(admin, token, args);
+    (ok, out + &err)
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -120,7 +77,7 @@ async fn sealed_at_rest(suite: Suite, algorithm: &str) {
         .await
     );
     let parked_queue = gateway.names.parked("civil");
-    let stored = peek(&parked_queue).await;
+    let stored = peek_queue(&parked_queue).await;
     assert_eq!(stored.len(), 1);
     let (body, headers) = &stored[0];
     let label = headers
@@ -166,7 +123,7 @@ async fn sealed_at_rest(suite: Suite, algorithm: &str) {
     assert!(ok, "{out}");
     let reparked = async {
         for _ in 0..100 {
-            let now = peek(&parked_queue).await;
+            let now = peek_queue(&parked_queue).await;
             if now.len() == 1
                 && now[0]
                     .1
@@ -198,7 +155,7 @@ async fn sealed_at_rest(suite: Suite, algorithm: &str) {
             == 1)
         .await
     );
-    assert!(peek(&parked_queue).await.is_empty());
+    assert!(peek_queue(&parked_queue).await.is_empty());
     gateway.shutdown().await;
     world.cleanup().await;
 }

@@ -67,6 +67,19 @@ fn record(r: &Row) -> Result<Record, postgres::Error> {
     })
 }
 
+const CHECKPOINT_COLUMNS: &str = "chain_id, seq, hash, signed_at, key_id, signature";
+
+fn checkpoint(r: &Row) -> Result<Checkpoint, postgres::Error> {
+    Ok(Checkpoint {
+        chain_id: r.try_get(0)?,
+        seq: u64::try_from(r.try_get::<_, i64>(1)?).unwrap_or(0),
+        hash: r.try_get(2)?,
+        signed_at: r.try_get(3)?,
+        key_id: r.try_get(4)?,
+        signature: r.try_get(5)?,
+    })
+}
+
 fn seq(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -326,41 +339,40 @@ impl PgAudit {
         &mut self,
         chain_id: &str,
     ) -> Result<Option<Checkpoint>, postgres::Error> {
-        let rows = self.client.query(
-            "SELECT chain_id, seq, hash, signed_at, key_id, signature FROM audit_checkpoints WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1",
-            &[&chain_id],
-        )?;
-        rows.first()
-            .map(|r| {
-                Ok(Checkpoint {
-                    chain_id: r.try_get(0)?,
-                    seq: u64::try_from(r.try_get::<_, i64>(1)?).unwrap_or(0),
-                    hash: r.try_get(2)?,
-                    signed_at: r.try_get(3)?,
-                    key_id: r.try_get(4)?,
-                    signature: r.try_get(5)?,
-                })
-            })
+        self.client
+            .query_opt(
+                &format!(
+                    "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1"
+                ),
+                &[&chain_id],
+            )?
+            .as_ref()
+            .map(checkpoint)
             .transpose()
+    }
+
+    /// The seq of the chain's latest time-stamped checkpoint (0 if none).
+    pub fn last_stamped(&mut self, chain_id: &str) -> Result<u64, postgres::Error> {
+        let last: i64 = self
+            .client
+            .query_one(
+                "SELECT coalesce(max(seq), 0) FROM audit_timestamps WHERE chain_id = $1",
+                &[&chain_id],
+            )?
+            .try_get(0)?;
+        Ok(u64::try_from(last).unwrap_or(0))
     }
 
     pub fn read_checkpoints(&mut self) -> Result<Vec<Checkpoint>, postgres::Error> {
         self.client
             .query(
-                "SELECT chain_id, seq, hash, signed_at, key_id, signature FROM audit_checkpoints ORDER BY chain_id, seq",
+                &format!(
+                    "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY chain_id, seq"
+                ),
                 &[],
             )?
             .iter()
-            .map(|r| {
-                Ok(Checkpoint {
-                    chain_id: r.try_get(0)?,
-                    seq: u64::try_from(r.try_get::<_, i64>(1)?).unwrap_or(0),
-                    hash: r.try_get(2)?,
-                    signed_at: r.try_get(3)?,
-                    key_id: r.try_get(4)?,
-                    signature: r.try_get(5)?,
-                })
-            })
+            .map(checkpoint)
             .collect()
     }
 

@@ -166,37 +166,44 @@ pub fn latest_checkpoint(
     chain_id: &str,
 ) -> Result<Option<Checkpoint>, rusqlite::Error> {
     conn.query_row(
-        "SELECT chain_id, seq, hash, signed_at, key_id, signature FROM audit_checkpoints WHERE chain_id = ?1 ORDER BY seq DESC LIMIT 1",
+        &format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE chain_id = ?1 ORDER BY seq DESC LIMIT 1"
+        ),
         params![chain_id],
-        |r| {
-            Ok(Checkpoint {
-                chain_id: r.get(0)?,
-                seq: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-                hash: r.get(2)?,
-                signed_at: r.get(3)?,
-                key_id: r.get(4)?,
-                signature: r.get(5)?,
-            })
-        },
+        checkpoint_from_row,
     )
     .optional()
 }
 
+/// The seq of the chain's latest time-stamped checkpoint (0 if none).
+pub fn last_stamped(conn: &Connection, chain_id: &str) -> Result<u64, rusqlite::Error> {
+    conn.query_row(
+        "SELECT coalesce(max(seq), 0) FROM audit_timestamps WHERE chain_id = ?1",
+        params![chain_id],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|s| u64::try_from(s).unwrap_or(0))
+}
+
+const CHECKPOINT_COLUMNS: &str = "chain_id, seq, hash, signed_at, key_id, signature";
+
+fn checkpoint_from_row(r: &rusqlite::Row<'_>) -> Result<Checkpoint, rusqlite::Error> {
+    Ok(Checkpoint {
+        chain_id: r.get(0)?,
+        seq: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+        hash: r.get(2)?,
+        signed_at: r.get(3)?,
+        key_id: r.get(4)?,
+        signature: r.get(5)?,
+    })
+}
+
 /// Every checkpoint, in order.
 pub fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, rusqlite::Error> {
-    conn.prepare(
-        "SELECT chain_id, seq, hash, signed_at, key_id, signature FROM audit_checkpoints ORDER BY chain_id, seq",
-    )?
-    .query_map([], |r| {
-        Ok(Checkpoint {
-            chain_id: r.get(0)?,
-            seq: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-            hash: r.get(2)?,
-            signed_at: r.get(3)?,
-            key_id: r.get(4)?,
-            signature: r.get(5)?,
-        })
-    })?
+    conn.prepare(&format!(
+        "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY chain_id, seq"
+    ))?
+    .query_map([], checkpoint_from_row)?
     .collect()
 }
 

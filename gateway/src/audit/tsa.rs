@@ -30,15 +30,13 @@ fn unstamped(store: &Location, chain_id: &str) -> anyhow::Result<Option<Checkpoi
     Ok(match store {
         Location::Sqlite(path) => {
             let conn = rusqlite::Connection::open(path)?;
-            let latest = super::sqlite::latest_checkpoint(&conn, chain_id)?;
-            let stamped = super::sqlite::timestamps(&conn, chain_id)?;
-            latest.filter(|c| stamped.last().is_none_or(|(seq, _)| *seq < c.seq))
+            let stamped = super::sqlite::last_stamped(&conn, chain_id)?;
+            super::sqlite::latest_checkpoint(&conn, chain_id)?.filter(|c| stamped < c.seq)
         }
         Location::Postgres(url) => {
             let mut pg = super::pg::PgAudit::connect(url)?;
-            let latest = pg.latest_checkpoint(chain_id)?;
-            let stamped = pg.timestamps(chain_id)?;
-            latest.filter(|c| stamped.last().is_none_or(|(seq, _)| *seq < c.seq))
+            let stamped = pg.last_stamped(chain_id)?;
+            pg.latest_checkpoint(chain_id)?.filter(|c| stamped < c.seq)
         }
     })
 }
@@ -128,11 +126,13 @@ pub fn check_tokens(
     let Some(cert) = cert else {
         return problems;
     };
+    let by_seq: std::collections::HashMap<u64, &Checkpoint> = checkpoints
+        .iter()
+        .filter(|c| c.chain_id == chain_id)
+        .map(|c| (c.seq, c))
+        .collect();
     for (seq, token) in tokens {
-        let Some(c) = checkpoints
-            .iter()
-            .find(|c| c.chain_id == chain_id && c.seq == *seq)
-        else {
+        let Some(c) = by_seq.get(seq) else {
             problems.push(format!(
                 "a time-stamp names checkpoint {seq}, which the store does not have"
             ));

@@ -284,17 +284,9 @@ async fn search_posted(
     Extension(user): Extension<AdminUser>,
     body: axum::body::Bytes,
 ) -> Response {
-    let q: SearchBody = match serde_json::from_slice(&body) {
+    let q: SearchBody = match json_body(&body) {
         Ok(q) => q,
-        Err(e) => {
-            return Problem::new(
-                400,
-                "invalid-body",
-                "Unreadable request body",
-                e.to_string(),
-            )
-            .into_response();
-        }
+        Err(problem) => return problem,
     };
     let person = q
         .subject
@@ -456,17 +448,9 @@ async fn subject_report(
     Extension(user): Extension<AdminUser>,
     body: axum::body::Bytes,
 ) -> Response {
-    let q: SubjectReportBody = match serde_json::from_slice(&body) {
+    let q: SubjectReportBody = match json_body(&body) {
         Ok(q) => q,
-        Err(e) => {
-            return Problem::new(
-                400,
-                "invalid-body",
-                "Unreadable request body",
-                e.to_string(),
-            )
-            .into_response();
-        }
+        Err(problem) => return problem,
     };
     let (person, reason) = (q.subject.trim(), q.reason.trim());
     if person.is_empty() || reason.is_empty() {
@@ -557,21 +541,9 @@ async fn subject_report(
 }
 
 async fn export(State(st): State<AdminState>, body: axum::body::Bytes) -> Response {
-    let q: ExportBody = if body.iter().all(u8::is_ascii_whitespace) {
-        ExportBody::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(q) => q,
-            Err(e) => {
-                return Problem::new(
-                    400,
-                    "invalid-body",
-                    "Unreadable request body",
-                    e.to_string(),
-                )
-                .into_response();
-            }
-        }
+    let q: ExportBody = match json_body_or_default(&body) {
+        Ok(q) => q,
+        Err(problem) => return problem,
     };
     let id = uuid::Uuid::new_v4().simple().to_string();
     let root = st.exports_dir.clone();
@@ -889,12 +861,9 @@ struct Why {
     sha256: Option<String>,
 }
 
-/// The JSON body of an action (`{}` or nothing when it needs no fields).
+/// A request's JSON body, or the 400 problem that says why it is unreadable.
 #[allow(clippy::result_large_err)]
-fn why(body: &[u8]) -> Result<Why, Response> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Why::default());
-    }
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     serde_json::from_slice(body).map_err(|e| {
         Problem::new(
             400,
@@ -904,6 +873,23 @@ fn why(body: &[u8]) -> Result<Why, Response> {
         )
         .into_response()
     })
+}
+
+/// [`json_body`], with nothing (or only white space) meaning every field's default.
+#[allow(clippy::result_large_err)]
+fn json_body_or_default<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    json_body(body)
+}
+
+/// The JSON body of an action (`{}` or nothing when it needs no fields).
+#[allow(clippy::result_large_err)]
+fn why(body: &[u8]) -> Result<Why, Response> {
+    json_body_or_default(body)
 }
 
 fn acted(list: Vec<crate::dlq::Handled>) -> Response {

@@ -201,6 +201,16 @@ pub(super) fn sign_if_due(
     }
 }
 
+/// Sign the chain head now if anything is unsigned (before and after a key rotation, at stop).
+pub(super) fn sign_now(
+    conn: &Connection,
+    pg: Option<&mut PgAudit>,
+    chain: &mut Chain,
+    setup: &AuditSetup,
+) {
+    sign_if_due(conn, pg, chain, setup, std::time::Duration::ZERO);
+}
+
 /// Load the chain head at start. The chain's suite must be the configured one (checked first:
 /// under another suite every record would fail). The records since the last checkpoint are
 /// verified; a tail that fails (a torn or damaged last write) is cut back to the last valid

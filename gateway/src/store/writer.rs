@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use wingspan_core::audit::{Entry, Head, Record, Rotation, SigningKey};
 
 use super::archiver::ToRecord;
-use super::chain::{Chain, Threads, append, sign_if_due};
+use super::chain::{Chain, Threads, append, sign_if_due, sign_now};
 use super::index::ReceiptIndex;
 use super::retention::{self, Pruned, Retain, Windows};
 use super::shared::DeliveryRow;
@@ -246,13 +246,7 @@ pub(super) fn write_loop(
         }
         // A rotation: the records before it are signed with the old key first.
         if batch.iter().any(|c| matches!(c, Cmd::Rotate { .. })) {
-            sign_if_due(
-                &conn,
-                pg.as_mut(),
-                &mut chain,
-                setup,
-                std::time::Duration::ZERO,
-            );
+            sign_now(&conn, pg.as_mut(), &mut chain, setup);
         }
         // The head moves only if the transaction commits.
         let mut head = chain.head.clone();
@@ -313,13 +307,7 @@ pub(super) fn write_loop(
                     _ => None,
                 }) {
                     setup.keys.swap_signing(new);
-                    sign_if_due(
-                        &conn,
-                        pg.as_mut(),
-                        &mut chain,
-                        setup,
-                        std::time::Duration::ZERO,
-                    );
+                    sign_now(&conn, pg.as_mut(), &mut chain, setup);
                 }
                 // Before any caller hears of the commit: a duplicate sent once its
                 // original's receipt is answered finds it.
@@ -382,13 +370,7 @@ pub(super) fn write_loop(
         last_commit = std::time::Instant::now();
     }
     // A last signature over the final head, so a clean stop leaves nothing unsigned.
-    sign_if_due(
-        &conn,
-        pg.as_mut(),
-        &mut chain,
-        setup,
-        std::time::Duration::ZERO,
-    );
+    sign_now(&conn, pg.as_mut(), &mut chain, setup);
 }
 
 /// Apply one command. Audit entries are moved out (a failed batch is not retried: its

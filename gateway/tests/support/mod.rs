@@ -206,13 +206,22 @@ pub async fn publish_to_queue(queue: &str, bodies: &[Vec<u8>]) {
 
 /// Take every message currently in a queue: (body, headers as text).
 pub async fn drain_queue(queue: &str) -> Vec<(Vec<u8>, HashMap<String, String>)> {
+    read_queue(queue, true).await
+}
+
+/// Every message currently in a queue as the broker stores it, left in place.
+pub async fn peek_queue(queue: &str) -> Vec<(Vec<u8>, HashMap<String, String>)> {
+    read_queue(queue, false).await
+}
+
+async fn read_queue(queue: &str, take: bool) -> Vec<(Vec<u8>, HashMap<String, String>)> {
     let conn = Connection::connect(AMQP, ConnectionProperties::default())
         .await
         .expect("amqp");
     let ch = conn.create_channel().await.expect("channel");
     let mut out = Vec::new();
     while let Ok(Some(msg)) = ch
-        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .basic_get(queue.into(), BasicGetOptions { no_ack: take })
         .await
     {
         let mut headers = HashMap::new();
@@ -229,8 +238,43 @@ pub async fn drain_queue(queue: &str) -> Vec<(Vec<u8>, HashMap<String, String>)>
         }
         out.push((msg.delivery.data.clone(), headers));
     }
+    // What was not taken is unacknowledged: closing the channel gives it back to the queue.
+    let _ = ch.close(200, "read".into()).await;
     let _ = conn.close(200, "done".into()).await;
     out
+}
+
+/// Run `wingspan <args> --admin-url <admin>` as the admin user with `token`: whether it
+/// succeeded, its stdout and its stderr.
+pub fn admin_cli(admin: &str, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wingspan"))
+        .args(args)
+        .args(["--admin-url", admin])
+        .env("WINGSPAN_ADMIN_TOKEN", token)
+        .output()
+        .expect("wingspan");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `GET /v1/audit/verify` on the admin listener as the user with `token`.
+pub async fn verify_over_api(
+    client: &reqwest::Client,
+    admin: &str,
+    token: &str,
+) -> serde_json::Value {
+    client
+        .get(format!("{admin}/v1/audit/verify"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("verify")
+        .json()
+        .await
+        .expect("json")
 }
 
 pub fn body_json(bytes: &[u8]) -> serde_json::Value {
