@@ -82,6 +82,8 @@ pub struct Received {
     pub canonical: Option<serde_json::Value>,
     /// When it arrived.
     pub at: std::time::Instant,
+    /// The W3C `traceparent` it came with.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -382,6 +384,7 @@ async fn receive(
                     None
                 },
                 at: std::time::Instant::now(),
+                traceparent: traceparent(&headers).map(|cx| cx.header()),
             });
         } else {
             book.repeats += 1;
@@ -400,7 +403,19 @@ async fn receive(
             && let Some((url, content_type, bytes)) =
                 native_reply(adapter.as_ref(), &gateway, source, &reply, &content_type)
         {
-            tokio::spawn(send_reply(shared.clone(), url, content_type, bytes));
+            // The reply continues the request's trace, as a traced partner's would: its own
+            // span (a new id) under the gateway's delivery.
+            let reply_trace = traceparent(&headers).map(|cx| {
+                let id = uuid::Uuid::new_v4().as_u64_pair().0.max(1);
+                cx.child(id.to_be_bytes()).header()
+            });
+            tokio::spawn(send_reply(
+                shared.clone(),
+                url,
+                content_type,
+                bytes,
+                reply_trace,
+            ));
         }
         (
             StatusCode::OK,
@@ -448,8 +463,22 @@ fn native_reply(
     ))
 }
 
+/// The trace context a request came with, if valid.
+fn traceparent(headers: &HeaderMap) -> Option<wingspan_core::trace::TraceContext> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(wingspan_core::trace::TraceContext::parse)
+}
+
 /// Post a reply to the gateway, retrying while it answers 503 or 409.
-async fn send_reply(shared: Arc<Shared>, url: String, content_type: &'static str, body: Vec<u8>) {
+async fn send_reply(
+    shared: Arc<Shared>,
+    url: String,
+    content_type: &'static str,
+    body: Vec<u8>,
+    traceparent: Option<String>,
+) {
     let token = shared
         .options
         .reply_as
@@ -457,14 +486,15 @@ async fn send_reply(shared: Arc<Shared>, url: String, content_type: &'static str
         .map(crate::dev_token)
         .unwrap_or_default();
     for attempt in 0..30u32 {
-        let sent = shared
+        let mut post = shared
             .http
             .post(&url)
             .bearer_auth(&token)
-            .header("content-type", content_type)
-            .body(body.clone())
-            .send()
-            .await;
+            .header("content-type", content_type);
+        if let Some(t) = &traceparent {
+            post = post.header("traceparent", t);
+        }
+        let sent = post.body(body.clone()).send().await;
         match sent {
             Ok(r) if r.status().is_success() => {
                 shared

@@ -211,6 +211,11 @@ pub struct Entry {
     pub actor: Option<String>,
     /// HMAC-SHA256 (hex) of the person's identifier.
     pub subject_ref: Option<String>,
+    /// The W3C trace id (32 hex digits) of the trace the step belongs to. Records that carry
+    /// one hash as version 2 (the field after `subject_ref`); records without one hash as
+    /// they always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl Entry {
@@ -247,6 +252,7 @@ impl Entry {
             reason: None,
             actor: None,
             subject_ref: None,
+            trace_id: None,
         }
     }
 }
@@ -323,12 +329,17 @@ fn field(ctx: &mut Hasher, v: Option<&str>) {
 /// chain's suite (each suite with a domain tag of its own).
 pub fn record_hash(suite: Suite, chain_id: &str, e: &Entry, prev_hash: &str) -> String {
     let mut ctx = Hasher::new(suite);
-    ctx.update(match suite {
-        Suite::Sha256Ed25519 => b"wingspan-audit/v1".as_slice(),
-        Suite::Sm3Sm2 => b"wingspan-audit/sm3/v1".as_slice(),
+    // Version 2 adds the trace id; a record without one is a version 1 record.
+    ctx.update(match (suite, e.trace_id.is_some()) {
+        (Suite::Sha256Ed25519, false) => b"wingspan-audit/v1".as_slice(),
+        (Suite::Sha256Ed25519, true) => b"wingspan-audit/v2".as_slice(),
+        (Suite::Sm3Sm2, false) => b"wingspan-audit/sm3/v1".as_slice(),
+        (Suite::Sm3Sm2, true) => b"wingspan-audit/sm3/v2".as_slice(),
     });
+    let trace = e.trace_id.as_deref().map(Some);
     let fields = std::iter::once(Some(chain_id))
         .chain(e.fields())
+        .chain(trace)
         .chain([Some(prev_hash)]);
     for v in fields {
         field(&mut ctx, v);
@@ -1027,6 +1038,45 @@ mod tests {
         let (sha, sm3) = (chain(Suite::Sha256Ed25519, 1), chain(Suite::Sm3Sm2, 1));
         assert_ne!(sha[0].hash, sm3[0].hash);
         assert_eq!(sm3[0].hash.len(), 64);
+    }
+
+    #[test]
+    fn a_trace_id_is_hashed_as_record_version_2_and_older_records_hash_as_before() {
+        // The first record of `chain` as every store written before traces holds it.
+        let v1 = chain(Suite::Sha256Ed25519, 1).remove(0);
+        assert_eq!(
+            v1.hash,
+            "68ed276746e84f95048bb249a93f3836f77044830072bf5babeea82eb51be696"
+        );
+        for suite in Suite::ALL {
+            let mut head = Head::new("gw-1", suite);
+            let mut records = chain(suite, 3);
+            let last = records[2].hash.clone();
+            head.next_seq = 4;
+            head.last_hash = last;
+            let mut traced = Entry::new(Event::Delivered, "2026-11-29T10:00:03Z");
+            traced.message_id = Some("m-3".into());
+            traced.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+            let mut untraced = traced.clone();
+            untraced.trace_id = None;
+            let with = head.clone().append(traced);
+            assert_ne!(with.hash, head.clone().append(untraced).hash);
+            records.push(with);
+            assert!(
+                verify(suite, "gw-1", &records, &[], None, GENESIS).ok(),
+                "{suite}"
+            );
+            // Changing, dropping or adding a trace id is a modification.
+            let mut changed = records.clone();
+            changed[3].entry.trace_id = Some("00000000000000000000000000000001".into());
+            assert_eq!(finding(suite, &changed), Some(Finding::Modified { seq: 4 }));
+            let mut dropped = records.clone();
+            dropped[3].entry.trace_id = None;
+            assert_eq!(finding(suite, &dropped), Some(Finding::Modified { seq: 4 }));
+            let mut added = records.clone();
+            added[1].entry.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+            assert_eq!(finding(suite, &added), Some(Finding::Modified { seq: 2 }));
+        }
     }
 
     #[test]

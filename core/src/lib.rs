@@ -12,6 +12,7 @@
 //! - [`route`]: the route decision, a pure function of (envelope, route table) → destinations.
 //! - [`admit`]: the ingress pipeline as one pure function: bytes → admitted message or typed rejection.
 //! - [`subject`]: the subject access report, assembled from audit records (JSON and HTML).
+//! - [`trace`]: W3C Trace Context (`traceparent`) read from upstream and written to partners.
 //!
 //! The shell (the `wingspan` crate) owns every socket, file, timer and broker channel.
 
@@ -25,6 +26,7 @@ pub mod policy;
 pub mod route;
 pub mod schema;
 pub mod subject;
+pub mod trace;
 pub mod tsa;
 
 pub use admit::{Admitted, Rejection, RejectionKind, Sender, admit, admit_as};

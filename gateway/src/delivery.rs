@@ -31,10 +31,15 @@ use wingspan_core::{CompiledConfig, Envelope};
 use crate::audit;
 use crate::broker::publish::{HeaderValue, Outgoing};
 use crate::broker::{Broker, BrokerError, Names, PublishError, Publisher, Session, bounded};
-use crate::intake::{ACCEPTED_HEADER, ATTEMPT_HEADER, Intake, REASON_HEADER, SOURCE_HEADER};
+use crate::intake::{
+    ACCEPTED_HEADER, ATTEMPT_HEADER, Intake, REASON_HEADER, SOURCE_HEADER, carry_trace,
+};
 use crate::stats::{Event, Stats};
 use crate::store::{DeliveryState, Store};
+use crate::telemetry::{TRACEPARENT, TRACESTATE, Telemetry, Upstream};
+use opentelemetry::trace::SpanKind;
 use wingspan_core::audit::Event as Audit;
+use wingspan_core::trace::TraceContext;
 
 /// What happened to one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +67,32 @@ pub struct DeliveryContext {
     pub store: Store,
     pub stats: Stats,
     pub http: reqwest::Client,
+    pub telemetry: Telemetry,
+}
+
+/// A copy's place in its trace: the context it came with (kept on its retry and parked copies,
+/// so every attempt is a sibling under the step that queued it) and the trace id its records
+/// name.
+#[derive(Debug)]
+struct CopyTrace {
+    upstream: Upstream,
+    trace_id: String,
+}
+
+impl CopyTrace {
+    /// An audit entry about this copy's message, naming the trace.
+    fn about(&self, event: Audit, env: &Envelope) -> wingspan_core::audit::Entry {
+        let mut e = audit::about(event, env);
+        e.trace_id = Some(self.trace_id.clone());
+        e
+    }
+
+    /// Pass the copy's context on to its replacement (retry or parked copy).
+    fn carry(&self, out: &mut Outgoing<'_>) {
+        if let Some(parent) = &self.upstream.parent {
+            carry_trace(out, parent, self.upstream.state.as_deref());
+        }
+    }
 }
 
 /// An integer header of a delivered message (any AMQP integer width).
@@ -247,6 +278,26 @@ async fn handle(
         ctx.stats.consumed_after(elapsed);
     }
     let source = header_text(&delivery, SOURCE_HEADER).unwrap_or_default();
+    // This attempt is a step of the message's trace, under the step that queued the copy.
+    let upstream = Upstream::from_values(
+        header_text(&delivery, TRACEPARENT).as_deref(),
+        header_text(&delivery, TRACESTATE).as_deref(),
+    );
+    let kind = match dest.transport {
+        Transport::Http { .. } => SpanKind::Client,
+        Transport::Amqp { .. } => SpanKind::Producer,
+    };
+    let mut step = ctx
+        .telemetry
+        .step("deliver", kind, upstream.parent.as_ref());
+    let trace = CopyTrace {
+        trace_id: step.trace_id(),
+        upstream,
+    };
+    if step.recording() {
+        step.set("wingspan.destination", dest.id.clone());
+        step.set("wingspan.attempt", attempt);
+    }
     let message_id = delivery
         .properties
         .message_id()
@@ -282,8 +333,9 @@ async fn handle(
                 correlation_id: None,
                 payload: serde_json::Value::Null,
             };
+            step.failed("queued copy unreadable; parked");
             return park(
-                ctx, dest, publisher, &delivery, &env, attempt, &reason, limit, None,
+                ctx, dest, publisher, &delivery, &env, attempt, &reason, limit, None, &trace,
             )
             .await;
         }
@@ -294,14 +346,23 @@ async fn handle(
         Ok(encoded) => match &dest.transport {
             Transport::Http { url, timeout_ms } => {
                 wire_sha256 = Some(wingspan_core::audit::sha256_hex(&encoded.body));
-                deliver_http(&ctx.http, url, *timeout_ms, &envelope, encoded).await
+                deliver_http(
+                    &ctx.http,
+                    url,
+                    *timeout_ms,
+                    &envelope,
+                    encoded,
+                    step.context(),
+                    trace.upstream.state.as_deref(),
+                )
+                .await
             }
             Transport::Amqp {
                 exchange,
                 routing_key,
             } => {
                 wire_sha256 = Some(wingspan_core::audit::sha256_hex(&encoded.body));
-                let out = Outgoing {
+                let mut out = Outgoing {
                     expiration_ms: None,
                     message_id: &envelope.message_id,
                     message_type: &envelope.message_type,
@@ -309,6 +370,7 @@ async fn handle(
                     correlation_id: envelope.correlation_id.as_deref(),
                     headers: vec![(SOURCE_HEADER, HeaderValue::Text(envelope.source.clone()))],
                 };
+                carry_trace(&mut out, step.context(), trace.upstream.state.as_deref());
                 match publisher
                     .publish(exchange, routing_key, &encoded.body, &out)
                     .await
@@ -329,7 +391,12 @@ async fn handle(
     let attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
     // The attempt's record: which bytes went where, what came back; a copy the broker hands
     // out again after a crash or a lost channel is marked as a redelivery.
-    let mut tried = audit::about(Audit::DeliveryAttempt, &envelope);
+    match &outcome {
+        Attempt::Delivered => step.set("wingspan.outcome", "delivered"),
+        Attempt::Transient(r) | Attempt::Permanent(r) => step.failed(r),
+    }
+    drop(step);
+    let mut tried = trace.about(Audit::DeliveryAttempt, &envelope);
     tried.destination = Some(dest.id.clone());
     tried.payload_sha256 = wire_sha256;
     tried.outcome = Some(match &outcome {
@@ -343,7 +410,7 @@ async fn handle(
     });
     match outcome {
         Attempt::Delivered => {
-            let mut done = audit::about(Audit::Delivered, &envelope);
+            let mut done = trace.about(Audit::Delivered, &envelope);
             done.destination = Some(dest.id.clone());
             if !record(ctx, &delivery, limit, vec![tried, done]).await? {
                 return Ok(());
@@ -376,11 +443,12 @@ async fn handle(
             );
             out.headers
                 .push((REASON_HEADER, HeaderValue::Text(reason.clone())));
+            trace.carry(&mut out);
             publisher
                 .publish(&ctx.names.retry(tier), &dest.id, &delivery.data, &out)
                 .await
                 .map_err(into_broker)?;
-            let mut retry = audit::about(Audit::RetryScheduled, &envelope);
+            let mut retry = trace.about(Audit::RetryScheduled, &envelope);
             retry.destination = Some(dest.id.clone());
             retry.reason = Some(reason.clone());
             retry.outcome = Some(format!(
@@ -423,6 +491,7 @@ async fn handle(
                 &reason,
                 limit,
                 Some(tried),
+                &trace,
             )
             .await
         }
@@ -437,6 +506,7 @@ async fn handle(
                 &reason,
                 limit,
                 Some(tried),
+                &trace,
             )
             .await
         }
@@ -489,6 +559,7 @@ async fn park(
     reason: &str,
     limit: Duration,
     tried: Option<wingspan_core::audit::Entry>,
+    trace: &CopyTrace,
 ) -> Result<(), BrokerError> {
     let sealed = header_text(delivery, crate::seal::SEALED_HEADER);
     let mut out = Intake::sealed_copy(env, attempt, accepted_ms(delivery), sealed.as_deref());
@@ -498,13 +569,15 @@ async fn park(
         crate::intake::PARKED_HEADER,
         HeaderValue::Int(crate::intake::now_ms()),
     ));
+    // A replay continues the message's trace.
+    trace.carry(&mut out);
     // The parked copy is the only payload the gateway keeps; it expires per message type.
     out.expiration_ms = Some(ctx.config.retention.parked_ms(&env.message_type));
     publisher
         .publish(&ctx.names.park_exchange(), &dest.id, &delivery.data, &out)
         .await
         .map_err(into_broker)?;
-    let mut parked = audit::about(Audit::Parked, env);
+    let mut parked = trace.about(Audit::Parked, env);
     parked.destination = Some(dest.id.clone());
     parked.reason = Some(reason.to_owned());
     parked.outcome = Some(format!("after {attempt} attempt(s)"));
@@ -535,13 +608,19 @@ async fn deliver_http(
     timeout_ms: u64,
     env: &Envelope,
     encoded: wingspan_adapters::Encoded<'_>,
+    trace: &TraceContext,
+    tracestate: Option<&str>,
 ) -> Attempt {
     let mut req = client
         .post(url)
         .timeout(Duration::from_millis(timeout_ms))
         .header(reqwest::header::CONTENT_TYPE, encoded.content_type)
         .header("Idempotency-Key", &env.message_id)
-        .header("X-Wingspan-Message-Type", &env.message_type);
+        .header("X-Wingspan-Message-Type", &env.message_type)
+        .header(TRACEPARENT, trace.header());
+    if let Some(s) = tracestate {
+        req = req.header(TRACESTATE, s);
+    }
     if let Some(c) = &env.correlation_id {
         req = req.header("X-Wingspan-Correlation-Id", c);
     }

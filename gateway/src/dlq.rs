@@ -276,11 +276,17 @@ impl DeadLetters {
                             (REPLAYED_HEADER, HeaderValue::Text(actor.to_owned())),
                         ],
                     };
-                    // Still sealed as it was parked; the delivery worker opens it.
+                    // Still sealed as it was parked (the delivery worker opens it), and in the
+                    // message's trace.
                     let mut out = out;
-                    if let Some(label) = header_text(&d, crate::seal::SEALED_HEADER) {
-                        out.headers
-                            .push((crate::seal::SEALED_HEADER, HeaderValue::Text(label)));
+                    for name in [
+                        crate::seal::SEALED_HEADER,
+                        crate::telemetry::TRACEPARENT,
+                        crate::telemetry::TRACESTATE,
+                    ] {
+                        if let Some(v) = header_text(&d, name) {
+                            out.headers.push((name, HeaderValue::Text(v)));
+                        }
                     }
                     if let Err(e) = publisher
                         .publish(&self.names.deliver_exchange(), dest, &d.data, &out)
@@ -373,6 +379,14 @@ impl DeadLetters {
                 crate::seal::SEALED_HEADER,
                 header_text(d, crate::seal::SEALED_HEADER).map(HeaderValue::Text),
             ),
+            (
+                crate::telemetry::TRACEPARENT,
+                header_text(d, crate::telemetry::TRACEPARENT).map(HeaderValue::Text),
+            ),
+            (
+                crate::telemetry::TRACESTATE,
+                header_text(d, crate::telemetry::TRACESTATE).map(HeaderValue::Text),
+            ),
         ] {
             if let Some(v) = value {
                 headers.push((name, v));
@@ -430,6 +444,10 @@ impl DeadLetters {
             }
         };
         e.destination = Some(item.destination.clone());
+        e.trace_id = header_text(d, crate::telemetry::TRACEPARENT)
+            .as_deref()
+            .and_then(wingspan_core::trace::TraceContext::parse)
+            .map(|cx| cx.trace_id_hex());
         e.actor = Some(actor.to_owned());
         e.reason = (!reason.trim().is_empty()).then(|| audit::bounded_reason(reason));
         e.outcome = match (&event, &item.reason) {

@@ -87,6 +87,8 @@ pub struct Gateway {
     pub reloader: Reloader,
     pub dead_letters: DeadLetters,
     pub names: Names,
+    /// Where spans go.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 impl Gateway {
@@ -145,7 +147,23 @@ impl Gateway {
                 shutdown_rx.clone(),
             ));
         }
-        let intake = Arc::new(Intake::new(live.clone(), store.clone(), stats.clone()));
+        // Spans go to the collector when one is configured; contexts are carried either way.
+        let telemetry = match &config.otlp_endpoint {
+            Some(url) => crate::telemetry::Telemetry::otlp(
+                url,
+                &config.instance,
+                reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .build()?,
+            )?,
+            None => crate::telemetry::Telemetry::off(),
+        };
+        let intake = Arc::new(Intake::new(
+            live.clone(),
+            store.clone(),
+            stats.clone(),
+            telemetry.clone(),
+        ));
         let names = Names::new(&config.broker.prefix);
         let dead_letters =
             DeadLetters::new(live.clone(), names.clone(), store.clone(), broker.clone());
@@ -244,6 +262,7 @@ impl Gateway {
                 recent: recent.clone(),
                 exports_dir: loaded.state_dir.join("exports"),
                 last_verification: Arc::default(),
+                telemetry: telemetry.clone(),
             });
             tasks.spawn(serve(listener, app, shutdown_rx.clone(), "admin listener"));
             tasks.spawn(crate::recent::sample(
@@ -270,6 +289,7 @@ impl Gateway {
                 store: store.clone(),
                 stats: stats.clone(),
                 http,
+                telemetry: telemetry.clone(),
             };
             tasks.spawn(delivery::manage(
                 base,
@@ -292,6 +312,7 @@ impl Gateway {
             live,
             reloader,
             dead_letters,
+            telemetry,
         })
     }
 
@@ -319,5 +340,6 @@ impl Gateway {
             );
             self.tasks.abort_all();
         }
+        self.telemetry.shutdown().await;
     }
 }

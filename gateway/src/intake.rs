@@ -24,7 +24,10 @@ use crate::broker::{Names, PublishError, Publisher};
 use crate::live::Live;
 use crate::stats::{Event, Stats};
 use crate::store::{NewReceipt, Receipt, Store, StoreError};
+use crate::telemetry::{Step, TRACEPARENT, TRACESTATE, Telemetry, Upstream};
+use opentelemetry::trace::SpanKind;
 use wingspan_core::audit::{Entry, Event as Audit};
+use wingspan_core::trace::TraceContext;
 
 /// Header carrying the delivery attempt number on internal copies.
 pub const ATTEMPT_HEADER: &str = "x-wingspan-attempt";
@@ -67,7 +70,27 @@ pub struct Intake {
     pub names: Names,
     pub store: Store,
     pub stats: Stats,
+    /// Where spans go (nowhere by default); trace context is carried either way.
+    pub telemetry: Telemetry,
     in_flight: Mutex<HashSet<(String, String)>>,
+}
+
+/// A message's place in its trace while intake works on it: the step's context (the parent
+/// of each copy's) and what upstream asked to pass on.
+#[derive(Debug, Clone, Copy)]
+struct Traced<'a> {
+    cx: &'a TraceContext,
+    state: Option<&'a str>,
+}
+
+/// Put a trace context on an outgoing message (internal copy or partner's copy).
+pub fn carry_trace(out: &mut Outgoing<'_>, cx: &TraceContext, state: Option<&str>) {
+    out.headers
+        .push((TRACEPARENT, HeaderValue::Text(cx.header())));
+    if let Some(s) = state {
+        out.headers
+            .push((TRACESTATE, HeaderValue::Text(s.to_owned())));
+    }
 }
 
 /// Now, in milliseconds since the epoch (for the accepted-at header).
@@ -93,13 +116,14 @@ impl Drop for Claim<'_> {
 }
 
 impl Intake {
-    pub fn new(live: Live, store: Store, stats: Stats) -> Self {
+    pub fn new(live: Live, store: Store, stats: Stats, telemetry: Telemetry) -> Self {
         let names = Names::new(&live.get().broker.prefix);
         Self {
             live,
             names,
             store,
             stats,
+            telemetry,
             in_flight: Mutex::new(HashSet::new()),
         }
     }
@@ -131,7 +155,21 @@ impl Intake {
         status: u16,
         slug: &str,
     ) {
+        self.refused_in(None, source, message_id, bytes, status, slug);
+    }
+
+    /// [`Intake::refused`] within a trace.
+    fn refused_in(
+        &self,
+        trace_id: Option<&str>,
+        source: Option<&str>,
+        message_id: Option<&str>,
+        bytes: Option<&[u8]>,
+        status: u16,
+        slug: &str,
+    ) {
         let mut received = Entry::new(Audit::Received, audit::now());
+        received.trace_id = trace_id.map(str::to_owned);
         received.source = source.map(str::to_owned);
         received.message_id = message_id.map(str::to_owned);
         received.payload_sha256 = bytes.map(wingspan_core::audit::sha256_hex);
@@ -166,21 +204,31 @@ impl Intake {
         }
     }
 
-    /// Take one upstream message from `sender`, as its transport authenticated it. `Ok` means the caller may acknowledge
-    /// upstream.
+    /// Take one upstream message from `sender`, as its transport authenticated it, in the
+    /// trace `upstream` names (or a new one). `Ok` means the caller may acknowledge upstream.
     pub async fn take(
         &self,
         publisher: &Publisher,
         bytes: &[u8],
         sender: Sender<'_>,
+        upstream: &Upstream,
     ) -> Result<Outcome, IntakeError> {
         let started = std::time::Instant::now();
         // One config for the whole of this message, even if a reload swaps it meanwhile.
         let config = self.live.get();
+        let kind = match sender {
+            Sender::BrokerUser(_) => SpanKind::Consumer,
+            _ => SpanKind::Server,
+        };
+        let mut step = self.telemetry.step("admit", kind, upstream.parent.as_ref());
+        let trace_id = step.trace_id();
         let admitted = match admit_as(&config, bytes, sender) {
             Ok(a) => a,
             Err(r) => {
-                self.refused(
+                step.set("wingspan.outcome", "rejected");
+                step.failed(r.kind.slug());
+                self.refused_in(
+                    Some(&trace_id),
                     sender.source(),
                     r.message_id.as_deref(),
                     Some(bytes),
@@ -204,14 +252,32 @@ impl Intake {
             correlation_id = env.correlation_id.as_deref().unwrap_or_default(),
             source = %env.source,
             message_type = %env.message_type,
+            trace_id = %trace_id,
         );
+        if step.recording() {
+            step.set("messaging.message.id", env.message_id.clone());
+            step.set("wingspan.source", env.source.clone());
+            step.set("wingspan.message_type", env.message_type.clone());
+        }
+        let cx = *step.context();
+        let traced = Traced {
+            cx: &cx,
+            state: upstream.state.as_deref(),
+        };
         let outcome = self
-            .accept(&config, publisher, &admitted, bytes)
+            .accept(&config, publisher, &admitted, bytes, traced)
             .instrument(span)
             .await;
-        if let Ok(Outcome::Accepted(_)) = &outcome {
-            self.stats
-                .accepted(&env.source, &env.message_type, started.elapsed());
+        match &outcome {
+            Ok(Outcome::Accepted(_)) => {
+                step.set("wingspan.outcome", "accepted");
+                self.stats
+                    .accepted(&env.source, &env.message_type, started.elapsed());
+            }
+            Ok(Outcome::Duplicate(_)) => step.set("wingspan.outcome", "duplicate"),
+            Ok(Outcome::Rejected(_)) => step.set("wingspan.outcome", "rejected"),
+            Err(IntakeError::Busy) => step.set("wingspan.outcome", "in progress"),
+            Err(_) => step.failed("unavailable"),
         }
         outcome
     }
@@ -223,8 +289,16 @@ impl Intake {
         publisher: &Publisher,
         admitted: &Admitted,
         bytes: &[u8],
+        traced: Traced<'_>,
     ) -> Result<Outcome, IntakeError> {
         let env = &admitted.envelope;
+        let trace_id = traced.cx.trace_id_hex();
+        // Every record about this message names its trace.
+        let about = |event| {
+            let mut e = audit::about(event, env);
+            e.trace_id = Some(trace_id.clone());
+            e
+        };
         let payload_sha256 = wingspan_core::audit::sha256_hex(bytes);
         let _in_flight = self
             .claim(&env.source, &env.message_id)
@@ -238,9 +312,9 @@ impl Intake {
             .await?
             .ok_or(IntakeError::Busy)?;
         if let Some(receipt) = claim.receipt.take() {
-            let mut received = audit::about(Audit::Received, env);
+            let mut received = about(Audit::Received);
             received.payload_sha256 = Some(payload_sha256);
-            let mut duplicate = audit::about(Audit::Duplicate, env);
+            let mut duplicate = about(Audit::Duplicate);
             duplicate.outcome = Some("original receipt returned".into());
             self.store.audit_later(vec![received, duplicate]);
             tracing::debug!(message_id = %env.message_id, "duplicate of an accepted message");
@@ -258,11 +332,11 @@ impl Intake {
         // The person is named (by reference) once, in the received record: a search by
         // person finds it, and the message's trail the rest. Each record naming a person is an
         // entry in the store's subject index, on a page of its own (the references are random).
-        let mut received = audit::about(Audit::Received, env);
+        let mut received = about(Audit::Received);
         received.payload_sha256 = Some(payload_sha256.clone());
         received.subject_ref = audit::person_id(env).map(|p| self.store.subject_ref(p));
-        let accepted = audit::about(Audit::Accepted, env);
-        let mut routed = audit::about(Audit::Routed, env);
+        let accepted = about(Audit::Accepted);
+        let mut routed = about(Audit::Routed);
         routed.destination = Some(destinations.join(","));
         routed.outcome = Some(format!("{} destination(s)", destinations.len()));
         routed.reason = Some(
@@ -274,18 +348,31 @@ impl Intake {
                 .join(","),
         );
         let correlated = match &env.correlation_id {
-            Some(corr) => Some(self.correlates(corr).await),
+            Some(corr) => {
+                let mut reply = self
+                    .telemetry
+                    .step("reply", SpanKind::Internal, Some(traced.cx));
+                let matched = self.correlates(corr).await;
+                if reply.recording() {
+                    reply.set("wingspan.correlation_id", corr.clone());
+                    reply.set(
+                        "wingspan.outcome",
+                        if matched { "matched" } else { "unknown" },
+                    );
+                }
+                Some(matched)
+            }
             None => None,
         };
         let mut early = vec![received, accepted, routed];
         match correlated {
             Some(true) => {
-                let mut e = audit::about(Audit::ReplyCorrelated, env);
+                let mut e = about(Audit::ReplyCorrelated);
                 e.outcome = Some("matched".into());
                 early.push(e);
             }
             Some(false) => {
-                let mut e = audit::about(Audit::ReplyCorrelated, env);
+                let mut e = about(Audit::ReplyCorrelated);
                 e.outcome = Some("unknown".into());
                 e.reason = Some("correlation id names no accepted message".into());
                 early.push(e);
@@ -295,13 +382,20 @@ impl Intake {
         let early = self.store.audit_enqueue(early).await?;
         // Destinations delivered at intake are recorded with the receipt itself.
         let delivered = match self
-            .publish_copies(config, publisher, env, bytes, &admitted.destinations)
+            .publish_copies(
+                config,
+                publisher,
+                env,
+                bytes,
+                &admitted.destinations,
+                traced,
+            )
             .await
         {
             Ok(d) => d,
             Err(e) => {
                 // The upstream is told 503 and will send again: say so in the trail.
-                let mut failed = audit::about(Audit::Rejected, env);
+                let mut failed = about(Audit::Rejected);
                 failed.outcome = Some("503".into());
                 failed.reason = Some("unavailable: copies not confirmed by the broker".into());
                 self.store.audit_later(vec![failed]);
@@ -310,7 +404,7 @@ impl Intake {
         };
         let mut entries = Vec::new();
         for d in &delivered {
-            let mut e = audit::about(Audit::Delivered, env);
+            let mut e = about(Audit::Delivered);
             e.destination = Some(d.clone());
             e.outcome = Some("published to the partner exchange".into());
             entries.push(e);
@@ -398,6 +492,7 @@ impl Intake {
         env: &Envelope,
         bytes: &[u8],
         dests: &[usize],
+        traced: Traced<'_>,
     ) -> Result<Vec<String>, IntakeError> {
         let deliver = self.names.deliver_exchange();
         let mut delivered = Vec::new();
@@ -416,6 +511,12 @@ impl Intake {
             Some((body, label)) => (body.as_slice(), Some(*label)),
             None => (bytes, None),
         };
+        // The copy for a destination's queue, in the trace of the step that sends it.
+        let queued_copy = |step: &Step| {
+            let mut out = Self::sealed_copy(env, 1, now_ms(), label);
+            carry_trace(&mut out, step.context(), traced.state);
+            out
+        };
         for &d in dests {
             let dest = &config.destinations[d];
             match &dest.transport {
@@ -423,9 +524,11 @@ impl Intake {
                     exchange,
                     routing_key,
                 } => {
+                    // A confirmed publish to the partner's exchange is the delivery itself.
+                    let step = self.step(traced, "deliver", SpanKind::Producer, &dest.id);
                     let encoded = render::for_destination(dest, env, Some(bytes));
                     if let Ok(encoded) = encoded {
-                        let out = Outgoing {
+                        let mut out = Outgoing {
                             expiration_ms: None,
                             message_id: &env.message_id,
                             message_type: &env.message_type,
@@ -433,40 +536,37 @@ impl Intake {
                             correlation_id: env.correlation_id.as_deref(),
                             headers: vec![(SOURCE_HEADER, HeaderValue::Text(env.source.clone()))],
                         };
+                        carry_trace(&mut out, step.context(), traced.state);
                         let p = publisher
                             .send(exchange, routing_key, &encoded.body, &out)
                             .await?;
-                        pending.push((d, true, p));
+                        pending.push((d, true, p, step));
                         continue;
                     }
                     // An encoding failure is handled (and parked) by the delivery worker.
+                    let step = self.step(traced, "publish", SpanKind::Producer, &dest.id);
                     let p = publisher
-                        .send(
-                            &deliver,
-                            &dest.id,
-                            queued,
-                            &Self::sealed_copy(env, 1, now_ms(), label),
-                        )
+                        .send(&deliver, &dest.id, queued, &queued_copy(&step))
                         .await?;
-                    pending.push((d, false, p));
+                    pending.push((d, false, p, step));
                 }
                 Transport::Http { .. } => {
+                    let step = self.step(traced, "publish", SpanKind::Producer, &dest.id);
                     let p = publisher
-                        .send(
-                            &deliver,
-                            &dest.id,
-                            queued,
-                            &Self::sealed_copy(env, 1, now_ms(), label),
-                        )
+                        .send(&deliver, &dest.id, queued, &queued_copy(&step))
                         .await?;
-                    pending.push((d, false, p));
+                    pending.push((d, false, p, step));
                 }
             }
         }
-        for (d, direct, p) in pending {
+        for (d, direct, p, mut step) in pending {
             let dest = &config.destinations[d];
             match publisher.confirmed(p).await {
                 Ok(()) => {
+                    step.set(
+                        "wingspan.outcome",
+                        if direct { "delivered" } else { "queued" },
+                    );
                     self.stats
                         .record(&env.message_type, &dest.id, Event::Routed);
                     if direct {
@@ -479,20 +579,31 @@ impl Intake {
                     // The partner's exchange could not take it: hand it to the destination
                     // queue, whose worker retries with backoff.
                     tracing::warn!(destination = %dest.id, "partner exchange refused a direct delivery; queued for retry");
+                    step.set(
+                        "wingspan.outcome",
+                        "partner exchange refused; queued for retry",
+                    );
                     publisher
-                        .publish(
-                            &deliver,
-                            &dest.id,
-                            queued,
-                            &Self::sealed_copy(env, 1, now_ms(), label),
-                        )
+                        .publish(&deliver, &dest.id, queued, &queued_copy(&step))
                         .await?;
                     self.stats
                         .record(&env.message_type, &dest.id, Event::Routed);
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    step.failed("not confirmed by the broker");
+                    return Err(e.into());
+                }
             }
         }
         Ok(delivered)
+    }
+
+    /// A step of this message's trace about one destination.
+    fn step(&self, traced: Traced<'_>, name: &'static str, kind: SpanKind, dest: &str) -> Step {
+        let mut step = self.telemetry.step(name, kind, Some(traced.cx));
+        if step.recording() {
+            step.set("wingspan.destination", dest.to_owned());
+        }
+        step
     }
 }

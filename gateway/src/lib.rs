@@ -42,6 +42,7 @@ pub mod reload;
 pub mod seal;
 pub mod stats;
 pub mod store;
+pub mod telemetry;
 pub mod tools;
 pub mod usage;
 

@@ -164,6 +164,11 @@ pub fn restart_only(old: &CompiledConfig, new: &CompiledConfig) -> Vec<String> {
         format!("{:?}", old.audit),
         format!("{:?}", new.audit),
     );
+    differs(
+        "telemetry.otlp_endpoint",
+        format!("{:?}", old.otlp_endpoint),
+        format!("{:?}", new.otlp_endpoint),
+    );
     out
 }
 

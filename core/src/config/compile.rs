@@ -32,6 +32,8 @@ pub struct CompiledConfig {
     pub limits: Limits,
     pub audit: AuditSettings,
     pub retention: Retention,
+    /// Where spans go (OTLP over HTTP); `None`: nowhere.
+    pub otlp_endpoint: Option<String>,
     pub sources: HashMap<String, Source>,
     /// In config order; a route table index refers to this list.
     pub destinations: Vec<Destination>,
@@ -504,6 +506,14 @@ pub fn compile(
             "must be above 0",
         ));
     }
+    if let Some(url) = &raw.telemetry.otlp_endpoint
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        errors.push(ConfigError::new(
+            "telemetry.otlp_endpoint",
+            "must be an http:// or https:// URL (OTLP over HTTP)",
+        ));
+    }
     if let Some(url) = &raw.audit.tsa_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             errors.push(ConfigError::new(
@@ -959,6 +969,7 @@ pub fn compile(
                 .unwrap_or(raw.retention.receipts_secs),
             audit_live_secs: raw.retention.audit_live_secs,
         },
+        otlp_endpoint: raw.telemetry.otlp_endpoint.clone(),
         audit: AuditSettings {
             store: raw.audit.store.clone(),
             suite: raw.audit.suite,

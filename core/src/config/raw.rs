@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default)]
     pub retention: RawRetention,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
     /// Systems allowed to send to the gateway.
     #[serde(default)]
     pub sources: Vec<RawSource>,
@@ -167,6 +169,16 @@ impl Default for RawBroker {
 /// How long payload copies are kept. The audit trail (hashes and metadata) is kept for
 /// years; the only payload copies the gateway holds are parked messages (for inspection and
 /// replay), and they expire much sooner, per message type.
+/// Traces exported over OTLP. Absent (the default): nothing is exported and no exporter runs;
+/// trace context is still read from upstream, kept in the audit records and passed on.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// The collector's OTLP/HTTP traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`
+    /// (a URL with no path gets `/v1/traces`). Spans are sent as protobuf, in batches.
+    pub otlp_endpoint: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetention {

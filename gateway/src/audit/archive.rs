@@ -8,7 +8,9 @@
 //! Files are written under temporary names, synced, renamed, and the directory synced; a
 //! segment is then read back and verified before the store records it, and only a recorded
 //! segment's records may leave the live store. A crash at any point leaves either nothing
-//! or a segment that is written again (same range, same records).
+//! or a segment that is written again (same range, same records). Writing and reading back
+//! are paced (`pace`): a segment of a million records is ~535 MB, and the store's commits
+//! share the disk.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use wingspan_core::audit::{
 };
 
 use super::Manifest;
+use super::pace::{self, PacedReader, PacedWriter};
 
 /// The manifest of a sealed segment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,7 +113,11 @@ pub fn seal(
     let (mut first_at, mut last_at) = (String::new(), String::new());
     let mut expected = first;
     write_durably(&dir.join(&file), |f| {
-        let mut out = std::io::BufWriter::new(f);
+        // Paced and synced as it goes: the store's commits share the disk.
+        let mut out = std::io::BufWriter::with_capacity(
+            1 << 20,
+            PacedWriter::new(f.try_clone()?, pace::WRITE_BYTES_PER_SEC),
+        );
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT {} FROM audit WHERE chain_id = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq",
@@ -183,10 +190,11 @@ pub fn seal(
     sync_dir(&dir)?;
     // Checked under the sealing key; rotations after the segment carry that trust back to
     // the keys that signed its checkpoints.
-    let problems = check(
+    let problems = check_paced(
         &path,
         &key.public_hex(),
         &later_rotations(conn, chain_id, last)?,
+        Some(pace::READ_BYTES_PER_SEC),
     )?
     .1;
     anyhow::ensure!(
@@ -228,8 +236,26 @@ pub fn each_record(
     segment: &Segment,
     f: &mut dyn FnMut(Option<Record>),
 ) -> anyhow::Result<String> {
+    each_record_paced(manifest_path, segment, None, f)
+}
+
+/// [`each_record`], read at most `pace` bytes a second.
+fn each_record_paced(
+    manifest_path: &Path,
+    segment: &Segment,
+    pace: Option<u64>,
+    f: &mut dyn FnMut(Option<Record>),
+) -> anyhow::Result<String> {
     let dir = manifest_path.parent().unwrap_or(Path::new("."));
-    super::export::each_exported(&dir.join(&segment.manifest.file), "jsonl", &mut |_, r| f(r))
+    let file = std::fs::File::open(dir.join(&segment.manifest.file))?;
+    let mut read: Box<dyn std::io::BufRead> = match pace {
+        Some(rate) => Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            PacedReader::new(file, rate),
+        )),
+        None => Box::new(std::io::BufReader::new(file)),
+    };
+    super::export::each_exported_from(&mut read, "jsonl", &mut |_, r| f(r))
 }
 
 /// Check one segment on its own: the signature over its head, its file's hash, its records'
@@ -241,6 +267,16 @@ pub fn check(
     path: &Path,
     key: &str,
     rotations: &[Rotation],
+) -> anyhow::Result<(Option<Segment>, Vec<String>)> {
+    check_paced(path, key, rotations, None)
+}
+
+/// [`check`], its records file read at most `pace` bytes a second.
+fn check_paced(
+    path: &Path,
+    key: &str,
+    rotations: &[Rotation],
+    pace: Option<u64>,
 ) -> anyhow::Result<(Option<Segment>, Vec<String>)> {
     let segment = match read_manifest(path) {
         Ok(s) => s,
@@ -264,7 +300,7 @@ pub fn check(
     )
     .knowing(rotations);
     let (mut count, mut seqs, mut last_hash, mut unreadable) = (0u64, None::<(u64, u64)>, None, 0);
-    let file_sha256 = match each_record(path, &segment, &mut |r| match r {
+    let file_sha256 = match each_record_paced(path, &segment, pace, &mut |r| match r {
         Some(r) => {
             v.push(&r);
             count += 1;

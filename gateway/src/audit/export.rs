@@ -33,7 +33,7 @@ pub struct Manifest {
     pub rotations: Vec<Rotation>,
 }
 
-const CSV_HEADER: &str = "seq,chain_id,event,at,message_id,correlation_id,source,destination,message_type,payload_sha256,outcome,reason,actor,subject_ref,prev_hash,hash";
+const CSV_HEADER: &str = "seq,chain_id,event,at,message_id,correlation_id,source,destination,message_type,payload_sha256,outcome,reason,actor,subject_ref,prev_hash,hash,trace_id";
 
 fn csv_field(out: &mut String, v: Option<&str>) {
     if let Some(v) = v {
@@ -48,7 +48,11 @@ fn csv_line(r: &Record) -> String {
     let mut out = format!("{},", r.seq);
     let fields = std::iter::once(Some(r.chain_id.as_str()))
         .chain(e.fields())
-        .chain([Some(r.prev_hash.as_str()), Some(r.hash.as_str())]);
+        .chain([
+            Some(r.prev_hash.as_str()),
+            Some(r.hash.as_str()),
+            e.trace_id.as_deref(),
+        ]);
     for (i, v) in fields.enumerate() {
         if i > 0 {
             out.push(',');
@@ -97,8 +101,9 @@ fn csv_parse(line: &str) -> Option<Vec<Option<String>>> {
 }
 
 fn record_from_csv(line: &str) -> Option<Record> {
+    // Files written before traces have 16 columns; `trace_id` came after `hash`.
     let f = csv_parse(line)?;
-    if f.len() != 16 {
+    if f.len() != 16 && f.len() != 17 {
         return None;
     }
     let get = |i: usize| f.get(i).cloned().flatten();
@@ -118,6 +123,7 @@ fn record_from_csv(line: &str) -> Option<Record> {
             reason: get(11),
             actor: get(12),
             subject_ref: get(13),
+            trace_id: get(16),
         },
         prev_hash: get(14)?,
         hash: get(15)?,
@@ -257,8 +263,19 @@ pub(super) fn each_exported(
     format: &str,
     f: &mut dyn FnMut(usize, Option<Record>),
 ) -> anyhow::Result<String> {
-    use std::io::BufRead;
-    let mut reader = std::io::BufReader::new(std::fs::File::open(path)?);
+    each_exported_from(
+        &mut std::io::BufReader::new(std::fs::File::open(path)?),
+        format,
+        f,
+    )
+}
+
+/// [`each_exported`] from a reader (a paced one, for the archiver's read-back).
+pub(super) fn each_exported_from(
+    reader: &mut dyn std::io::BufRead,
+    format: &str,
+    f: &mut dyn FnMut(usize, Option<Record>),
+) -> anyhow::Result<String> {
     let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = Vec::new();
     let mut n = 0usize;

@@ -12,6 +12,7 @@ use crate::load::Loaded;
 pub mod archive;
 mod export;
 mod keys;
+pub mod pace;
 pub mod pg;
 pub mod sqlite;
 pub mod subject;
@@ -428,8 +429,8 @@ pub fn search(src: &mut AuditSource, f: &Filter) -> anyhow::Result<Vec<Record>> 
     let mut args: Vec<String> = vec![f.after_seq.to_string()];
     args.extend(text);
     let sql = format!(
-        "SELECT seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash
-         FROM audit WHERE {} ORDER BY seq LIMIT {}",
+        "SELECT {} FROM audit WHERE {} ORDER BY seq LIMIT {}",
+        sqlite::RECORD_COLUMNS,
         clauses.join(" AND "),
         limit - found.len()
     );

@@ -15,8 +15,9 @@ CREATE TABLE IF NOT EXISTS audit (
   chain_id TEXT NOT NULL, seq BIGINT NOT NULL, event TEXT NOT NULL, at TEXT NOT NULL,
   message_id TEXT, correlation_id TEXT, source TEXT, destination TEXT, message_type TEXT,
   payload_sha256 TEXT, outcome TEXT, reason TEXT, actor TEXT, subject_ref TEXT,
-  prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
+  prev_hash TEXT NOT NULL, hash TEXT NOT NULL, trace_id TEXT,
   PRIMARY KEY (chain_id, seq));
+ALTER TABLE audit ADD COLUMN IF NOT EXISTS trace_id TEXT;
 CREATE INDEX IF NOT EXISTS audit_by_message ON audit (message_id);
 CREATE INDEX IF NOT EXISTS audit_by_correlation ON audit (correlation_id);
 CREATE INDEX IF NOT EXISTS audit_by_subject ON audit (subject_ref);
@@ -29,7 +30,7 @@ CREATE TABLE IF NOT EXISTS audit_timestamps (
   PRIMARY KEY (chain_id, seq));
 ";
 
-const COLUMNS: &str = "seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash";
+const COLUMNS: &str = "seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash, trace_id";
 
 /// A connection to the PostgreSQL audit store.
 pub struct PgAudit {
@@ -61,6 +62,7 @@ fn record(r: &Row) -> Result<Record, postgres::Error> {
             reason: r.try_get(11)?,
             actor: r.try_get(12)?,
             subject_ref: r.try_get(13)?,
+            trace_id: r.try_get(16)?,
         },
         prev_hash: r.try_get(14)?,
         hash: r.try_get(15)?,
@@ -222,22 +224,22 @@ impl PgAudit {
             return Ok(());
         }
         let mut tx = self.client.transaction()?;
-        // Multi-row INSERTs (16 parameters a row, well under PostgreSQL's 65,535): one round
+        // Multi-row INSERTs (17 parameters a row, well under PostgreSQL's 65,535): one round
         // trip per chunk instead of one per record.
         for chunk in records.chunks(1000) {
             let seqs: Vec<i64> = chunk.iter().map(|r| seq(r.seq)).collect();
             let events: Vec<&str> = chunk.iter().map(|r| r.entry.event.as_str()).collect();
             let mut sql = format!("INSERT INTO audit ({COLUMNS}) VALUES ");
             let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                Vec::with_capacity(chunk.len() * 16);
+                Vec::with_capacity(chunk.len() * 17);
             for (i, r) in chunk.iter().enumerate() {
                 let e = &r.entry;
                 if i > 0 {
                     sql.push(',');
                 }
-                let b = i * 16;
+                let b = i * 17;
                 sql.push('(');
-                for k in 1..=16 {
+                for k in 1..=17 {
                     if k > 1 {
                         sql.push(',');
                     }
@@ -261,6 +263,7 @@ impl PgAudit {
                     &e.subject_ref,
                     &r.prev_hash,
                     &r.hash,
+                    &e.trace_id,
                 ]);
             }
             tx.execute(sql.as_str(), &params)?;

@@ -100,13 +100,14 @@ pub fn record_from_row(r: &rusqlite::Row<'_>) -> Result<Record, rusqlite::Error>
             reason: r.get(11)?,
             actor: r.get(12)?,
             subject_ref: r.get(13)?,
+            trace_id: r.get(16)?,
         },
         prev_hash: r.get(14)?,
         hash: r.get(15)?,
     })
 }
 
-pub const RECORD_COLUMNS: &str = "seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash";
+pub const RECORD_COLUMNS: &str = "seq, chain_id, event, at, message_id, correlation_id, source, destination, message_type, payload_sha256, outcome, reason, actor, subject_ref, prev_hash, hash, trace_id";
 
 /// Every record of a chain in storage order, one at a time (constant memory).
 pub fn each_record(

@@ -18,6 +18,9 @@
 //! 50000 5, both sides). `… [N] [RUNS] declared` alternates the gateway with the built-in
 //! `police` adapter and with its declared twin `police-declared` (VRL) instead, and ends with
 //! `declared_ratio=<declared/built-in> declared=<msg/s> builtin=<msg/s>`.
+//! `… [N] [RUNS] telemetry` alternates the gateway with no `[telemetry]` (the default) and
+//! with spans exported over OTLP/HTTP to a collector in this process that reads and discards
+//! them, and ends with `telemetry_ratio=<on/off> on=<msg/s> off=<msg/s>` and the CPU of each.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -217,7 +220,12 @@ async fn raw(n: usize, bodies: &[Vec<u8>]) -> anyhow::Result<Run> {
 }
 
 /// The real gateway with one AMQP destination.
-async fn gateway(n: usize, bodies: &[Vec<u8>], adapter: &str) -> anyhow::Result<Run> {
+async fn gateway(
+    n: usize,
+    bodies: &[Vec<u8>],
+    adapter: &str,
+    otlp: Option<&str>,
+) -> anyhow::Result<Run> {
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let prefix = format!("bench-gw-{tag}");
     let dir = std::env::temp_dir().join(&prefix);
@@ -247,7 +255,11 @@ fields = {{ "enforcement.material.submit" = ["material_id", "material_type", "ce
 name = "all"
 message_types = ["enforcement.material.submit"]
 destinations = ["partner"]
+{telemetry}
 "#,
+        telemetry = otlp
+            .map(|url| format!("[telemetry]\notlp_endpoint = {url:?}"))
+            .unwrap_or_default(),
         schemas = schemas.display().to_string(),
         adapters = adapters.display().to_string(),
         state = dir.display().to_string(),
@@ -323,6 +335,26 @@ destinations = ["partner"]
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(rate)
+}
+
+/// An OTLP/HTTP collector that reads each batch and discards it (counting its bytes): the
+/// exporter's cost, not a collector's.
+async fn sink_collector() -> anyhow::Result<(String, Arc<AtomicUsize>)> {
+    let received = Arc::new(AtomicUsize::new(0));
+    let counted = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            counted.fetch_add(body.len(), Ordering::Relaxed);
+            async { axum::http::StatusCode::OK }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, received))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -427,10 +459,10 @@ async fn main() -> anyhow::Result<()> {
         let (mut builtins, mut declared) = (Vec::new(), Vec::new());
         for run in 1..=runs {
             tokio::time::sleep(Duration::from_secs(3)).await;
-            let b = gateway(n, &bodies, "police").await?;
+            let b = gateway(n, &bodies, "police", None).await?;
             println!("run {run}: police          {}", b.line());
             tokio::time::sleep(Duration::from_secs(3)).await;
-            let d = gateway(n, &bodies, "police-declared").await?;
+            let d = gateway(n, &bodies, "police-declared", None).await?;
             println!("run {run}: police-declared {}", d.line());
             builtins.push(b.rate);
             declared.push(d.rate);
@@ -439,13 +471,46 @@ async fn main() -> anyhow::Result<()> {
         println!("declared_ratio={:.3} declared={d:.0} builtin={b:.0}", d / b);
         return Ok(());
     }
+    if only.as_deref() == Some("telemetry") {
+        let bodies = bodies(n);
+        let (collector, received) = sink_collector().await?;
+        println!(
+            "wingspan-bench telemetry: N={n} persistent messages, spans off vs exported over OTLP, {runs} run(s) each, alternating"
+        );
+        let (mut offs, mut ons, mut off_cpu, mut on_cpu) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for run in 1..=runs {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let off = gateway(n, &bodies, &adapter(), None).await?;
+            println!("run {run}: off {}", off.line());
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let on = gateway(n, &bodies, &adapter(), Some(&collector)).await?;
+            println!("run {run}: on  {}", on.line());
+            offs.push(off.rate);
+            ons.push(on.rate);
+            off_cpu.push(off.cpu_us);
+            on_cpu.push(on.cpu_us);
+        }
+        println!(
+            "collector received {} MB of spans",
+            received.load(Ordering::Relaxed) >> 20
+        );
+        let (off, on) = (median(offs), median(ons));
+        println!(
+            "cpu_us_per_msg on={:.1} off={:.1} (medians)",
+            median(on_cpu),
+            median(off_cpu)
+        );
+        println!("telemetry_ratio={:.3} on={on:.0} off={off:.0}", on / off);
+        return Ok(());
+    }
     if let Some(side) = only.as_deref() {
         let bodies = bodies(n);
         for run in 1..=runs {
             let run_ = if side == "raw" {
                 raw(n, &bodies).await?
             } else {
-                gateway(n, &bodies, &adapter()).await?
+                gateway(n, &bodies, &adapter(), None).await?
             };
             println!("run {run}: {side} {}", run_.line());
         }
@@ -467,7 +532,7 @@ async fn main() -> anyhow::Result<()> {
         let r = raw(n, &bodies).await?;
         println!("run {run}: raw     {}", r.line());
         settle().await;
-        let g = gateway(n, &bodies, &adapter()).await?;
+        let g = gateway(n, &bodies, &adapter(), None).await?;
         println!("run {run}: gateway {}", g.line());
         raws.push(r.rate);
         gws.push(g.rate);

@@ -90,6 +90,8 @@ pub struct AdminState {
     pub exports_dir: PathBuf,
     /// The last verification run over HTTP, with its time.
     pub last_verification: Arc<Mutex<Option<serde_json::Value>>>,
+    /// Where spans go (its failed exports are a metric).
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -721,7 +723,15 @@ async fn queue_depths(st: &AdminState) -> Vec<QueueDepth> {
 
 async fn metrics(State(st): State<AdminState>) -> Response {
     let queues = queue_depths(&st).await;
-    let text = render_prometheus(&st.stats, &queues, &st.store.times());
+    let mut text = render_prometheus(&st.stats, &queues, &st.store.times());
+    if st.telemetry.exporting() {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            text,
+            "# HELP wingspan_trace_exports_failed_total Span batches the trace collector refused or never answered.\n# TYPE wingspan_trace_exports_failed_total counter\nwingspan_trace_exports_failed_total {}",
+            st.telemetry.failed_exports()
+        );
+    }
     (
         [(
             header::CONTENT_TYPE,

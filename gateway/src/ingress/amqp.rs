@@ -16,8 +16,10 @@ use tokio::task::JoinSet;
 
 use crate::broker::publish::{HeaderValue, Outgoing};
 use crate::broker::{Broker, BrokerError, PublishError, Publisher, Session, bounded};
+use crate::delivery::header_text;
 use crate::intake::{Intake, IntakeError, Outcome, PROBLEM_HEADER, REASON_HEADER};
 use crate::problem::problem_type;
+use crate::telemetry::{TRACEPARENT, TRACESTATE, Upstream};
 use wingspan_core::{Rejection, RejectionKind, Sender};
 
 pub async fn run(intake: Arc<Intake>, broker: Broker, mut shutdown: watch::Receiver<bool>) {
@@ -101,6 +103,10 @@ async fn handle(
         .user_id()
         .as_ref()
         .map(|u| u.as_str().to_owned());
+    let upstream = Upstream::from_values(
+        header_text(&delivery, TRACEPARENT).as_deref(),
+        header_text(&delivery, TRACESTATE).as_deref(),
+    );
     let mut busy_waits = 0;
     let outcome = loop {
         let Some(user) = user.as_deref() else {
@@ -114,7 +120,12 @@ async fn handle(
             });
         };
         match intake
-            .take(publisher, &delivery.data, Sender::BrokerUser(user))
+            .take(
+                publisher,
+                &delivery.data,
+                Sender::BrokerUser(user),
+                &upstream,
+            )
             .await
         {
             Ok(o) => break o,

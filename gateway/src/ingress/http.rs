@@ -21,6 +21,7 @@ use crate::broker::{Broker, PublishError, Publisher, Session};
 use crate::ingress::auth::{self, Caller, Limiters, Peer};
 use crate::intake::{Intake, IntakeError, Outcome};
 use crate::problem::Problem;
+use crate::telemetry::Upstream;
 use wingspan_adapters::Inbound;
 use wingspan_core::Sender;
 
@@ -253,7 +254,14 @@ async fn post_message(
         Ok(b) => b,
         Err(refused) => return refused,
     };
-    submit(&st, bytes.to_vec(), caller.source().map(str::to_owned)).await
+    let upstream = Upstream::from_http(&headers);
+    submit(
+        &st,
+        bytes.to_vec(),
+        caller.source().map(str::to_owned),
+        upstream,
+    )
+    .await
 }
 
 /// A partner posts its own format; the source's adapter decodes it into the canonical
@@ -347,12 +355,17 @@ async fn post_native(
             .into_response();
         }
     };
-    submit(&st, canonical, Some(source)).await
+    submit(&st, canonical, Some(source), Upstream::from_http(&headers)).await
 }
 
 /// Take canonical bytes from `sender` (`None`: anonymous, local development) through intake
 /// and answer: 202 accepted, 200 duplicate, problem.
-async fn submit(st: &HttpState, bytes: Vec<u8>, sender: Option<String>) -> Response {
+async fn submit(
+    st: &HttpState,
+    bytes: Vec<u8>,
+    sender: Option<String>,
+    upstream: Upstream,
+) -> Response {
     let Some((publisher, session)) = st.publisher.borrow().clone() else {
         return Problem::unavailable("the broker is not connected; retry later").into_response();
     };
@@ -367,7 +380,7 @@ async fn submit(st: &HttpState, bytes: Vec<u8>, sender: Option<String>) -> Respo
     let intake = st.intake.clone();
     let task = tokio::spawn(async move {
         let sender = sender.as_deref().map_or(Sender::Unchecked, Sender::Source);
-        intake.take(&publisher, &bytes, sender).await
+        intake.take(&publisher, &bytes, sender, &upstream).await
     });
     let result = match task.await {
         Ok(r) => r,

@@ -98,7 +98,7 @@ pub(super) fn insert_record(
 ) -> Result<(), rusqlite::Error> {
     let thread = thread_of(conn, threads, r)?;
     conn.prepare_cached(&format!(
-        "INSERT INTO audit ({RECORD_COLUMNS}, thread) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        "INSERT INTO audit ({RECORD_COLUMNS}, thread) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
     ))?
     .execute(params![
         i64::try_from(r.seq).unwrap_or(i64::MAX),
@@ -117,6 +117,7 @@ pub(super) fn insert_record(
         r.entry.subject_ref,
         r.prev_hash,
         r.hash,
+        r.entry.trace_id,
         thread
     ])?;
     Ok(())

@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS audit (
   seq INTEGER PRIMARY KEY, chain_id TEXT NOT NULL, event TEXT NOT NULL, at TEXT NOT NULL,
   message_id TEXT, correlation_id TEXT, source TEXT, destination TEXT, message_type TEXT,
   payload_sha256 TEXT, outcome TEXT, reason TEXT, actor TEXT, subject_ref TEXT,
-  prev_hash TEXT NOT NULL, hash TEXT NOT NULL, thread INTEGER);
+  prev_hash TEXT NOT NULL, hash TEXT NOT NULL, thread INTEGER, trace_id TEXT);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
   chain_id TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, signed_at TEXT NOT NULL,
   key_id TEXT NOT NULL, signature TEXT NOT NULL, PRIMARY KEY (chain_id, seq));
@@ -202,6 +202,10 @@ pub(super) fn create_or_migrate(writer: &Connection) -> Result<(), rusqlite::Err
     writer.execute_batch(RECEIPTS)?;
     if columns("audit", "thread")? == 0 {
         writer.execute_batch(&format!("BEGIN; {AUDIT_THREADS_MIGRATION} COMMIT;"))?;
+    }
+    // Stores made before traces: records without a trace id hash as they always did.
+    if columns("audit", "trace_id")? == 0 {
+        writer.execute_batch("ALTER TABLE audit ADD COLUMN trace_id TEXT")?;
     }
     writer.execute_batch(AUDIT_INDEXES)
 }
