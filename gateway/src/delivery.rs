@@ -70,23 +70,14 @@ pub struct DeliveryContext {
     pub telemetry: Telemetry,
 }
 
-/// A copy's place in its trace: the context it came with (kept on its retry and parked copies,
-/// so every attempt is a sibling under the step that queued it) and the trace id its records
-/// name.
+/// A copy's place in its trace: the context it came with, kept on its retry and parked copies,
+/// so that every attempt is a sibling under the step that queued it.
 #[derive(Debug)]
 struct CopyTrace {
     upstream: Upstream,
-    trace_id: String,
 }
 
 impl CopyTrace {
-    /// An audit entry about this copy's message, naming the trace.
-    fn about(&self, event: Audit, env: &Envelope) -> wingspan_core::audit::Entry {
-        let mut e = audit::about(event, env);
-        e.trace_id = Some(self.trace_id.clone());
-        e
-    }
-
     /// Pass the copy's context on to its replacement (retry or parked copy).
     fn carry(&self, out: &mut Outgoing<'_>) {
         if let Some(parent) = &self.upstream.parent {
@@ -290,10 +281,7 @@ async fn handle(
     let mut step = ctx
         .telemetry
         .step("deliver", kind, upstream.parent.as_ref());
-    let trace = CopyTrace {
-        trace_id: step.trace_id(),
-        upstream,
-    };
+    let trace = CopyTrace { upstream };
     if step.recording() {
         step.set("wingspan.destination", dest.id.clone());
         step.set("wingspan.attempt", attempt);
@@ -396,7 +384,7 @@ async fn handle(
         Attempt::Transient(r) | Attempt::Permanent(r) => step.failed(r),
     }
     drop(step);
-    let mut tried = trace.about(Audit::DeliveryAttempt, &envelope);
+    let mut tried = audit::about(Audit::DeliveryAttempt, &envelope);
     tried.destination = Some(dest.id.clone());
     tried.payload_sha256 = wire_sha256;
     tried.outcome = Some(match &outcome {
@@ -410,7 +398,7 @@ async fn handle(
     });
     match outcome {
         Attempt::Delivered => {
-            let mut done = trace.about(Audit::Delivered, &envelope);
+            let mut done = audit::about(Audit::Delivered, &envelope);
             done.destination = Some(dest.id.clone());
             if !record(ctx, &delivery, limit, vec![tried, done]).await? {
                 return Ok(());
@@ -448,7 +436,7 @@ async fn handle(
                 .publish(&ctx.names.retry(tier), &dest.id, &delivery.data, &out)
                 .await
                 .map_err(into_broker)?;
-            let mut retry = trace.about(Audit::RetryScheduled, &envelope);
+            let mut retry = audit::about(Audit::RetryScheduled, &envelope);
             retry.destination = Some(dest.id.clone());
             retry.reason = Some(reason.clone());
             retry.outcome = Some(format!(
@@ -577,7 +565,7 @@ async fn park(
         .publish(&ctx.names.park_exchange(), &dest.id, &delivery.data, &out)
         .await
         .map_err(into_broker)?;
-    let mut parked = trace.about(Audit::Parked, env);
+    let mut parked = audit::about(Audit::Parked, env);
     parked.destination = Some(dest.id.clone());
     parked.reason = Some(reason.to_owned());
     parked.outcome = Some(format!("after {attempt} attempt(s)"));

@@ -444,10 +444,6 @@ impl DeadLetters {
             }
         };
         e.destination = Some(item.destination.clone());
-        e.trace_id = header_text(d, crate::telemetry::TRACEPARENT)
-            .as_deref()
-            .and_then(wingspan_core::trace::TraceContext::parse)
-            .map(|cx| cx.trace_id_hex());
         e.actor = Some(actor.to_owned());
         e.reason = (!reason.trim().is_empty()).then(|| audit::bounded_reason(reason));
         e.outcome = match (&event, &item.reason) {

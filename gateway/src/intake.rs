@@ -175,6 +175,7 @@ impl Intake {
         received.payload_sha256 = bytes.map(wingspan_core::audit::sha256_hex);
         received.actor = Some("gateway".into());
         let mut rejected = received.clone();
+        rejected.trace_id = None;
         rejected.event = Audit::Rejected;
         rejected.payload_sha256 = None;
         rejected.outcome = Some(status.to_string());
@@ -292,13 +293,10 @@ impl Intake {
         traced: Traced<'_>,
     ) -> Result<Outcome, IntakeError> {
         let env = &admitted.envelope;
+        // The received record names the trace, as it names the person: the message's other
+        // records (its thread, found from that one) are in the same trace.
+        let about = |event| audit::about(event, env);
         let trace_id = traced.cx.trace_id_hex();
-        // Every record about this message names its trace.
-        let about = |event| {
-            let mut e = audit::about(event, env);
-            e.trace_id = Some(trace_id.clone());
-            e
-        };
         let payload_sha256 = wingspan_core::audit::sha256_hex(bytes);
         let _in_flight = self
             .claim(&env.source, &env.message_id)
@@ -314,6 +312,7 @@ impl Intake {
         if let Some(receipt) = claim.receipt.take() {
             let mut received = about(Audit::Received);
             received.payload_sha256 = Some(payload_sha256);
+            received.trace_id = Some(trace_id);
             let mut duplicate = about(Audit::Duplicate);
             duplicate.outcome = Some("original receipt returned".into());
             self.store.audit_later(vec![received, duplicate]);
@@ -334,6 +333,7 @@ impl Intake {
         // entry in the store's subject index, on a page of its own (the references are random).
         let mut received = about(Audit::Received);
         received.payload_sha256 = Some(payload_sha256.clone());
+        received.trace_id = Some(trace_id);
         received.subject_ref = audit::person_id(env).map(|p| self.store.subject_ref(p));
         let accepted = about(Audit::Accepted);
         let mut routed = about(Audit::Routed);
