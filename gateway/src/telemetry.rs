@@ -4,7 +4,7 @@
 //! are exported: upstream's `traceparent` (HTTP header or AMQP header) when it sent a valid
 //! one, else a new trace. The context rides on the internal copies (AMQP headers), reaches
 //! partners (HTTP `traceparent` header, AMQP header of their copy), and its trace id is kept
-//! in every audit record about the message.
+//! in the message's `received` audit record.
 //!
 //! Spans (`admit`, `publish` per destination, `deliver` per attempt, `reply` when a reply is
 //! correlated) are exported over OTLP/HTTP only when `[telemetry] otlp_endpoint` is set: the
