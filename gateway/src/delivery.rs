@@ -31,12 +31,10 @@ use wingspan_core::{CompiledConfig, Envelope};
 use crate::audit;
 use crate::broker::publish::{HeaderValue, Outgoing};
 use crate::broker::{Broker, BrokerError, Names, PublishError, Publisher, Session, bounded};
-use crate::intake::{
-    ACCEPTED_HEADER, ATTEMPT_HEADER, Intake, REASON_HEADER, SOURCE_HEADER, carry_trace,
-};
+use crate::intake::{ACCEPTED_HEADER, ATTEMPT_HEADER, Intake, REASON_HEADER, SOURCE_HEADER};
 use crate::stats::{Event, Stats};
 use crate::store::{DeliveryState, Store};
-use crate::telemetry::{TRACEPARENT, TRACESTATE, Telemetry, Upstream};
+use crate::telemetry::{TRACEPARENT, TRACESTATE, Telemetry, Upstream, carry};
 use opentelemetry::trace::SpanKind;
 use wingspan_core::audit::Event as Audit;
 use wingspan_core::trace::TraceContext;
@@ -68,22 +66,6 @@ pub struct DeliveryContext {
     pub stats: Stats,
     pub http: reqwest::Client,
     pub telemetry: Telemetry,
-}
-
-/// A copy's place in its trace: the context it came with, kept on its retry and parked copies,
-/// so that every attempt is a sibling under the step that queued it.
-#[derive(Debug)]
-struct CopyTrace {
-    upstream: Upstream,
-}
-
-impl CopyTrace {
-    /// Pass the copy's context on to its replacement (retry or parked copy).
-    fn carry(&self, out: &mut Outgoing<'_>) {
-        if let Some(parent) = &self.upstream.parent {
-            carry_trace(out, parent, self.upstream.state.as_deref());
-        }
-    }
 }
 
 /// An integer header of a delivered message (any AMQP integer width).
@@ -281,7 +263,6 @@ async fn handle(
     let mut step = ctx
         .telemetry
         .step("deliver", kind, upstream.parent.as_ref());
-    let trace = CopyTrace { upstream };
     if step.recording() {
         step.set("wingspan.destination", dest.id.clone());
         step.set("wingspan.attempt", attempt);
@@ -323,7 +304,7 @@ async fn handle(
             };
             step.failed("queued copy unreadable; parked");
             return park(
-                ctx, dest, publisher, &delivery, &env, attempt, &reason, limit, None, &trace,
+                ctx, dest, publisher, &delivery, &env, attempt, &reason, limit, None, &upstream,
             )
             .await;
         }
@@ -341,7 +322,7 @@ async fn handle(
                     &envelope,
                     encoded,
                     step.context(),
-                    trace.upstream.state.as_deref(),
+                    upstream.state.as_deref(),
                 )
                 .await
             }
@@ -358,7 +339,7 @@ async fn handle(
                     correlation_id: envelope.correlation_id.as_deref(),
                     headers: vec![(SOURCE_HEADER, HeaderValue::Text(envelope.source.clone()))],
                 };
-                carry_trace(&mut out, step.context(), trace.upstream.state.as_deref());
+                carry(&mut out, step.context(), upstream.state.as_deref());
                 match publisher
                     .publish(exchange, routing_key, &encoded.body, &out)
                     .await
@@ -431,7 +412,7 @@ async fn handle(
             );
             out.headers
                 .push((REASON_HEADER, HeaderValue::Text(reason.clone())));
-            trace.carry(&mut out);
+            upstream.pass_on(&mut out);
             publisher
                 .publish(&ctx.names.retry(tier), &dest.id, &delivery.data, &out)
                 .await
@@ -479,7 +460,7 @@ async fn handle(
                 &reason,
                 limit,
                 Some(tried),
-                &trace,
+                &upstream,
             )
             .await
         }
@@ -494,7 +475,7 @@ async fn handle(
                 &reason,
                 limit,
                 Some(tried),
-                &trace,
+                &upstream,
             )
             .await
         }
@@ -547,7 +528,7 @@ async fn park(
     reason: &str,
     limit: Duration,
     tried: Option<wingspan_core::audit::Entry>,
-    trace: &CopyTrace,
+    upstream: &Upstream,
 ) -> Result<(), BrokerError> {
     let sealed = header_text(delivery, crate::seal::SEALED_HEADER);
     let mut out = Intake::sealed_copy(env, attempt, accepted_ms(delivery), sealed.as_deref());
@@ -558,7 +539,7 @@ async fn park(
         HeaderValue::Int(crate::intake::now_ms()),
     ));
     // A replay continues the message's trace.
-    trace.carry(&mut out);
+    upstream.pass_on(&mut out);
     // The parked copy is the only payload the gateway keeps; it expires per message type.
     out.expiration_ms = Some(ctx.config.retention.parked_ms(&env.message_type));
     publisher

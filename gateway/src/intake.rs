@@ -24,7 +24,7 @@ use crate::broker::{Names, PublishError, Publisher};
 use crate::live::Live;
 use crate::stats::{Event, Stats};
 use crate::store::{NewReceipt, Receipt, Store, StoreError};
-use crate::telemetry::{Step, TRACEPARENT, TRACESTATE, Telemetry, Upstream};
+use crate::telemetry::{Step, Telemetry, Upstream, carry};
 use opentelemetry::trace::SpanKind;
 use wingspan_core::audit::{Entry, Event as Audit};
 use wingspan_core::trace::TraceContext;
@@ -80,17 +80,9 @@ pub struct Intake {
 #[derive(Debug, Clone, Copy)]
 struct Traced<'a> {
     cx: &'a TraceContext,
+    /// `cx`'s trace id as records keep it.
+    trace_id: &'a str,
     state: Option<&'a str>,
-}
-
-/// Put a trace context on an outgoing message (internal copy or partner's copy).
-pub fn carry_trace(out: &mut Outgoing<'_>, cx: &TraceContext, state: Option<&str>) {
-    out.headers
-        .push((TRACEPARENT, HeaderValue::Text(cx.header())));
-    if let Some(s) = state {
-        out.headers
-            .push((TRACESTATE, HeaderValue::Text(s.to_owned())));
-    }
 }
 
 /// Now, in milliseconds since the epoch (for the accepted-at header).
@@ -169,13 +161,12 @@ impl Intake {
         slug: &str,
     ) {
         let mut received = Entry::new(Audit::Received, audit::now());
-        received.trace_id = trace_id.map(str::to_owned);
         received.source = source.map(str::to_owned);
         received.message_id = message_id.map(str::to_owned);
         received.payload_sha256 = bytes.map(wingspan_core::audit::sha256_hex);
         received.actor = Some("gateway".into());
         let mut rejected = received.clone();
-        rejected.trace_id = None;
+        received.trace_id = trace_id.map(str::to_owned);
         rejected.event = Audit::Rejected;
         rejected.payload_sha256 = None;
         rejected.outcome = Some(status.to_string());
@@ -263,6 +254,7 @@ impl Intake {
         let cx = *step.context();
         let traced = Traced {
             cx: &cx,
+            trace_id: &trace_id,
             state: upstream.state.as_deref(),
         };
         let outcome = self
@@ -295,8 +287,6 @@ impl Intake {
         let env = &admitted.envelope;
         // The received record names the trace, as it names the person: the message's other
         // records (its thread, found from that one) are in the same trace.
-        let about = |event| audit::about(event, env);
-        let trace_id = traced.cx.trace_id_hex();
         let payload_sha256 = wingspan_core::audit::sha256_hex(bytes);
         let _in_flight = self
             .claim(&env.source, &env.message_id)
@@ -310,10 +300,10 @@ impl Intake {
             .await?
             .ok_or(IntakeError::Busy)?;
         if let Some(receipt) = claim.receipt.take() {
-            let mut received = about(Audit::Received);
+            let mut received = audit::about(Audit::Received, env);
             received.payload_sha256 = Some(payload_sha256);
-            received.trace_id = Some(trace_id);
-            let mut duplicate = about(Audit::Duplicate);
+            received.trace_id = Some(traced.trace_id.to_owned());
+            let mut duplicate = audit::about(Audit::Duplicate, env);
             duplicate.outcome = Some("original receipt returned".into());
             self.store.audit_later(vec![received, duplicate]);
             tracing::debug!(message_id = %env.message_id, "duplicate of an accepted message");
@@ -331,12 +321,12 @@ impl Intake {
         // The person is named (by reference) once, in the received record: a search by
         // person finds it, and the message's trail the rest. Each record naming a person is an
         // entry in the store's subject index, on a page of its own (the references are random).
-        let mut received = about(Audit::Received);
+        let mut received = audit::about(Audit::Received, env);
         received.payload_sha256 = Some(payload_sha256.clone());
-        received.trace_id = Some(trace_id);
+        received.trace_id = Some(traced.trace_id.to_owned());
         received.subject_ref = audit::person_id(env).map(|p| self.store.subject_ref(p));
-        let accepted = about(Audit::Accepted);
-        let mut routed = about(Audit::Routed);
+        let accepted = audit::about(Audit::Accepted, env);
+        let mut routed = audit::about(Audit::Routed, env);
         routed.destination = Some(destinations.join(","));
         routed.outcome = Some(format!("{} destination(s)", destinations.len()));
         routed.reason = Some(
@@ -367,12 +357,12 @@ impl Intake {
         let mut early = vec![received, accepted, routed];
         match correlated {
             Some(true) => {
-                let mut e = about(Audit::ReplyCorrelated);
+                let mut e = audit::about(Audit::ReplyCorrelated, env);
                 e.outcome = Some("matched".into());
                 early.push(e);
             }
             Some(false) => {
-                let mut e = about(Audit::ReplyCorrelated);
+                let mut e = audit::about(Audit::ReplyCorrelated, env);
                 e.outcome = Some("unknown".into());
                 e.reason = Some("correlation id names no accepted message".into());
                 early.push(e);
@@ -395,7 +385,7 @@ impl Intake {
             Ok(d) => d,
             Err(e) => {
                 // The upstream is told 503 and will send again: say so in the trail.
-                let mut failed = about(Audit::Rejected);
+                let mut failed = audit::about(Audit::Rejected, env);
                 failed.outcome = Some("503".into());
                 failed.reason = Some("unavailable: copies not confirmed by the broker".into());
                 self.store.audit_later(vec![failed]);
@@ -404,7 +394,7 @@ impl Intake {
         };
         let mut entries = Vec::new();
         for d in &delivered {
-            let mut e = about(Audit::Delivered);
+            let mut e = audit::about(Audit::Delivered, env);
             e.destination = Some(d.clone());
             e.outcome = Some("published to the partner exchange".into());
             entries.push(e);
@@ -514,7 +504,7 @@ impl Intake {
         // The copy for a destination's queue, in the trace of the step that sends it.
         let queued_copy = |step: &Step| {
             let mut out = Self::sealed_copy(env, 1, now_ms(), label);
-            carry_trace(&mut out, step.context(), traced.state);
+            carry(&mut out, step.context(), traced.state);
             out
         };
         for &d in dests {
@@ -536,7 +526,7 @@ impl Intake {
                             correlation_id: env.correlation_id.as_deref(),
                             headers: vec![(SOURCE_HEADER, HeaderValue::Text(env.source.clone()))],
                         };
-                        carry_trace(&mut out, step.context(), traced.state);
+                        carry(&mut out, step.context(), traced.state);
                         let p = publisher
                             .send(exchange, routing_key, &encoded.body, &out)
                             .await?;

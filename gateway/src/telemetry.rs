@@ -30,6 +30,8 @@ use opentelemetry_sdk::trace::{
 };
 use wingspan_core::trace::{TraceContext, tracestate};
 
+use crate::broker::publish::{HeaderValue, Outgoing};
+
 /// The W3C header names, on HTTP requests and as AMQP message headers.
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
@@ -56,10 +58,28 @@ impl Upstream {
         }
     }
 
+    /// Pass this context on, unchanged, to a message that replaces the one it came with (a
+    /// retry or parked copy): the attempts are siblings under the step that queued it.
+    pub fn pass_on(&self, out: &mut Outgoing<'_>) {
+        if let Some(parent) = &self.parent {
+            carry(out, parent, self.state.as_deref());
+        }
+    }
+
     /// From HTTP request headers.
     pub fn from_http(headers: &http::HeaderMap) -> Self {
         let get = |name| headers.get(name).and_then(|v| v.to_str().ok());
         Self::from_values(get(TRACEPARENT), get(TRACESTATE))
+    }
+}
+
+/// Put a trace context on an outgoing message (internal copy or partner's copy).
+pub fn carry(out: &mut Outgoing<'_>, cx: &TraceContext, state: Option<&str>) {
+    out.headers
+        .push((TRACEPARENT, HeaderValue::Text(cx.header())));
+    if let Some(s) = state {
+        out.headers
+            .push((TRACESTATE, HeaderValue::Text(s.to_owned())));
     }
 }
 
@@ -189,23 +209,21 @@ impl Telemetry {
     /// Send what is queued and stop the exporter (bounded: a collector that does not answer
     /// costs at most the export timeout).
     pub async fn shutdown(&self) {
-        if let Some(e) = &self.exporter {
-            let provider = e.provider.clone();
-            let _ = tokio::time::timeout(
-                Duration::from_secs(15),
-                tokio::task::spawn_blocking(move || provider.shutdown()),
-            )
-            .await;
-        }
+        self.on_provider(|p| drop(p.shutdown())).await;
     }
 
     /// Send what is queued now (tests, and before a planned stop).
     pub async fn flush(&self) {
+        self.on_provider(|p| drop(p.force_flush())).await;
+    }
+
+    /// Run a blocking call of the provider off the runtime, bounded in time.
+    async fn on_provider(&self, f: impl FnOnce(SdkTracerProvider) + Send + 'static) {
         if let Some(e) = &self.exporter {
             let provider = e.provider.clone();
             let _ = tokio::time::timeout(
                 Duration::from_secs(15),
-                tokio::task::spawn_blocking(move || provider.force_flush()),
+                tokio::task::spawn_blocking(move || f(provider)),
             )
             .await;
         }
