@@ -93,6 +93,21 @@ pub fn pg_schema(via: SocketAddr) -> anyhow::Result<(String, String)> {
     Ok((schema, url))
 }
 
+/// How many copies the gateways dropped rather than deliver (`discarded` records in the
+/// schema's audit trail): at a destination that delivers once, the copies of intake attempts
+/// that never committed.
+pub fn pg_discarded(schema: &str) -> anyhow::Result<i64> {
+    let mut admin = postgres::Client::connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test",
+        postgres::NoTls,
+    )?;
+    let row = admin.query_one(
+        &format!("SELECT count(*) FROM {schema}.audit WHERE event = 'discarded'"),
+        &[],
+    )?;
+    Ok(row.get(0))
+}
+
 pub fn pg_drop(schema: &str) {
     if let Ok(mut admin) = postgres::Client::connect(
         "host=127.0.0.1 port=5432 user=postgres dbname=test",

@@ -60,8 +60,9 @@ pub struct RigOptions {
     /// (`None`: the gateway's defaults, windows of 30 days).
     pub windows: Option<Windows>,
     /// Police materials go to an AMQP partner as well (a queue bound to the exchange the
-    /// gateway publishes to), whose copies are counted by message id: an AMQP partner has no
-    /// `Idempotency-Key` to absorb a repeat.
+    /// gateway publishes to), whose copies are counted by message id: this partner has no
+    /// `Idempotency-Key` and cannot deduplicate, so its destination delivers once
+    /// (`amqp.once`).
     pub amqp_partner: bool,
 }
 
@@ -360,7 +361,7 @@ fn config_text(
 [[destinations]]
 id = "police-mq"
 adapter = "police"
-amqp = {{ exchange = "{prefix}.partner.police-mq", routing_key = "{AMQP_PARTNER_KEY}" }}
+amqp = {{ exchange = "{prefix}.partner.police-mq", routing_key = "{AMQP_PARTNER_KEY}", once = true }}
 retry = {{ max_attempts = {max_attempts} }}
 fields = {POLICE_FIELDS}
 "#,

@@ -1031,15 +1031,16 @@ pub async fn instances(base: &Path, size: Size, seed: u64) -> anyhow::Result<Out
     let _ = sender.await;
     until_good_delivered(&rig, &upstream, Duration::from_secs(600)).await;
     let killed = settle(&mut rig, &upstream, Duration::from_secs(120)).await?;
-    blocking(move || {
+    let dropped = blocking(move || {
+        let dropped = crate::relay::pg_discarded(&schema);
         pg_drop(&schema);
-        Ok(())
+        dropped
     })
     .await?;
     let retries =
         upstream.attempts.load(Ordering::Relaxed) as usize - upstream.sent.load(Ordering::Relaxed);
     let kill_figure = format!(
-        "3 instances, {kills} SIGKILLs mid-load, retries round-robin ({retries} retries): {killed}; restarts took {:?}",
+        "3 instances, {kills} SIGKILLs mid-load, retries round-robin ({retries} retries): {killed}; copies of attempts that never committed, dropped at the AMQP partner's destination (delivers once): {dropped}; restarts took {:?}",
         restarts
             .iter()
             .map(|d| format!("{:.1} s", d.as_secs_f64()))

@@ -124,6 +124,7 @@ async fn one(store: &Store, i: usize) {
                 correlation_unknown: false,
                 destinations: vec!["hospital".into()],
                 delivered: vec![],
+                claim: None,
             },
             vec![],
             Some(&early),

@@ -11,6 +11,11 @@
 //!
 //! Every ack comes after the confirm of whatever replaced the message (retry copy or parked
 //! copy), so a crash in between duplicates at worst — the partner deduplicates — and never loses.
+//!
+//! A destination that delivers once (`amqp.once`, for partners that cannot deduplicate) consumes
+//! on a transacted channel: each copy is first checked against the message's receipt (only the
+//! copies of the intake attempt that committed go out, see [`fence`]), then published to the
+//! partner together with its own ack in one AMQP transaction.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +35,12 @@ use wingspan_core::{CompiledConfig, Envelope};
 
 use crate::audit;
 use crate::broker::publish::{HeaderValue, Outgoing};
-use crate::broker::{Broker, BrokerError, Names, PublishError, Publisher, Session, bounded};
-use crate::intake::{ACCEPTED_HEADER, ATTEMPT_HEADER, Intake, REASON_HEADER, SOURCE_HEADER};
+use crate::broker::{
+    Broker, BrokerError, Handed, Names, PublishError, Publisher, Session, Transacted, bounded,
+};
+use crate::intake::{
+    ACCEPTED_HEADER, ATTEMPT_HEADER, CLAIM_HEADER, Intake, REASON_HEADER, SOURCE_HEADER,
+};
 use crate::stats::{Event, Stats};
 use crate::store::{DeliveryState, Store};
 use crate::telemetry::{TRACEPARENT, TRACESTATE, Telemetry, Upstream, carry};
@@ -89,6 +98,55 @@ pub fn header_text(d: &Delivery, name: &str) -> Option<String> {
 
 fn header<'a>(d: &'a Delivery, name: &str) -> Option<&'a AMQPValue> {
     d.properties.headers().as_ref()?.inner().get(name)
+}
+
+/// How long a copy for a destination that delivers once waits for its intake's receipt
+/// before it counts as an orphan (its intake died and its sender never sent it again).
+pub const ORPHAN_AFTER: Duration = Duration::from_secs(600);
+/// How long a worker holds such a copy waiting for the receipt before setting it aside in the
+/// first retry tier.
+const HOLD: Duration = Duration::from_secs(1);
+/// Slack for clocks and pruning passes when telling a pruned receipt from a missing one.
+const PRUNE_MARGIN: Duration = Duration::from_secs(5);
+
+/// What a destination that delivers once does with a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    Deliver,
+    /// Published by an intake attempt that never committed; another attempt's did.
+    Superseded,
+    /// Its intake has not committed (yet): ask again later.
+    Wait,
+    /// Its intake never committed and nobody sent the message again: the sender was never
+    /// answered, so the message was never accepted.
+    Orphan,
+}
+
+/// The fence of a destination that delivers once: `copy` is the intake attempt the copy
+/// names, `receipt` the attempt named by the message's committed receipt (`None`: no receipt),
+/// `age` how long ago the copy's attempt began, `window` the receipts' retention window.
+///
+/// Two attempts can each publish a copy (the first died between its copies' confirms and its
+/// receipt's commit; the sender's retry claimed the message again), but only one receipt
+/// commits: the copies it names are delivered, the others dropped.
+pub fn fence(
+    copy: Option<&str>,
+    receipt: Option<Option<&str>>,
+    age: Duration,
+    window: Duration,
+) -> Fence {
+    // Copies queued before attempts were named, and replays an operator asked for.
+    let Some(copy) = copy else {
+        return Fence::Deliver;
+    };
+    match receipt {
+        Some(Some(named)) if named == copy => Fence::Deliver,
+        Some(_) => Fence::Superseded,
+        // Past the window its receipt may have been pruned: nothing is left to tell by.
+        None if age + PRUNE_MARGIN >= window => Fence::Deliver,
+        None if age < ORPHAN_AFTER => Fence::Wait,
+        None => Fence::Orphan,
+    }
 }
 
 /// When the message was accepted (the header, or now for copies from before it existed).
@@ -172,6 +230,13 @@ async fn consume(
         channel.basic_qos(dest.concurrency, BasicQosOptions::default()),
     )
     .await?;
+    // A destination that delivers once publishes on this channel, in transactions with the
+    // copies' acks.
+    let once = if dest.delivers_once() {
+        Some(Arc::new(Transacted::open(channel.clone(), limit).await?))
+    } else {
+        None
+    };
     let publisher = Publisher::open(session, limit).await?;
     let tag = format!("wingspan-{}-{}", ctx.config.instance, dest.id);
     let mut consumer = bounded(
@@ -189,7 +254,7 @@ async fn consume(
         tokio::select! {
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
-                    let (ctx, publisher) = (ctx.clone(), publisher.clone());
+                    let (ctx, publisher, once) = (ctx.clone(), publisher.clone(), once.clone());
                     // Every line logged for this delivery names the message it is about.
                     // Recorded when the span is made: borrowed here, nothing copied.
                     let props = &delivery.properties;
@@ -200,7 +265,9 @@ async fn consume(
                         destination = ctx.config.destinations[index].id.as_str(),
                     );
                     tasks.spawn(
-                        async move { handle(&ctx, index, &publisher, delivery, limit).await }
+                        async move {
+                            handle(&ctx, index, &publisher, once.as_deref(), delivery, limit).await
+                        }
                             .instrument(span),
                     );
                 }
@@ -240,6 +307,7 @@ async fn handle(
     ctx: &DeliveryContext,
     index: usize,
     publisher: &Publisher,
+    once: Option<&Transacted>,
     delivery: Delivery,
     limit: Duration,
 ) -> Result<(), BrokerError> {
@@ -304,13 +372,33 @@ async fn handle(
             };
             step.failed("queued copy unreadable; parked");
             return park(
-                ctx, dest, publisher, &delivery, &env, attempt, &reason, limit, None, &upstream,
+                ctx, dest, publisher, once, false, &delivery, &env, attempt, &reason, limit, None,
+                &upstream,
             )
             .await;
         }
     };
     let data = opened.unwrap_or_default();
+    if let Some(tx) = once
+        && !fenced(
+            ctx,
+            tx,
+            publisher,
+            dest,
+            &delivery,
+            &envelope,
+            attempt,
+            sealed.as_deref(),
+            &upstream,
+            limit,
+        )
+        .await?
+    {
+        return Ok(());
+    }
     let mut wire_sha256 = None;
+    // Recorded and acknowledged already, in the transaction that published the copy.
+    let mut settled = false;
     let outcome = match render::for_destination(dest, &envelope, Some(&data)) {
         Ok(encoded) => match &dest.transport {
             Transport::Http { url, timeout_ms } => {
@@ -329,6 +417,7 @@ async fn handle(
             Transport::Amqp {
                 exchange,
                 routing_key,
+                once: delivers_once,
             } => {
                 wire_sha256 = Some(wingspan_core::audit::sha256_hex(&encoded.body));
                 let mut out = Outgoing {
@@ -340,18 +429,63 @@ async fn handle(
                     headers: vec![(SOURCE_HEADER, HeaderValue::Text(envelope.source.clone()))],
                 };
                 carry(&mut out, step.context(), upstream.state.as_deref());
-                match publisher
-                    .publish(exchange, routing_key, &encoded.body, &out)
-                    .await
-                {
-                    Ok(()) => Attempt::Delivered,
-                    Err(PublishError::Unroutable) => {
-                        Attempt::Transient("partner exchange has no queue bound".into())
+                match once.filter(|tx| *delivers_once && !tx.returning()) {
+                    Some(tx) => {
+                        // Fail closed: the attempt is in the trail before its transaction
+                        // commits (a transaction that fails leaves the copy to be tried again).
+                        let mut done = audit::about(Audit::Delivered, &envelope);
+                        done.destination = Some(dest.id.clone());
+                        let tried = attempt_record(
+                            &envelope,
+                            dest,
+                            wire_sha256.clone(),
+                            "delivered".into(),
+                            attempt,
+                            delivery.redelivered,
+                        );
+                        if !record(ctx, &delivery, limit, once, vec![tried, done]).await? {
+                            return Ok(());
+                        }
+                        settled = true;
+                        match tx
+                            .publish_and_ack(
+                                exchange,
+                                routing_key,
+                                &encoded.body,
+                                &out,
+                                &delivery.acker,
+                            )
+                            .await?
+                        {
+                            Handed::Taken => Attempt::Delivered,
+                            Handed::Returned => {
+                                // Acknowledged with it: the copy is put back below, and the
+                                // next ones go with confirms until the partner takes one.
+                                tx.set_returning(true);
+                                Attempt::Transient(
+                                    "partner exchange returned it (no queue bound)".into(),
+                                )
+                            }
+                        }
                     }
-                    Err(PublishError::Nacked) => {
-                        Attempt::Transient("broker refused the message".into())
-                    }
-                    Err(PublishError::Broker(e)) => return Err(e),
+                    None => match publisher
+                        .publish(exchange, routing_key, &encoded.body, &out)
+                        .await
+                    {
+                        Ok(()) => {
+                            if let Some(tx) = once {
+                                tx.set_returning(false);
+                            }
+                            Attempt::Delivered
+                        }
+                        Err(PublishError::Unroutable) => {
+                            Attempt::Transient("partner exchange has no queue bound".into())
+                        }
+                        Err(PublishError::Nacked) => {
+                            Attempt::Transient("broker refused the message".into())
+                        }
+                        Err(PublishError::Broker(e)) => return Err(e),
+                    },
                 }
             }
         },
@@ -365,26 +499,29 @@ async fn handle(
         Attempt::Transient(r) | Attempt::Permanent(r) => step.failed(r),
     }
     drop(step);
-    let mut tried = audit::about(Audit::DeliveryAttempt, &envelope);
-    tried.destination = Some(dest.id.clone());
-    tried.payload_sha256 = wire_sha256;
-    tried.outcome = Some(match &outcome {
-        Attempt::Delivered => "delivered".into(),
-        Attempt::Transient(r) | Attempt::Permanent(r) => r.clone(),
-    });
-    tried.reason = Some(if delivery.redelivered {
-        format!("attempt {attempt}, redelivery")
-    } else {
-        format!("attempt {attempt}")
+    let tried = (!settled).then(|| {
+        attempt_record(
+            &envelope,
+            dest,
+            wire_sha256,
+            match &outcome {
+                Attempt::Delivered => "delivered".into(),
+                Attempt::Transient(r) | Attempt::Permanent(r) => r.clone(),
+            },
+            attempt,
+            delivery.redelivered,
+        )
     });
     match outcome {
         Attempt::Delivered => {
-            let mut done = audit::about(Audit::Delivered, &envelope);
-            done.destination = Some(dest.id.clone());
-            if !record(ctx, &delivery, limit, vec![tried, done]).await? {
-                return Ok(());
+            if let Some(tried) = tried {
+                let mut done = audit::about(Audit::Delivered, &envelope);
+                done.destination = Some(dest.id.clone());
+                if !record(ctx, &delivery, limit, once, vec![tried, done]).await? {
+                    return Ok(());
+                }
+                ack(once, &delivery, limit).await?;
             }
-            bounded(limit, delivery.acker.ack(BasicAckOptions::default())).await?;
             ctx.stats
                 .record(&envelope.message_type, &dest.id, Event::Delivered);
             if let Some(elapsed) = since_accepted(&delivery) {
@@ -412,6 +549,7 @@ async fn handle(
             );
             out.headers
                 .push((REASON_HEADER, HeaderValue::Text(reason.clone())));
+            keep_claim(&delivery, &mut out);
             upstream.pass_on(&mut out);
             publisher
                 .publish(&ctx.names.retry(tier), &dest.id, &delivery.data, &out)
@@ -430,10 +568,19 @@ async fn handle(
                     .copied()
                     .unwrap_or(0)
             ));
-            if !record(ctx, &delivery, limit, vec![tried, retry]).await? {
-                return Ok(());
+            // A copy acknowledged in its transaction (returned by the partner's exchange)
+            // has nothing left to ack; its record cannot send it back to the queue either.
+            let entries = tried.into_iter().chain([retry]).collect();
+            if settled {
+                if let Err(e) = ctx.store.audit(entries).await {
+                    tracing::error!(error = %e, "audit store unavailable; a retry record was not written");
+                }
+            } else {
+                if !record(ctx, &delivery, limit, once, entries).await? {
+                    return Ok(());
+                }
+                ack(once, &delivery, limit).await?;
             }
-            bounded(limit, delivery.acker.ack(BasicAckOptions::default())).await?;
             ctx.stats
                 .record(&envelope.message_type, &dest.id, Event::Retried);
             ctx.stats.destination_error(&dest.id, &reason, audit::now());
@@ -451,35 +598,152 @@ async fn handle(
         Attempt::Transient(reason) => {
             let reason = format!("{reason}; gave up after {attempt} attempts");
             park(
-                ctx,
-                dest,
-                publisher,
-                &delivery,
-                &envelope,
-                attempt,
-                &reason,
-                limit,
-                Some(tried),
-                &upstream,
+                ctx, dest, publisher, once, settled, &delivery, &envelope, attempt, &reason, limit,
+                tried, &upstream,
             )
             .await
         }
         Attempt::Permanent(reason) => {
             park(
-                ctx,
-                dest,
-                publisher,
-                &delivery,
-                &envelope,
-                attempt,
-                &reason,
-                limit,
-                Some(tried),
-                &upstream,
+                ctx, dest, publisher, once, settled, &delivery, &envelope, attempt, &reason, limit,
+                tried, &upstream,
             )
             .await
         }
     }
+}
+
+/// The record of one delivery attempt.
+fn attempt_record(
+    env: &Envelope,
+    dest: &Destination,
+    wire_sha256: Option<String>,
+    outcome: String,
+    attempt: i64,
+    redelivered: bool,
+) -> wingspan_core::audit::Entry {
+    let mut tried = audit::about(Audit::DeliveryAttempt, env);
+    tried.destination = Some(dest.id.clone());
+    tried.payload_sha256 = wire_sha256;
+    tried.outcome = Some(outcome);
+    tried.reason = Some(if redelivered {
+        format!("attempt {attempt}, redelivery")
+    } else {
+        format!("attempt {attempt}")
+    });
+    tried
+}
+
+/// A retry, parked or set-aside copy names the intake attempt its original named.
+fn keep_claim(delivery: &Delivery, out: &mut Outgoing<'_>) {
+    if let Some(claim) = header_text(delivery, CLAIM_HEADER) {
+        out.headers.push((CLAIM_HEADER, HeaderValue::Text(claim)));
+    }
+}
+
+/// Ack a copy; on a transacted channel the ack commits at once.
+async fn ack(
+    once: Option<&Transacted>,
+    delivery: &Delivery,
+    limit: Duration,
+) -> Result<(), BrokerError> {
+    match once {
+        Some(tx) => tx.ack(&delivery.acker).await,
+        None => bounded(limit, delivery.acker.ack(BasicAckOptions::default()))
+            .await
+            .map(|_| ()),
+    }
+}
+
+/// Check a copy for a destination that delivers once against the message's receipt (see
+/// [`fence`]): `true` to deliver it. Otherwise it was dropped (with a record saying why) or
+/// set aside in the first retry tier to wait for its receipt, holding nothing here.
+#[allow(clippy::too_many_arguments)]
+async fn fenced(
+    ctx: &DeliveryContext,
+    tx: &Transacted,
+    publisher: &Publisher,
+    dest: &Destination,
+    delivery: &Delivery,
+    env: &Envelope,
+    attempt: i64,
+    sealed: Option<&str>,
+    upstream: &Upstream,
+    limit: Duration,
+) -> Result<bool, BrokerError> {
+    let Some(claim) = header_text(delivery, CLAIM_HEADER) else {
+        return Ok(true);
+    };
+    let age = since_accepted(delivery).unwrap_or_default();
+    let window = Duration::from_secs(ctx.config.retention.receipts_secs);
+    // The copy usually arrives a few milliseconds before its receipt commits.
+    let mut pause = Duration::from_millis(5);
+    let mut waited = Duration::ZERO;
+    let verdict = loop {
+        let named = match ctx.store.receipt_claim(&env.source, &env.message_id).await {
+            Ok(named) => named,
+            Err(e) => {
+                tracing::error!(error = %e, "state store unavailable; a copy to deliver once returned to its queue");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                tx.requeue(&delivery.acker).await?;
+                return Ok(false);
+            }
+        };
+        let verdict = fence(
+            Some(&claim),
+            named.as_ref().map(|n| n.as_deref()),
+            age + waited,
+            window,
+        );
+        if verdict != Fence::Wait || waited >= HOLD {
+            break verdict;
+        }
+        tokio::time::sleep(pause).await;
+        waited += pause;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    };
+    let reason = match verdict {
+        Fence::Deliver => return Ok(true),
+        Fence::Wait => {
+            // Set aside in the first retry tier (its attempt count unchanged), moved there in
+            // one transaction with its ack.
+            let mut out = Intake::sealed_copy(env, attempt, accepted_ms(delivery), sealed);
+            keep_claim(delivery, &mut out);
+            upstream.pass_on(&mut out);
+            let tier = ctx.names.retry(0);
+            match tx
+                .publish_and_ack(&tier, &dest.id, &delivery.data, &out, &delivery.acker)
+                .await?
+            {
+                Handed::Taken => {}
+                // The gateway's own tier always routes unless its topology is gone: the copy
+                // goes straight back to its queue, confirmed.
+                Handed::Returned => publisher
+                    .publish(
+                        &ctx.names.deliver_exchange(),
+                        &dest.id,
+                        &delivery.data,
+                        &out,
+                    )
+                    .await
+                    .map_err(into_broker)?,
+            }
+            return Ok(false);
+        }
+        Fence::Superseded => {
+            "a later attempt of the message was accepted; this copy's attempt never committed"
+        }
+        Fence::Orphan => "its intake never committed and the sender did not send it again",
+    };
+    let mut dropped = audit::about(Audit::Discarded, env);
+    dropped.destination = Some(dest.id.clone());
+    dropped.reason = Some(reason.into());
+    dropped.outcome = Some("copy not delivered".into());
+    if record(ctx, delivery, limit, Some(tx), vec![dropped]).await? {
+        tx.ack(&delivery.acker).await?;
+        tracing::info!(message_id = %env.message_id, destination = %dest.id, reason, "copy not delivered");
+    }
+    Ok(false)
 }
 
 /// Commit audit records before the ack they account for. When the store cannot take them,
@@ -489,6 +753,7 @@ async fn record(
     ctx: &DeliveryContext,
     delivery: &Delivery,
     limit: Duration,
+    once: Option<&Transacted>,
     entries: Vec<wingspan_core::audit::Entry>,
 ) -> Result<bool, BrokerError> {
     match ctx.store.audit(entries).await {
@@ -496,14 +761,19 @@ async fn record(
         Err(e) => {
             tracing::error!(error = %e, "audit store unavailable; delivery returned to its queue");
             tokio::time::sleep(Duration::from_millis(500)).await;
-            bounded(
-                limit,
-                delivery.acker.nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                }),
-            )
-            .await?;
+            match once {
+                Some(tx) => tx.requeue(&delivery.acker).await?,
+                None => {
+                    bounded(
+                        limit,
+                        delivery.acker.nack(BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await?;
+                }
+            }
             Ok(false)
         }
     }
@@ -522,6 +792,8 @@ async fn park(
     ctx: &DeliveryContext,
     dest: &Destination,
     publisher: &Publisher,
+    once: Option<&Transacted>,
+    acked: bool,
     delivery: &Delivery,
     env: &Envelope,
     attempt: i64,
@@ -534,6 +806,7 @@ async fn park(
     let mut out = Intake::sealed_copy(env, attempt, accepted_ms(delivery), sealed.as_deref());
     out.headers
         .push((REASON_HEADER, HeaderValue::Text(reason.to_owned())));
+    keep_claim(delivery, &mut out);
     out.headers.push((
         crate::intake::PARKED_HEADER,
         HeaderValue::Int(crate::intake::now_ms()),
@@ -551,10 +824,17 @@ async fn park(
     parked.reason = Some(reason.to_owned());
     parked.outcome = Some(format!("after {attempt} attempt(s)"));
     let entries = tried.into_iter().chain([parked]).collect();
-    if !record(ctx, delivery, limit, entries).await? {
-        return Ok(());
+    if acked {
+        // Acknowledged in its transaction already (returned by the partner's exchange).
+        if let Err(e) = ctx.store.audit(entries).await {
+            tracing::error!(error = %e, "audit store unavailable; a parked record was not written");
+        }
+    } else {
+        if !record(ctx, delivery, limit, once, entries).await? {
+            return Ok(());
+        }
+        ack(once, delivery, limit).await?;
     }
-    bounded(limit, delivery.acker.ack(BasicAckOptions::default())).await?;
     ctx.stats
         .record(&env.message_type, &dest.id, Event::DeadLettered);
     ctx.stats.destination_error(&dest.id, reason, audit::now());
@@ -617,5 +897,32 @@ mod tests {
         assert!(matches!(classify_status(400), Attempt::Permanent(_)));
         assert!(matches!(classify_status(404), Attempt::Permanent(_)));
         assert!(matches!(classify_status(302), Attempt::Permanent(_)));
+    }
+
+    #[test]
+    fn only_the_copies_of_the_attempt_that_committed_go_out() {
+        let (day, s) = (Duration::from_secs(86_400), Duration::from_secs);
+        // Copies that name no attempt (queued before, or replayed) are not fenced.
+        assert_eq!(fence(None, None, s(0), day), Fence::Deliver);
+        assert_eq!(fence(None, Some(Some("b")), s(0), day), Fence::Deliver);
+        // The receipt names this copy's attempt, another's, or none.
+        assert_eq!(fence(Some("a"), Some(Some("a")), s(0), day), Fence::Deliver);
+        assert_eq!(
+            fence(Some("a"), Some(Some("b")), s(0), day),
+            Fence::Superseded
+        );
+        assert_eq!(fence(Some("a"), Some(None), s(0), day), Fence::Superseded);
+        // No receipt: not yet (wait), never (orphan), or pruned (past the window).
+        assert_eq!(fence(Some("a"), None, s(0), day), Fence::Wait);
+        assert_eq!(
+            fence(Some("a"), None, ORPHAN_AFTER - s(1), day),
+            Fence::Wait
+        );
+        assert_eq!(fence(Some("a"), None, ORPHAN_AFTER, day), Fence::Orphan);
+        assert_eq!(fence(Some("a"), None, day, day), Fence::Deliver);
+        assert_eq!(fence(Some("a"), None, day - s(4), day), Fence::Deliver);
+        // A window shorter than the orphan's wait: past the window, delivered.
+        assert_eq!(fence(Some("a"), None, s(40), s(30)), Fence::Deliver);
+        assert_eq!(fence(Some("a"), None, s(10), s(30)), Fence::Wait);
     }
 }

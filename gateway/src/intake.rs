@@ -42,6 +42,9 @@ pub const REASON_HEADER: &str = "x-wingspan-reason";
 pub const PARKED_HEADER: &str = "x-wingspan-parked-ms";
 /// Header carrying the problem type on rejected messages.
 pub const PROBLEM_HEADER: &str = "x-wingspan-problem";
+/// Header naming the intake attempt that published a copy for a destination that delivers
+/// once; the message's receipt names the attempt that committed (see `delivery::fence`).
+pub const CLAIM_HEADER: &str = "x-wingspan-claim";
 
 #[derive(Debug)]
 pub enum Outcome {
@@ -90,6 +93,14 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// What publishing a message's copies left for its receipt.
+struct Published {
+    /// Destinations delivered at intake (AMQP destinations published to directly).
+    delivered: Vec<String>,
+    /// The name of this intake attempt, when a destination delivers once.
+    claim: Option<String>,
 }
 
 /// Releases a claimed (source, message_id) when dropped.
@@ -371,7 +382,10 @@ impl Intake {
         }
         let early = self.store.audit_enqueue(early).await?;
         // Destinations delivered at intake are recorded with the receipt itself.
-        let delivered = match self
+        let Published {
+            delivered,
+            claim: attempt,
+        } = match self
             .publish_copies(
                 config,
                 publisher,
@@ -382,7 +396,7 @@ impl Intake {
             )
             .await
         {
-            Ok(d) => d,
+            Ok(p) => p,
             Err(e) => {
                 // The upstream is told 503 and will send again: say so in the trail.
                 let mut failed = audit::about(Audit::Rejected, env);
@@ -409,6 +423,7 @@ impl Intake {
                     correlation_unknown: correlated == Some(false),
                     destinations: destinations.clone(),
                     delivered,
+                    claim: attempt,
                 },
                 entries,
                 Some(&early),
@@ -483,7 +498,13 @@ impl Intake {
         bytes: &[u8],
         dests: &[usize],
         traced: Traced<'_>,
-    ) -> Result<Vec<String>, IntakeError> {
+    ) -> Result<Published, IntakeError> {
+        // A destination that delivers once takes only copies of the attempt that commits: this
+        // attempt is named in its copies and in the receipt.
+        let claim = dests
+            .iter()
+            .any(|&d| config.destinations[d].delivers_once())
+            .then(|| uuid::Uuid::new_v4().simple().to_string());
         let deliver = self.names.deliver_exchange();
         let mut delivered = Vec::new();
         let mut pending = Vec::with_capacity(dests.len());
@@ -510,9 +531,22 @@ impl Intake {
         for &d in dests {
             let dest = &config.destinations[d];
             match &dest.transport {
+                Transport::Amqp { once: true, .. } => {
+                    // Published by the destination's worker, in a transaction with the copy's
+                    // ack; the copy names this attempt.
+                    let step = self.step(traced, "publish", SpanKind::Producer, &dest.id);
+                    let mut out = queued_copy(&step);
+                    if let Some(claim) = &claim {
+                        out.headers
+                            .push((CLAIM_HEADER, HeaderValue::Text(claim.to_owned())));
+                    }
+                    let p = publisher.send(&deliver, &dest.id, queued, &out).await?;
+                    pending.push((d, false, p, step));
+                }
                 Transport::Amqp {
                     exchange,
                     routing_key,
+                    once: false,
                 } => {
                     // A confirmed publish to the partner's exchange is the delivery itself.
                     let step = self.step(traced, "deliver", SpanKind::Producer, &dest.id);
@@ -585,7 +619,7 @@ impl Intake {
                 }
             }
         }
-        Ok(delivered)
+        Ok(Published { delivered, claim })
     }
 
     /// A step of this message's trace about one destination.

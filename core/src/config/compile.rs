@@ -283,6 +283,11 @@ impl Destination {
     pub fn policy(&self, message_type: &str) -> Option<&Selection> {
         self.fields.get(message_type)
     }
+
+    /// Whether each message is published to this partner once (`amqp.once`).
+    pub fn delivers_once(&self) -> bool {
+        matches!(self.transport, Transport::Amqp { once: true, .. })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,6 +299,9 @@ pub enum Transport {
     Amqp {
         exchange: String,
         routing_key: String,
+        /// Published once (through the destination's queue, in a transaction with the
+        /// copy's ack) rather than at intake: for partners that cannot deduplicate.
+        once: bool,
     },
 }
 
@@ -820,6 +828,7 @@ pub fn compile(
                 Transport::Amqp {
                     exchange: a.exchange.clone(),
                     routing_key: a.routing_key.clone(),
+                    once: a.once,
                 }
             }
             _ => {

@@ -98,6 +98,10 @@ fn transport(d: &RawDestination) -> String {
             let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
             format!("HTTP {}", host.split('?').next().unwrap_or(host))
         }
+        (None, Some(a)) if a.once => format!(
+            "AMQP exchange {} key {}, published once",
+            a.exchange, a.routing_key
+        ),
         (None, Some(a)) => format!("AMQP exchange {} key {}", a.exchange, a.routing_key),
         (None, None) => "no transport".into(),
     }
@@ -324,5 +328,28 @@ destinations = ["hr", "civil"]
         }
         assert!(!d.iter().any(|l| l.contains("secret")));
         assert!(describe(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn a_partner_delivered_once_is_said_so() {
+        let text = |once: &str| {
+            format!(
+                r#"
+[[destinations]]
+id = "mq"
+adapter = "civil"
+amqp = {{ exchange = "partner.mq", routing_key = "in"{once} }}
+"#
+            )
+        };
+        let (a, b) = (parse(&text("")), parse(&text(", once = true")));
+        assert!(!a.destinations[0].amqp.as_ref().expect("amqp").once);
+        assert!(b.destinations[0].amqp.as_ref().expect("amqp").once);
+        assert_eq!(
+            describe(&a, &b),
+            ["destination mq: transport AMQP exchange partner.mq key in → AMQP exchange partner.mq key in, published once"]
+        );
+        // A misspelt option is a config error, not a silent default.
+        assert!(crate::config::parse("t.toml", &text(", onse = true")).is_err());
     }
 }

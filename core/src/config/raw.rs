@@ -478,6 +478,11 @@ pub struct RawAmqpTransport {
     pub exchange: String,
     /// Routing key to publish with.
     pub routing_key: String,
+    /// Publish each message to the partner once, for a partner that cannot deduplicate by
+    /// `message_id`: the copy goes through the destination's queue and is published with its
+    /// acknowledgement in one AMQP transaction (see docs/ARCHITECTURE.md, "Delivered once").
+    #[serde(default)]
+    pub once: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

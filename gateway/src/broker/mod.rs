@@ -15,7 +15,7 @@ use lapin::{Connection, ConnectionProperties};
 use tokio::sync::{Notify, watch};
 use wingspan_core::CompiledConfig;
 
-pub use publish::{PublishError, Publisher};
+pub use publish::{Handed, PublishError, Publisher, Transacted};
 pub use topology::Names;
 
 /// Broker failures the shell can act on: all of them mean "reconnect and try again".

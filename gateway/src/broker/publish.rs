@@ -185,3 +185,116 @@ pub async fn fill_queue(
     let _ = bounded(limit, publisher.channel.close(200, "filled".into())).await;
     Ok(())
 }
+
+/// What the partner's exchange did with a copy published in a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handed {
+    /// Routed to at least one queue; the copy's ack committed with it.
+    Taken,
+    /// Returned (no queue bound); the copy's ack committed all the same, so the caller puts
+    /// the copy back itself.
+    Returned,
+}
+
+/// The consumer channel of a destination that delivers once, in AMQP transaction mode: a
+/// copy's publish to the partner and its ack commit together or not at all — a gateway that
+/// dies before `tx.commit` leaves the copy in its queue and nothing at the partner, one that
+/// dies after has nothing left to redo. Every ack and nack on the channel commits under one
+/// lock, a copy at a time, so no transaction carries another copy's half.
+#[derive(Debug)]
+pub struct Transacted {
+    channel: Channel,
+    limit: Duration,
+    one: tokio::sync::Mutex<()>,
+    /// The last copy came back from the partner's exchange: publish with confirms until one
+    /// is taken again (see `delivery`).
+    returned: std::sync::atomic::AtomicBool,
+}
+
+impl Transacted {
+    pub async fn open(channel: Channel, limit: Duration) -> Result<Self, BrokerError> {
+        bounded(limit, channel.tx_select()).await?;
+        Ok(Self {
+            channel,
+            limit,
+            one: tokio::sync::Mutex::new(()),
+            returned: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the partner's exchange returned the last copy offered to it.
+    pub fn returning(&self) -> bool {
+        self.returned.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_returning(&self, returning: bool) {
+        self.returned
+            .store(returning, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Publish `body` (mandatory) and ack the copy it came from, in one transaction.
+    pub async fn publish_and_ack(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        out: &Outgoing<'_>,
+        acker: &lapin::Acker,
+    ) -> Result<Handed, BrokerError> {
+        let _one = self.one.lock().await;
+        let opts = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        bounded(
+            self.limit,
+            self.channel.basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                opts,
+                body,
+                out.properties(),
+            ),
+        )
+        .await?;
+        bounded(
+            self.limit,
+            acker.ack(lapin::options::BasicAckOptions::default()),
+        )
+        .await?;
+        bounded(self.limit, self.channel.tx_commit()).await?;
+        // A return precedes `tx.commit-ok` on the channel, so it has arrived by now. (No
+        // confirms are pending on a transacted channel: this only collects returns.)
+        let returned = bounded(self.limit, self.channel.wait_for_confirms()).await?;
+        Ok(if returned.is_empty() {
+            Handed::Taken
+        } else {
+            Handed::Returned
+        })
+    }
+
+    /// Ack a copy (committed at once).
+    pub async fn ack(&self, acker: &lapin::Acker) -> Result<(), BrokerError> {
+        let _one = self.one.lock().await;
+        bounded(
+            self.limit,
+            acker.ack(lapin::options::BasicAckOptions::default()),
+        )
+        .await?;
+        bounded(self.limit, self.channel.tx_commit()).await
+    }
+
+    /// Give a copy back to its queue (committed at once).
+    pub async fn requeue(&self, acker: &lapin::Acker) -> Result<(), BrokerError> {
+        let _one = self.one.lock().await;
+        bounded(
+            self.limit,
+            acker.nack(lapin::options::BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            }),
+        )
+        .await?;
+        bounded(self.limit, self.channel.tx_commit()).await
+    }
+}

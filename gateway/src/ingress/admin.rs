@@ -772,8 +772,8 @@ fn target(t: &wingspan_core::config::Transport) -> serde_json::Value {
             let host_path = host.split(['?', '#']).next().unwrap_or(host);
             serde_json::json!({"transport": "http", "target": format!("{scheme}://{host_path}")})
         }
-        wingspan_core::config::Transport::Amqp { exchange, .. } => {
-            serde_json::json!({"transport": "amqp", "target": exchange})
+        wingspan_core::config::Transport::Amqp { exchange, once, .. } => {
+            serde_json::json!({"transport": "amqp", "target": exchange, "once": once})
         }
     }
 }

@@ -561,6 +561,25 @@ impl Store {
             .read(|conn| lookup(conn, &self.index, source, message_id))
     }
 
+    /// The intake attempt named by the committed receipt of a message: `None` when there is
+    /// no receipt (not committed yet, never, or pruned), `Some(None)` when the receipt names
+    /// no attempt. A destination that delivers once checks its copies against it.
+    pub async fn receipt_claim(
+        &self,
+        source: &str,
+        message_id: &str,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        if let Some(state) = self.shared.clone() {
+            let (s, m) = (source.to_owned(), message_id.to_owned());
+            return on_shared(state, move |st| st.claim_of(&s, &m)).await;
+        }
+        if self.index.candidates(message_id).is_empty() {
+            return Ok(None);
+        }
+        self.readers
+            .read(|conn| receipts::claim_of(conn, &self.index, source, message_id))
+    }
+
     /// Whether any source's message with this id was accepted.
     pub async fn known(&self, message_id: &str) -> Result<bool, StoreError> {
         if let Some(state) = self.shared.clone() {

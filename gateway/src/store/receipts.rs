@@ -54,6 +54,10 @@ pub struct NewReceipt {
     /// Destinations already delivered at intake (AMQP destinations): recorded in the receipt,
     /// so they need no status row of their own.
     pub delivered: Vec<String>,
+    /// The intake attempt whose copies are the message's (set when a destination delivers
+    /// once): a copy naming another attempt was published by an attempt that never
+    /// committed, and is not delivered.
+    pub claim: Option<String>,
 }
 
 /// The row of the receipt of `message_id` from `source` (any source: `None`), oldest first.
@@ -107,6 +111,22 @@ pub(super) fn lookup(
         status: "accepted".into(),
         destinations: serde_json::from_str(&d).unwrap_or_default(),
     }))
+}
+
+/// The attempt named by the receipt of `message_id` from `source`: `None` without a
+/// receipt, `Some(None)` for a receipt that names none.
+pub(super) fn claim_of(
+    conn: &Connection,
+    index: &ReceiptIndex,
+    source: &str,
+    message_id: &str,
+) -> Result<Option<Option<String>>, rusqlite::Error> {
+    let Some(row) = row_of(conn, index, Some(source), message_id)? else {
+        return Ok(None);
+    };
+    conn.prepare_cached("SELECT claim FROM receipts WHERE id = ?1")?
+        .query_row(params![row], |r| r.get(0))
+        .optional()
 }
 
 /// The message type of an accepted message (for a parked copy's state).
@@ -233,7 +253,7 @@ pub(super) fn insert(tx: &Connection, r: &NewReceipt, at: &str) -> Result<i64, r
     let delivered =
         (!r.delivered.is_empty()).then(|| serde_json::to_string(&r.delivered).unwrap_or_default());
     tx.prepare_cached(
-        "INSERT INTO receipts (source, message_id, message_type, correlation_id, destinations, delivered, accepted_at, correlation_unknown) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO receipts (source, message_id, message_type, correlation_id, destinations, delivered, accepted_at, correlation_unknown, claim) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         r.source,
@@ -243,7 +263,8 @@ pub(super) fn insert(tx: &Connection, r: &NewReceipt, at: &str) -> Result<i64, r
         dests,
         delivered,
         at,
-        r.correlation_unknown.then_some(1i64)
+        r.correlation_unknown.then_some(1i64),
+        r.claim
     ])?;
     Ok(tx.last_insert_rowid())
 }

@@ -266,6 +266,7 @@ mod tests {
             correlation_unknown: false,
             destinations: vec!["police".into()],
             delivered: vec![],
+            claim: None,
         };
         receipts::insert(conn, &r, &at(i)).expect("receipt");
         deliveries::record(

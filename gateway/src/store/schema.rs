@@ -100,7 +100,7 @@ CREATE TABLE IF NOT EXISTS receipts (
   id INTEGER PRIMARY KEY,
   source TEXT NOT NULL, message_id TEXT NOT NULL, message_type TEXT NOT NULL,
   correlation_id TEXT, destinations TEXT NOT NULL, delivered TEXT, accepted_at TEXT NOT NULL,
-  correlation_unknown INTEGER);
+  correlation_unknown INTEGER, claim TEXT);
 CREATE INDEX IF NOT EXISTS receipts_by_correlation ON receipts(correlation_id) WHERE correlation_id IS NOT NULL;
 ";
 
@@ -200,6 +200,10 @@ pub(super) fn create_or_migrate(writer: &Connection) -> Result<(), rusqlite::Err
         writer.execute_batch(&format!("BEGIN; {RECEIPTS_MIGRATION} COMMIT;"))?;
     }
     writer.execute_batch(RECEIPTS)?;
+    // Stores made before destinations delivered once: their receipts name no attempt.
+    if columns("receipts", "claim")? == 0 {
+        writer.execute_batch("ALTER TABLE receipts ADD COLUMN claim TEXT")?;
+    }
     if columns("audit", "thread")? == 0 {
         writer.execute_batch(&format!("BEGIN; {AUDIT_THREADS_MIGRATION} COMMIT;"))?;
     }

@@ -13,10 +13,12 @@
 //!   of the same round trip with a snapshot of its own, so it sees every receipt committed
 //!   before the claim was free.
 //!
-//! What stays open: a copy the broker confirmed for an instance that died before its receipt
-//! committed is published again by the instance that takes the claim over. HTTP partners
-//! absorb it (`Idempotency-Key`); an AMQP partner sees the same `message_id` twice. The window
-//! is the time between the broker's confirm and the receipt's commit.
+//! A copy the broker confirmed for an instance that died before its receipt committed is
+//! published again by the instance that takes the claim over: two intake attempts, two
+//! copies. HTTP partners absorb the second (`Idempotency-Key`); an AMQP partner that cannot
+//! deduplicate is a destination that delivers once (`amqp.once`): the receipt names the
+//! attempt that committed (`claim`), and only that attempt's copies are delivered (see
+//! `delivery::fence`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -42,6 +44,7 @@ CREATE TABLE IF NOT EXISTS receipts (
   correlation_id TEXT, correlation_unknown BOOLEAN NOT NULL, destinations TEXT NOT NULL,
   delivered TEXT, accepted_at TEXT NOT NULL, instance TEXT NOT NULL,
   PRIMARY KEY (source, message_id));
+ALTER TABLE receipts ADD COLUMN IF NOT EXISTS claim TEXT;
 CREATE INDEX IF NOT EXISTS receipts_by_message ON receipts (message_id);
 CREATE INDEX IF NOT EXISTS receipts_by_correlation ON receipts (correlation_id);
 CREATE INDEX IF NOT EXISTS receipts_by_time ON receipts (accepted_at);
@@ -119,11 +122,12 @@ pub(crate) fn write(
             .iter()
             .map(|(r, _)| r.correlation_unknown)
             .collect();
+        let claim: Vec<Option<&str>> = receipts.iter().map(|(r, _)| r.claim.as_deref()).collect();
         tx.execute(
-            "INSERT INTO receipts (source, message_id, message_type, correlation_id, destinations, delivered, accepted_at, correlation_unknown, instance)
-             SELECT u.*, $9 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bool[]) AS u
+            "INSERT INTO receipts (source, message_id, message_type, correlation_id, destinations, delivered, accepted_at, correlation_unknown, claim, instance)
+             SELECT u.*, $10 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bool[], $9::text[]) AS u
              ON CONFLICT (source, message_id) DO NOTHING",
-            &[&source, &message_id, &message_type, &correlation, &routed, &delivered, &at, &unknown, &instance],
+            &[&source, &message_id, &message_type, &correlation, &routed, &delivered, &at, &unknown, &claim, &instance],
         )?;
         tx.execute(
             "DELETE FROM claims c USING unnest($1::text[], $2::text[]) AS d(source, message_id)
@@ -426,6 +430,22 @@ impl SharedState {
                 })
             })
             .transpose()
+        })
+    }
+
+    /// The attempt named by a message's receipt, committed by any instance (see
+    /// [`super::Store::receipt_claim`]).
+    pub(crate) fn claim_of(
+        &self,
+        source: &str,
+        message_id: &str,
+    ) -> Result<Option<Option<String>>, postgres::Error> {
+        self.with(|c| {
+            let row = c.query_opt(
+                "SELECT claim FROM receipts WHERE source = $1 AND message_id = $2",
+                &[&source, &message_id],
+            )?;
+            row.map(|r| r.try_get(0)).transpose()
         })
     }
 

@@ -898,6 +898,7 @@ fn receipt(id: &str, correlation: Option<&str>, delivered: &[&str]) -> NewReceip
         correlation_unknown: false,
         destinations: vec!["aftercare-3204".into(), "hr".into(), "partner".into()],
         delivered: delivered.iter().map(|d| d.to_string()).collect(),
+        claim: None,
     }
 }
 
