@@ -347,7 +347,9 @@ amqp = {{ exchange = "partner.mq", routing_key = "in"{once} }}
         assert!(b.destinations[0].amqp.as_ref().expect("amqp").once);
         assert_eq!(
             describe(&a, &b),
-            ["destination mq: transport AMQP exchange partner.mq key in → AMQP exchange partner.mq key in, published once"]
+            [
+                "destination mq: transport AMQP exchange partner.mq key in → AMQP exchange partner.mq key in, published once"
+            ]
         );
         // A misspelt option is a config error, not a silent default.
         assert!(crate::config::parse("t.toml", &text(", onse = true")).is_err());

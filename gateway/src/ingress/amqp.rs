@@ -3,7 +3,11 @@
 //! envelope's source must list that user in its `amqp_users`. A message is acked only
 //! after its copies are confirmed and its receipt committed; a refused message is published,
 //! confirmed, to the rejects queue with the reason in its headers, then acked — never dropped.
+//!
+//! Acks are batched ([`Acks`]): a message is acknowledged once it and every message delivered
+//! before it on the channel are done, with one `multiple` ack for all of them.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,19 +62,35 @@ async fn consume(
         ),
     )
     .await?;
-    let mut tasks: JoinSet<Result<(), BrokerError>> = JoinSet::new();
+    let mut tasks: JoinSet<Result<u64, BrokerError>> = JoinSet::new();
+    let mut acks = Acks::default();
     let result = loop {
         tokio::select! {
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
+                    acks.delivered(delivery.delivery_tag);
                     let (intake, publisher) = (intake.clone(), publisher.clone());
-                    tasks.spawn(async move { handle(&intake, &publisher, delivery, limit).await });
+                    tasks.spawn(async move { handle(&intake, &publisher, delivery).await });
                 }
                 Some(Err(e)) => break Err(e.into()),
                 None => break Err(BrokerError::Disconnected),
             },
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Ok(Err(e)) = done { break Err(e); }
+                // Everything else already finished goes in the same ack.
+                let mut failed = None;
+                for done in std::iter::once(done).chain(std::iter::from_fn(|| tasks.try_join_next())) {
+                    match done {
+                        Ok(Ok(tag)) => acks.done(tag),
+                        Ok(Err(e)) => failed = Some(e),
+                        Err(_) => {}
+                    }
+                }
+                if let Some(e) = failed {
+                    break Err(e);
+                }
+                if let Err(e) = acks.send(&channel, limit).await {
+                    break Err(e);
+                }
             }
             _ = shutdown.changed() => break Ok(()),
         }
@@ -82,20 +102,75 @@ async fn consume(
         )
         .await;
         let _ = tokio::time::timeout(limit * 2, async {
-            while tasks.join_next().await.is_some() {}
+            while let Some(done) = tasks.join_next().await {
+                if let Ok(Ok(tag)) = done {
+                    acks.done(tag);
+                }
+            }
         })
         .await;
+        let _ = acks.send(&channel, limit).await;
         let _ = bounded(limit, channel.close(200, "shutdown".into())).await;
     }
     result
 }
 
+/// The ingress channel's acknowledgements. Delivery tags rise in delivery order; messages
+/// finish out of order (each waits for its receipt's group commit). Everything delivered
+/// below the lowest tag still in flight is done, so one `multiple` ack covers it — a
+/// message is never acknowledged before it and all before it are done. A message whose
+/// handling failed takes the channel down with it: nothing after it is acked on this channel,
+/// and the broker hands every unacknowledged message out again (the receipts answer for the
+/// ones already accepted).
+#[derive(Debug, Default)]
+struct Acks {
+    in_flight: BTreeSet<u64>,
+    /// The highest tag done.
+    done_max: u64,
+    /// Acknowledged up to and including this tag.
+    acked: u64,
+}
+
+impl Acks {
+    fn delivered(&mut self, tag: u64) {
+        self.in_flight.insert(tag);
+    }
+
+    fn done(&mut self, tag: u64) {
+        self.in_flight.remove(&tag);
+        self.done_max = self.done_max.max(tag);
+    }
+
+    /// The tag a `multiple` ack may cover now, if it covers anything new.
+    fn ackable(&self) -> Option<u64> {
+        let upto = match self.in_flight.first() {
+            Some(&lowest) => lowest - 1,
+            None => self.done_max,
+        }
+        .min(self.done_max);
+        (upto > self.acked).then_some(upto)
+    }
+
+    async fn send(&mut self, channel: &lapin::Channel, limit: Duration) -> Result<(), BrokerError> {
+        if let Some(upto) = self.ackable() {
+            bounded(
+                limit,
+                channel.basic_ack(upto, BasicAckOptions { multiple: true }),
+            )
+            .await?;
+            self.acked = upto;
+        }
+        Ok(())
+    }
+}
+
+/// Take one message (or refuse it, into the rejects queue); its delivery tag once it may be
+/// acknowledged.
 async fn handle(
     intake: &Intake,
     publisher: &Publisher,
     delivery: Delivery,
-    limit: Duration,
-) -> Result<(), BrokerError> {
+) -> Result<u64, BrokerError> {
     // The broker refuses a user_id that is not the connection's login, so this is the
     // sender's authenticated name; a message without one is refused.
     let user = delivery
@@ -173,6 +248,37 @@ async fn handle(
                 other => BrokerError::Refused(other.to_string()),
             })?;
     }
-    bounded(limit, delivery.acker.ack(BasicAckOptions::default())).await?;
-    Ok(())
+    Ok(delivery.delivery_tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Acks;
+
+    #[test]
+    fn a_message_is_acknowledged_only_with_everything_before_it() {
+        let mut acks = Acks::default();
+        for tag in 1..=5 {
+            acks.delivered(tag);
+        }
+        assert_eq!(acks.ackable(), None);
+        // 2 and 3 done, 1 still in flight: nothing yet.
+        acks.done(3);
+        acks.done(2);
+        assert_eq!(acks.ackable(), None);
+        // 1 done: 1–3 in one ack; 4 and 5 still in flight.
+        acks.done(1);
+        assert_eq!(acks.ackable(), Some(3));
+        acks.acked = 3;
+        assert_eq!(acks.ackable(), None);
+        // 5 done before 4: held back until 4 is.
+        acks.done(5);
+        assert_eq!(acks.ackable(), None);
+        acks.delivered(6);
+        acks.done(4);
+        assert_eq!(acks.ackable(), Some(5));
+        acks.acked = 5;
+        acks.done(6);
+        assert_eq!(acks.ackable(), Some(6));
+    }
 }
