@@ -154,7 +154,8 @@ impl Gateway {
                 &config.instance,
                 reqwest::Client::builder()
                     .connect_timeout(Duration::from_secs(5))
-                    .build()?,
+                    .build()
+                    .map_err(client_error)?,
             )?,
             None => crate::telemetry::Telemetry::off(),
         };
@@ -282,7 +283,8 @@ impl Gateway {
             let http = reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
                 .connect_timeout(Duration::from_secs(5))
-                .build()?;
+                .build()
+                .map_err(client_error)?;
             let base = DeliveryContext {
                 config: config.clone(),
                 names: names.clone(),
@@ -342,4 +344,12 @@ impl Gateway {
         }
         self.telemetry.shutdown().await;
     }
+}
+
+/// Building an HTTP client fails, in practice, where the system has no root certificates
+/// (a minimal container image without `ca-certificates`): say so rather than "builder error".
+fn client_error(e: reqwest::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot build the HTTP client for partners: {e} (are the system's root certificates installed? on Debian: ca-certificates)"
+    )
 }
