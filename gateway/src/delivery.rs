@@ -517,10 +517,9 @@ async fn handle(
             if let Some(tried) = tried {
                 let mut done = audit::about(Audit::Delivered, &envelope);
                 done.destination = Some(dest.id.clone());
-                if !record(ctx, &delivery, limit, once, vec![tried, done]).await? {
+                if !record_then_ack(ctx, &delivery, limit, once, false, vec![tried, done]).await? {
                     return Ok(());
                 }
-                ack(once, &delivery, limit).await?;
             }
             ctx.stats
                 .record(&envelope.message_type, &dest.id, Event::Delivered);
@@ -568,18 +567,9 @@ async fn handle(
                     .copied()
                     .unwrap_or(0)
             ));
-            // A copy acknowledged in its transaction (returned by the partner's exchange)
-            // has nothing left to ack; its record cannot send it back to the queue either.
             let entries = tried.into_iter().chain([retry]).collect();
-            if settled {
-                if let Err(e) = ctx.store.audit(entries).await {
-                    tracing::error!(error = %e, "audit store unavailable; a retry record was not written");
-                }
-            } else {
-                if !record(ctx, &delivery, limit, once, entries).await? {
-                    return Ok(());
-                }
-                ack(once, &delivery, limit).await?;
+            if !record_then_ack(ctx, &delivery, limit, once, settled, entries).await? {
+                return Ok(());
             }
             ctx.stats
                 .record(&envelope.message_type, &dest.id, Event::Retried);
@@ -639,6 +629,31 @@ fn keep_claim(delivery: &Delivery, out: &mut Outgoing<'_>) {
     if let Some(claim) = header_text(delivery, CLAIM_HEADER) {
         out.headers.push((CLAIM_HEADER, HeaderValue::Text(claim)));
     }
+}
+
+/// Commit the records, then ack the copy they account for (see [`record`]): `false` when the
+/// store refused them and the copy went back to its queue instead. A copy `acked` already, in
+/// the transaction that published it (the partner's exchange returned it), only gets its
+/// records: a store that cannot take them can no longer send it back, so that is logged.
+async fn record_then_ack(
+    ctx: &DeliveryContext,
+    delivery: &Delivery,
+    limit: Duration,
+    once: Option<&Transacted>,
+    acked: bool,
+    entries: Vec<wingspan_core::audit::Entry>,
+) -> Result<bool, BrokerError> {
+    if acked {
+        if let Err(e) = ctx.store.audit(entries).await {
+            tracing::error!(error = %e, "audit store unavailable; the records of a copy acknowledged in its transaction were not written");
+        }
+        return Ok(true);
+    }
+    if !record(ctx, delivery, limit, once, entries).await? {
+        return Ok(false);
+    }
+    ack(once, delivery, limit).await?;
+    Ok(true)
 }
 
 /// Ack a copy; on a transacted channel the ack commits at once.
@@ -739,8 +754,7 @@ async fn fenced(
     dropped.destination = Some(dest.id.clone());
     dropped.reason = Some(reason.into());
     dropped.outcome = Some("copy not delivered".into());
-    if record(ctx, delivery, limit, Some(tx), vec![dropped]).await? {
-        tx.ack(&delivery.acker).await?;
+    if record_then_ack(ctx, delivery, limit, Some(tx), false, vec![dropped]).await? {
         tracing::info!(message_id = %env.message_id, destination = %dest.id, reason, "copy not delivered");
     }
     Ok(false)
@@ -824,16 +838,8 @@ async fn park(
     parked.reason = Some(reason.to_owned());
     parked.outcome = Some(format!("after {attempt} attempt(s)"));
     let entries = tried.into_iter().chain([parked]).collect();
-    if acked {
-        // Acknowledged in its transaction already (returned by the partner's exchange).
-        if let Err(e) = ctx.store.audit(entries).await {
-            tracing::error!(error = %e, "audit store unavailable; a parked record was not written");
-        }
-    } else {
-        if !record(ctx, delivery, limit, once, entries).await? {
-            return Ok(());
-        }
-        ack(once, delivery, limit).await?;
+    if !record_then_ack(ctx, delivery, limit, once, acked, entries).await? {
+        return Ok(());
     }
     ctx.stats
         .record(&env.message_type, &dest.id, Event::DeadLettered);

@@ -11,32 +11,18 @@ mod support;
 
 use std::time::Duration;
 
-use lapin::options::{
-    BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, QueueBindOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
-use support::{AMQP, World, drain_queue, drain_until, post};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use support::{
+    AMQP, World, civil_over_amqp, declare_partner_queue, drain_queue, drain_until, post,
+};
 use wingspan::audit;
 use wingspan::broker::Names;
 use wingspan::intake::{ACCEPTED_HEADER, ATTEMPT_HEADER, CLAIM_HEADER, SOURCE_HEADER};
 use wingspan::store::NewReceipt;
 use wingspan_core::audit::Event;
 use wingspan_sim::samples;
-
-/// Rewrite the `civil` destination to an AMQP partner that cannot deduplicate.
-fn civil_once(text: String, prefix: &str) -> String {
-    let at = text
-        .find("id = \"civil\"\nadapter = \"civil\"\nhttp =")
-        .expect("civil");
-    let line_start = at + text[at..].find("http =").expect("http");
-    let line_end = line_start + text[line_start..].find('\n').expect("eol");
-    format!(
-        "{}amqp = {{ exchange = \"{prefix}.partner\", routing_key = \"in\", once = true }}{}",
-        &text[..line_start],
-        &text[line_end..]
-    )
-}
 
 struct Partner {
     conn: Connection,
@@ -46,39 +32,15 @@ struct Partner {
 
 impl Partner {
     async fn declare(prefix: &str) -> Self {
+        let queue = declare_partner_queue(prefix).await;
         let conn = Connection::connect(AMQP, ConnectionProperties::default())
             .await
             .expect("amqp");
-        let ch = conn.create_channel().await.expect("channel");
-        let (exchange, queue) = (format!("{prefix}.partner"), format!("{prefix}.civil-in"));
-        ch.exchange_declare(
-            exchange.as_str().into(),
-            ExchangeKind::Direct,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("exchange");
-        ch.queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("queue");
-        let p = Self {
+        Self {
             conn,
-            exchange,
+            exchange: format!("{prefix}.partner"),
             queue,
-        };
-        p.bind(true).await;
-        p
+        }
     }
 
     async fn bind(&self, bound: bool) {
@@ -176,6 +138,22 @@ async fn queue_copy(prefix: &str, envelope: &serde_json::Value, claim: &str, age
     let _ = conn.close(200, "done".into()).await;
 }
 
+/// The records about `message_id` with `event`, once there are any (or none after 10 s).
+async fn records_eventually(
+    world: &World,
+    message_id: &str,
+    event: Event,
+) -> Vec<wingspan_core::audit::Entry> {
+    for _ in 0..100 {
+        let found = records(world, message_id, event);
+        if !found.is_empty() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Vec::new()
+}
+
 /// The records about `message_id` with `event`, read from the store.
 fn records(world: &World, message_id: &str, event: Event) -> Vec<wingspan_core::audit::Entry> {
     let mut store = audit::open_store(&world.load()).expect("store");
@@ -195,7 +173,7 @@ async fn only_the_committed_attempt_reaches_a_partner_that_cannot_deduplicate() 
         .try_init();
     let world = World::new("once", false).await;
     let prefix = world.prefix.clone();
-    world.rewrite(|t| civil_once(t, &prefix));
+    world.rewrite(|t| civil_over_amqp(t, &prefix, ", once = true"));
     let partner = Partner::declare(&prefix).await;
     let (gateway, base) = world.start_gateway().await;
     let client = reqwest::Client::new();
@@ -219,14 +197,7 @@ async fn only_the_committed_attempt_reaches_a_partner_that_cannot_deduplicate() 
     // A copy of the same message from an attempt that never committed (its intake died
     // between the copy's confirm and the receipt): dropped, and the drop is in the trail.
     queue_copy(&prefix, &first, "an-attempt-that-died", Duration::ZERO).await;
-    let mut dropped = Vec::new();
-    for _ in 0..100 {
-        dropped = records(&world, &first_id, Event::Discarded);
-        if !dropped.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let dropped = records_eventually(&world, &first_id, Event::Discarded).await;
     assert_eq!(dropped.len(), 1, "one drop recorded");
     assert_eq!(dropped[0].destination.as_deref(), Some("civil"));
     assert!(
@@ -281,14 +252,7 @@ async fn only_the_committed_attempt_reaches_a_partner_that_cannot_deduplicate() 
         wingspan::delivery::ORPHAN_AFTER + Duration::from_secs(1),
     )
     .await;
-    let mut dropped = Vec::new();
-    for _ in 0..100 {
-        dropped = records(&world, &orphan_id, Event::Discarded);
-        if !dropped.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let dropped = records_eventually(&world, &orphan_id, Event::Discarded).await;
     assert_eq!(dropped.len(), 1, "the orphan's drop recorded");
     assert!(partner.take().await.is_empty());
 

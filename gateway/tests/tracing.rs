@@ -9,15 +9,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lapin::options::{
-    BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use prost::Message as _;
-use support::{AMQP, World, drain_until, eventually};
+use support::{AMQP, World, civil_over_amqp, declare_partner_queue, drain_until, eventually};
 use wingspan::audit;
 use wingspan_sim::samples;
 
@@ -122,61 +120,6 @@ fn ids(traceparent: &str) -> (String, String) {
     (parts[1].to_owned(), parts[2].to_owned())
 }
 
-/// Rewrite the `civil` destination to an AMQP partner (an exchange and queue of this test).
-fn civil_over_amqp(text: String, prefix: &str) -> String {
-    let at = text
-        .find("id = \"civil\"\nadapter = \"civil\"\nhttp =")
-        .expect("civil");
-    let line_start = at + text[at..].find("http =").expect("http");
-    let line_end = line_start + text[line_start..].find('\n').expect("eol");
-    format!(
-        "{}amqp = {{ exchange = \"{prefix}.partner\", routing_key = \"in\" }}{}",
-        &text[..line_start],
-        &text[line_end..]
-    )
-}
-
-async fn declare_partner_queue(prefix: &str) -> String {
-    let conn = Connection::connect(AMQP, ConnectionProperties::default())
-        .await
-        .expect("amqp");
-    let ch = conn.create_channel().await.expect("channel");
-    let exchange = format!("{prefix}.partner");
-    let queue = format!("{prefix}.civil-in");
-    ch.exchange_declare(
-        exchange.as_str().into(),
-        ExchangeKind::Direct,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("exchange");
-    ch.queue_declare(
-        queue.as_str().into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("queue");
-    ch.queue_bind(
-        queue.as_str().into(),
-        exchange.as_str().into(),
-        "in".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("bind");
-    let _ = conn.close(200, "declared".into()).await;
-    queue
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_message_is_one_trace_from_upstream_through_partners_and_back() {
     let collector = Collector::start().await;
@@ -186,7 +129,7 @@ async fn one_message_is_one_trace_from_upstream_through_partners_and_back() {
     world.rewrite(|t| {
         format!(
             "{}\n[telemetry]\notlp_endpoint = \"{endpoint}\"\n",
-            civil_over_amqp(t, &prefix)
+            civil_over_amqp(t, &prefix, "")
         )
     });
     let civil_queue = declare_partner_queue(&prefix).await;

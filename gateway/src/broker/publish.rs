@@ -100,21 +100,7 @@ impl Publisher {
         body: &[u8],
         out: &Outgoing<'_>,
     ) -> Result<PublisherConfirm, PublishError> {
-        let opts = BasicPublishOptions {
-            mandatory: true,
-            ..BasicPublishOptions::default()
-        };
-        Ok(bounded(
-            self.limit,
-            self.channel.basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                opts,
-                body,
-                out.properties(),
-            ),
-        )
-        .await?)
+        Ok(mandatory(&self.channel, self.limit, exchange, routing_key, body, out).await?)
     }
 
     /// Wait for the broker's verdict on one sent message.
@@ -137,6 +123,33 @@ impl Publisher {
         let pending = self.send(exchange, routing_key, body, out).await?;
         self.confirmed(pending).await
     }
+}
+
+/// Publish with the mandatory flag (an unroutable message comes back); on a confirm channel
+/// the broker's verdict follows through the returned [`PublisherConfirm`].
+async fn mandatory(
+    channel: &Channel,
+    limit: Duration,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    out: &Outgoing<'_>,
+) -> Result<PublisherConfirm, BrokerError> {
+    let opts = BasicPublishOptions {
+        mandatory: true,
+        ..BasicPublishOptions::default()
+    };
+    bounded(
+        limit,
+        channel.basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            opts,
+            body,
+            out.properties(),
+        ),
+    )
+    .await
 }
 
 /// Publish `bodies` to `queue` through the default exchange, persistent and confirmed, in
@@ -242,21 +255,7 @@ impl Transacted {
         acker: &lapin::Acker,
     ) -> Result<Handed, BrokerError> {
         let _one = self.one.lock().await;
-        let opts = BasicPublishOptions {
-            mandatory: true,
-            ..BasicPublishOptions::default()
-        };
-        bounded(
-            self.limit,
-            self.channel.basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                opts,
-                body,
-                out.properties(),
-            ),
-        )
-        .await?;
+        mandatory(&self.channel, self.limit, exchange, routing_key, body, out).await?;
         bounded(
             self.limit,
             acker.ack(lapin::options::BasicAckOptions::default()),

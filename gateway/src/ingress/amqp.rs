@@ -143,11 +143,11 @@ impl Acks {
 
     /// The tag a `multiple` ack may cover now, if it covers anything new.
     fn ackable(&self) -> Option<u64> {
+        // Tags rise by one per delivery, so every tag below the lowest in flight is done.
         let upto = match self.in_flight.first() {
             Some(&lowest) => lowest - 1,
             None => self.done_max,
-        }
-        .min(self.done_max);
+        };
         (upto > self.acked).then_some(upto)
     }
 

@@ -433,3 +433,64 @@ impl std::io::Write for Captured {
         Ok(())
     }
 }
+
+/// Rewrite the `civil` destination to an AMQP partner (the exchange `<prefix>.partner`, key
+/// `in`), with `options` added to its `amqp` table (e.g. `", once = true"`).
+pub fn civil_over_amqp(text: String, prefix: &str, options: &str) -> String {
+    let at = text
+        .find("id = \"civil\"\nadapter = \"civil\"\nhttp =")
+        .expect("civil");
+    let line_start = at + text[at..].find("http =").expect("http");
+    let line_end = line_start + text[line_start..].find('\n').expect("eol");
+    format!(
+        "{}amqp = {{ exchange = \"{prefix}.partner\", routing_key = \"in\"{options} }}{}",
+        &text[..line_start],
+        &text[line_end..]
+    )
+}
+
+/// Declare the civil partner's side of [`civil_over_amqp`]: its exchange and a queue bound to
+/// it with key `in`; the queue's name.
+pub async fn declare_partner_queue(prefix: &str) -> String {
+    use lapin::ExchangeKind;
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let conn = Connection::connect(AMQP, ConnectionProperties::default())
+        .await
+        .expect("amqp");
+    let ch = conn.create_channel().await.expect("channel");
+    let exchange = format!("{prefix}.partner");
+    let queue = format!("{prefix}.civil-in");
+    ch.exchange_declare(
+        exchange.as_str().into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange");
+    ch.queue_declare(
+        queue.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("queue");
+    ch.queue_bind(
+        queue.as_str().into(),
+        exchange.as_str().into(),
+        "in".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    let _ = conn.close(200, "declared".into()).await;
+    queue
+}
