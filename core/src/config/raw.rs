@@ -223,7 +223,7 @@ fn default_parked_secs() -> u64 {
     30 * 24 * 3600
 }
 
-/// The admin listener (compliance and, later, operator endpoints): separate from ingress and
+/// The admin listener (compliance and operator endpoints): separate from ingress and
 /// bound to localhost by default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
