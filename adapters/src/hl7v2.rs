@@ -463,6 +463,68 @@ mod tests {
         assert_eq!(segs[1][7], json!([["|\\中\n\\H\\"]]));
     }
 
+    /// The encoding characters are the message's own (MSH-1 and MSH-2), not assumed: the same
+    /// message written with `#$*@%` reads as it does with `|^~\&`, and its escapes name its
+    /// own delimiters.
+    #[test]
+    fn encoding_characters_are_read_from_msh() {
+        let standard = parse_ok(
+            "MSH|^~\\&|APP|FAC|||20261129||ORU^R01|MSG1|P|2.5\rPID|1||1234^^^CN~5678||Li^Wen&x",
+        );
+        let own = parse_ok(
+            "MSH#$*@%#APP#FAC###20261129##ORU$R01#MSG1#P#2.5\rPID#1##1234$$$CN*5678##Li$Wen%x",
+        );
+        let (s, o) = (&standard["segments"], &own["segments"]);
+        assert_eq!(o[0][1], json!([["#"]]));
+        assert_eq!(o[0][2], json!([["$*@%"]]));
+        for field in 3..=12 {
+            assert_eq!(o[0][field], s[0][field], "MSH-{field}");
+        }
+        assert_eq!(o[1], s[1]);
+        assert_eq!(o[1][3], json!([["1234", "", "", "CN"], ["5678"]]));
+        // Escapes are the message's own: @S@ is its component separator, @F@ its field one;
+        // a `|` or `^` in its values is plain text.
+        let escaped = parse_ok("MSH#$*@%#APP\rNTE#1##a@S@b@F@c|d^e@E@f");
+        assert_eq!(escaped["segments"][1][3], json!([["a$b#c|d^e@f"]]));
+        // Encoding characters that are not distinct punctuation are refused.
+        for bad in ["MSH#$*@$#APP", "MSH#$*a%#APP", "MSH#$*@"] {
+            assert!(
+                matches!(
+                    parse(bad.as_bytes(), &Limits::default()),
+                    Err(Hl7Error::Malformed(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn segment_length_and_component_bounds_hold() {
+        let l = Limits::default();
+        let long = format!("MSH|^~\\&|a\rNTE|1||{}", "x".repeat(64 * 1024));
+        assert_eq!(
+            parse(long.as_bytes(), &l),
+            Err(Hl7Error::SegmentTooLong(2, 64 * 1024))
+        );
+        let just = format!("MSH|^~\\&|a\rNTE|{}", "x".repeat(64 * 1024 - 4));
+        assert!(parse(just.as_bytes(), &l).is_ok(), "a segment at the bound");
+        let comps = format!("MSH|^~\\&|a\rNTE|{}", "x^".repeat(70));
+        assert_eq!(
+            parse(comps.as_bytes(), &l),
+            Err(Hl7Error::TooManyComponents(2, 64))
+        );
+        let subs = format!("MSH|^~\\&|a\rNTE|{}", "x&".repeat(70));
+        assert_eq!(
+            parse(subs.as_bytes(), &l),
+            Err(Hl7Error::TooManyComponents(2, 64))
+        );
+        // No refusal repeats the message's content.
+        for bytes in [long, comps, subs] {
+            let e = parse(bytes.as_bytes(), &l).expect_err("refused");
+            assert!(!e.to_string().contains("xx"), "{e}");
+        }
+    }
+
     #[test]
     fn written_messages_read_back() {
         let view = json!({"segments": [

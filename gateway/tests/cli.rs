@@ -451,3 +451,194 @@ fn the_demo_starts_a_broker_of_its_own_when_none_answers() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("dir");
+    for entry in std::fs::read_dir(from).expect("read") {
+        let p = entry.expect("entry").path();
+        let target = to.join(p.file_name().expect("name"));
+        if p.is_dir() {
+            copy_tree(&p, &target);
+        } else {
+            std::fs::copy(&p, &target).expect("copy");
+        }
+    }
+}
+
+/// Declared adapters through the CLI as built-in ones: their golden cases run by `adapter
+/// test`, `encode` and `decode` by name with the config that declares them, `explain` showing
+/// what the HL7 v2 hospital would receive, and a program that does not compile reported by
+/// `check` at file:line:column.
+#[test]
+fn declared_adapters_are_tested_encoded_decoded_and_checked_from_the_cli() {
+    let out = wingspan(&["adapter", "test", "--config", "config"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    for adapter in ["hl7v2", "police-declared", "hr-declared", "civil-declared"] {
+        assert!(stdout.contains(&format!("pass {adapter}: ")), "{stdout}");
+    }
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    let out = wingspan(&["adapter", "test", "--config", "config", "hl7v3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("error[unknown-adapter]"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Encode: a consultation order for the county hospital, after its destination's policy.
+    let order = "config/adapters/hl7v2/golden/encode/consultation-order.canonical.json";
+    let out = wingspan(&[
+        "encode",
+        "--adapter",
+        "hl7v2",
+        "--destination",
+        "hospital-ma03",
+        "--config",
+        "config",
+        order,
+    ]);
+    let er7 = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("content-type: application/hl7-v2"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(er7.starts_with("MSH|^~\\&|"), "{er7}");
+    assert!(
+        er7.contains("|OMG^O19^OMG_O19|cons-2026-1130-0001|"),
+        "{er7}"
+    );
+
+    // Decode: what it wrote reads back as the order; a result reads as a correlated result.
+    let wire = temp("order.hl7", er7.trim_end_matches('\n').as_bytes());
+    let out = wingspan(&[
+        "decode",
+        "--adapter",
+        "hl7v2",
+        "--source",
+        "hospital-ma03",
+        "--config",
+        "config",
+        wire.to_str().expect("path"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let decoded: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let expected: Value = serde_json::from_slice(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(order))
+            .expect("order"),
+    )
+    .expect("json");
+    assert_eq!(decoded["message_id"], expected["message_id"]);
+    assert_eq!(
+        decoded["payload"]["consultation_id"],
+        expected["payload"]["consultation_id"]
+    );
+    assert_eq!(
+        decoded["payload"]["person"]["person_id"],
+        expected["payload"]["person"]["person_id"]
+    );
+    let out = wingspan(&[
+        "decode",
+        "--adapter",
+        "hl7v2",
+        "--source",
+        "hospital-ma03",
+        "--config",
+        "config",
+        "config/adapters/hl7v2/golden/decode/consultation-result-county.wire.hl7",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let result: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(result["message_type"], "telemedicine.consultation.result");
+    assert_eq!(result["source"], "hospital-ma03");
+    assert!(result["correlation_id"].is_string(), "{result}");
+    // Not HL7 at all: a typed error, exit code 1.
+    let junk = temp("junk.hl7", b"PID|1||x\r");
+    let out = wingspan(&[
+        "decode",
+        "--adapter",
+        "hl7v2",
+        "--config",
+        "config",
+        junk.to_str().expect("path"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("malformed-document"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Explain: the ma03 consultation goes to the hospital, shown in its own format.
+    let consultation = samples::consultation_request(3, "ma03", "routine");
+    let file = temp(
+        "consultation-ma03.json",
+        &serde_json::to_vec(&consultation).expect("json"),
+    );
+    let out = wingspan(&[
+        "explain",
+        "--config",
+        "config",
+        file.to_str().expect("path"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let hospital = stdout
+        .split("── ")
+        .find(|s| s.starts_with("hospital-ma03 "))
+        .unwrap_or_else(|| panic!("no hospital-ma03 section: {stdout}"));
+    assert!(hospital.contains("OMG^O19"), "{hospital}");
+
+    // A program that does not compile: `check` names the file, line and column.
+    let dir = config_copy("declared");
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/adapters"),
+        &dir.join("adapters"),
+    );
+    let file = dir.join("wingspan.toml");
+    let config = std::fs::read_to_string(&file).expect("config");
+    let adapters = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config/adapters")
+        .display()
+        .to_string();
+    std::fs::write(
+        &file,
+        config.replace(
+            &format!("adapters_dir = {adapters:?}"),
+            &format!(
+                "adapters_dir = {:?}",
+                dir.join("adapters").display().to_string()
+            ),
+        ),
+    )
+    .expect("write");
+    let out = wingspan(&["check", "--config", dir.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let program = dir.join("adapters/hl7v2/encode.vrl");
+    let good = std::fs::read_to_string(&program).expect("program");
+    assert_eq!(
+        good.lines().nth(3),
+        Some("p = object!(del(.payload))"),
+        "the test breaks line 4"
+    );
+    std::fs::write(
+        &program,
+        good.replace("p = object!(del(.payload))", "p = del(.payload) + 1"),
+    )
+    .expect("write");
+    let out = wingspan(&["check", "--config", dir.to_str().expect("path")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let at = format!("{}:4:", program.display());
+    let column = stderr
+        .split(&at)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {at} in:\n{stderr}"));
+    assert!(
+        column.starts_with(|c: char| c.is_ascii_digit()),
+        "a column after the line: {stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

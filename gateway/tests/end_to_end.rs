@@ -419,3 +419,121 @@ async fn chunked_post(base: &str, total: usize) -> u16 {
         .and_then(|s| s.parse().ok())
         .expect("status")
 }
+
+/// The county hospital onboarded by configuration alone (the declared adapter
+/// `config/adapters/hl7v2`): a consultation for alliance ma03 goes out as an HL7 v2.5 order
+/// (OMG^O19, ER7 over HTTP), the hospital's simulator answers with an ORU^R01 result posted
+/// as ER7 to its source, and the result reaches rehab correlated to the request. ER7 the
+/// gateway cannot read, or reads but cannot map, gets its typed problem without repeating
+/// what was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_county_hospital_on_hl7v2_gets_an_order_and_its_result_comes_back_correlated() {
+    let world = World::new("hl7v2", true).await;
+    let (gateway, base) = world.start_gateway().await;
+    let client = reqwest::Client::new();
+
+    let request = samples::consultation_request(7, "ma03", "urgent");
+    let request_id = request["message_id"].as_str().expect("id").to_owned();
+    let (status, receipt) = post(&client, &base, &request).await;
+    assert_eq!(status, 202, "{receipt}");
+    assert_eq!(receipt["destinations"], json!(["hospital-ma03"]));
+
+    let hospital = world.partner("hospital-ma03");
+    assert!(
+        eventually(Duration::from_secs(20), || hospital.accepted_count() >= 1).await,
+        "the order reached the hospital"
+    );
+    let order = &hospital.accepted()[0];
+    assert_eq!(order.content_type, "application/hl7-v2");
+    assert_eq!(order.idempotency_key, request_id);
+    let er7 = String::from_utf8_lossy(&order.body).into_owned();
+    assert!(er7.starts_with("MSH|^~\\&|"), "{er7}");
+    let segments: Vec<&str> = er7.split('\r').filter(|s| !s.is_empty()).collect();
+    let msh: Vec<&str> = segments[0].split('|').collect();
+    assert_eq!(msh[8], "OMG^O19^OMG_O19", "MSH-9");
+    assert_eq!(msh[9], request_id, "MSH-10 is the message id");
+    assert!(segments.iter().any(|s| s.starts_with("PID|")), "{er7}");
+    assert!(segments.iter().any(|s| s.starts_with("ORC|NW|")), "{er7}");
+    // What the hospital read back is what was sent (its field policy keeps everything).
+    let understood = order
+        .canonical
+        .as_ref()
+        .expect("the hospital read its order");
+    assert_eq!(understood["message_id"], request["message_id"]);
+    for field in [
+        "consultation_id",
+        "urgency",
+        "specialty",
+        "reason",
+        "clinical_summary",
+    ] {
+        assert_eq!(
+            understood["payload"][field], request["payload"][field],
+            "{field}"
+        );
+    }
+    assert_eq!(
+        understood["payload"]["person"]["person_id"],
+        request["payload"]["person"]["person_id"]
+    );
+
+    // The ORU^R01 came back through the hospital's own source and reached rehab, correlated.
+    let rehab = world.partner("rehab");
+    assert!(
+        eventually(Duration::from_secs(20), || rehab.accepted_count() >= 1).await,
+        "the result reached rehab"
+    );
+    let result = body_json(&rehab.accepted()[0].body);
+    assert_eq!(result["message_type"], "telemedicine.consultation.result");
+    assert_eq!(result["source"], "hospital-ma03");
+    assert_eq!(result["correlation_id"], request_id.as_str());
+    assert_eq!(
+        result["payload"]["consultation_id"],
+        request["payload"]["consultation_id"]
+    );
+    let status = status_of(&client, &base, &request_id).await;
+    assert_eq!(
+        status["replies"][0]["message_type"], "telemedicine.consultation.result",
+        "{status}"
+    );
+    let result_id = result["message_id"].as_str().expect("result id");
+    let result_status = status_of(&client, &base, result_id).await;
+    assert_eq!(result_status["source"], "hospital-ma03");
+    assert_eq!(result_status["correlation"], "matched");
+
+    // ER7 that is not well-formed: 400, typed. ER7 that is well-formed but no order or result
+    // (an admission, ADT^A01): 422, with the program's message and none of the values.
+    let (status, p) = support::post_native(
+        &client,
+        &base,
+        "hospital-ma03",
+        "application/hl7-v2",
+        b"PID|1||MARKER-320411\r".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (status, p["type"].as_str()),
+        (400, Some("/problems/malformed-document")),
+        "{p}"
+    );
+    let admission = b"MSH|^~\\&|HIS|ma03|WINGSPAN||20261130150211+0800||ADT^A01^ADT_A01|adt-1|P|2.5\rPID|1||MARKER-320411^^^^NNCHN||MARKER Name\r".to_vec();
+    let (status, p) = support::post_native(
+        &client,
+        &base,
+        "hospital-ma03",
+        "application/hl7-v2",
+        admission,
+    )
+    .await;
+    assert_eq!(
+        (status, p["type"].as_str()),
+        (422, Some("/problems/unmappable-document")),
+        "{p}"
+    );
+    assert!(!p.to_string().contains("MARKER"), "{p}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rehab.accepted_count(), 1, "nothing refused was delivered");
+
+    gateway.shutdown().await;
+    world.cleanup().await;
+}
