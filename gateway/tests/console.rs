@@ -582,6 +582,20 @@ async fn a_compliance_officer_finds_a_person_and_exports_a_window_that_verifies(
             "{manifest:?} {report:?} {problems:?}"
         );
     }
+    // And as an officer checks it offline: `wingspan audit verify --export`.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wingspan"))
+        .args(["audit", "verify", "--config"])
+        .arg(&world.config_file)
+        .arg("--export")
+        .arg(&made[0])
+        .output()
+        .expect("wingspan");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The page's link serves the same bytes as the file.
     let name = browser.text(&files[0]).await;
     let served = client
