@@ -9,8 +9,8 @@
 //! row id: every lookup and insert is a few hundred nanoseconds and writes nothing.
 //!
 //! It holds the receipts within the deduplication window (pruning removes entries with their
-//! rows), about 20–40 bytes a receipt: 30 days at 100,000 messages a day is ~3 M receipts,
-//! 60–120 MB. It is rebuilt from the table when the store opens (one scan in row order).
+//! rows) in a table kept less than half full once pruning runs, 40–80 bytes a receipt: 30
+//! days at 100,000 messages a day is ~3 M receipts, 120–240 MB. It is rebuilt from the table when the store opens (one scan in row order).
 //! It holds committed receipts only: the writer adds a batch's receipts after its commit, and
 //! removes pruned ones after theirs. A hit names candidate rows; the caller reads the row and
 //! compares the source and message id (two ids may share a hash; one id may come from two
@@ -49,6 +49,8 @@ struct Maps {
     one: Table<i64>,
     /// Further receipts under a hash already in `one`.
     more: Table<Vec<i64>>,
+    /// `one`'s capacity when it was last sized for pruning (see [`ReceiptIndex::remove`]).
+    sized_for: usize,
 }
 
 pub(super) struct ReceiptIndex {
@@ -146,11 +148,34 @@ impl ReceiptIndex {
                 }
             }
         }
-        // Give memory back after a large prune (a window shortened by a reload).
-        let one = &mut maps.one;
-        if one.capacity() > 4096 && one.len() < one.capacity() / 4 {
-            one.shrink_to(one.len() * 2);
+        // Once pruning runs, every receipt added is matched by one removed, and each removal
+        // may leave a tombstone that uses up the table's spare room. When that runs out, the
+        // table is rehashed in place if it is at most half full, and doubled otherwise: at
+        // 700,000 receipts in a window that doubling came long after the window was reached,
+        // at a time set by the tombstones (a step of 17 MiB of resident memory 12–28 minutes
+        // into the soak's steady state). So the table is made less than half full when pruning
+        // starts, and again only if the window itself grows: its size is reached with the
+        // window, and churn afterwards rehashes it in place.
+        let Maps { one, sized_for, .. } = &mut *maps;
+        if one.len() * 2 > *sized_for {
+            one.reserve(one.len() + one.len() / 8);
+            *sized_for = one.capacity();
         }
+        // Give memory back after a large prune (a window shortened by a reload).
+        if one.capacity() > 4096 && one.len() < one.capacity() / 4 {
+            one.shrink_to(one.len() * 2 + one.len() / 4);
+            *sized_for = one.capacity();
+        }
+    }
+
+    /// The table's capacity (its entries plus the room left before it must grow or rehash).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.maps
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .one
+            .capacity()
     }
 
     /// How many receipts it holds.
@@ -194,6 +219,40 @@ mod tests {
         index.remove([(50_000, "m-7")]);
         assert_eq!(index.len(), 0);
         assert!(index.candidates("m-7").is_empty());
+    }
+
+    /// A window at steady state: each batch adds receipts and prunes as many of the oldest.
+    /// The table takes its size when pruning starts and never grows after it, however many
+    /// tombstones the churn leaves (it was doubled by them, at a time they decided).
+    #[test]
+    fn a_steady_window_does_not_grow_the_table() {
+        let index = ReceiptIndex::default();
+        // 43,000 receipts fill three quarters of a 65,536-bucket table: without the sizing
+        // at the first prune, its tombstones doubled it after ~68,000 receipts of churn.
+        let window = 43_000i64;
+        let id = |row: i64| format!("{row:016x}-{}", row.wrapping_mul(0x9E37_79B9));
+        let ids: Vec<String> = (0..window).map(id).collect();
+        index.add(ids.iter().enumerate().map(|(r, s)| (r as i64, s.as_str())));
+        let mut sized = None;
+        let (mut next, mut oldest) = (window, 0i64);
+        while next < window * 6 {
+            let added: Vec<(i64, String)> = (next..next + 64).map(|r| (r, id(r))).collect();
+            index.add(added.iter().map(|(r, s)| (*r, s.as_str())));
+            let pruned: Vec<(i64, String)> = (oldest..oldest + 64).map(|r| (r, id(r))).collect();
+            index.remove(pruned.iter().map(|(r, s)| (*r, s.as_str())));
+            (next, oldest) = (next + 64, oldest + 64);
+            let capacity = index.capacity();
+            let limit = *sized.get_or_insert(capacity);
+            assert!(
+                capacity <= limit,
+                "the table grew from {limit} to {capacity} after {} receipts of churn",
+                next - window
+            );
+        }
+        assert_eq!(index.len(), window as usize);
+        let last = id(next - 1);
+        assert_eq!(index.candidates(&last), vec![next - 1]);
+        assert!(index.candidates(&id(oldest - 1)).is_empty());
     }
 
     #[test]
