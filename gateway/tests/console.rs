@@ -486,6 +486,33 @@ async fn a_compliance_officer_finds_a_person_and_exports_a_window_that_verifies(
         !page_text.as_str().unwrap_or_default().contains(PERSON),
         "the person id is shown nowhere on the page"
     );
+    // Habits: every field has a label, every time is shown in local time with its UTC form
+    // on hover.
+    let unlabelled = browser
+        .execute(
+            "return [...document.querySelectorAll('input, select, textarea')]\
+               .filter((e) => e.labels.length === 0 && !e.getAttribute('aria-label'))\
+               .map((e) => e.id || e.outerHTML);",
+        )
+        .await;
+    assert_eq!(unlabelled, json!([]), "fields without a label");
+    let times = browser
+        .execute(
+            "return [...document.querySelectorAll('#results time')]\
+               .map((e) => [e.getAttribute('datetime'), e.title, e.textContent]);",
+        )
+        .await;
+    let times = times.as_array().cloned().unwrap_or_default();
+    assert!(!times.is_empty(), "the results show their times");
+    for time in &times {
+        let (iso, hover) = (
+            time[0].as_str().unwrap_or_default(),
+            time[1].as_str().unwrap_or_default(),
+        );
+        assert!(!iso.is_empty(), "{time}");
+        assert_eq!(hover, format!("UTC: {iso}"), "{time}");
+        assert_ne!(time[2].as_str(), Some(iso), "shown in local form: {time}");
+    }
     // Its timeline, the police reply in it.
     let open = browser.wait_for("#results tbody button.link", SECS).await;
     browser.click(&open).await;
