@@ -10,7 +10,8 @@
 //!
 //! It holds the receipts within the deduplication window (pruning removes entries with their
 //! rows) in a table kept less than half full once pruning runs, 40–80 bytes a receipt: 30
-//! days at 100,000 messages a day is ~3 M receipts, 120–240 MB. It is rebuilt from the table when the store opens (one scan in row order).
+//! days at 100,000 messages a day is ~3 M receipts, 120–240 MB. It is rebuilt from the table
+//! when the store opens (one scan in row order).
 //! It holds committed receipts only: the writer adds a batch's receipts after its commit, and
 //! removes pruned ones after theirs. A hit names candidate rows; the caller reads the row and
 //! compares the source and message id (two ids may share a hash; one id may come from two
