@@ -153,7 +153,7 @@ impl ReceiptIndex {
         // may leave a tombstone that uses up the table's spare room. When that runs out, the
         // table is rehashed in place if it is at most half full, and doubled otherwise: at
         // 700,000 receipts in a window that doubling came long after the window was reached,
-        // at a time set by the tombstones (a step of 17 MiB of resident memory 12–28 minutes
+        // at a time set by the tombstones (a step of 17 MiB of resident memory 8–26 minutes
         // into the soak's steady state). So the table is made less than half full when pruning
         // starts, and again only if the window itself grows: its size is reached with the
         // window, and churn afterwards rehashes it in place.
