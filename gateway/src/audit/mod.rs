@@ -332,10 +332,26 @@ pub struct Filter {
     pub after_seq: u64,
 }
 
+/// The SQLite store's condition on a subject reference: the records its sorted runs key by
+/// the reference's first 16 hex digits (and the newest, not yet keyed), then the whole value.
+pub static SQLITE_SUBJECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "seq IN ({}) AND subject_ref = ?",
+        sqlite::subject_records("?")
+    )
+});
+
 impl Filter {
     /// The filter's SQL conditions (beyond `seq > after`) and their text arguments, in order;
-    /// `placeholder(n)` writes the n-th argument's placeholder (n from 1), for either store.
-    pub fn conditions(&self, placeholder: impl Fn(usize) -> String) -> (Vec<String>, Vec<String>) {
+    /// `placeholder(n)` writes the n-th argument's placeholder (n from 1), for either store;
+    /// `subject` is the store's condition on one subject reference, each `?` in it standing
+    /// for the same argument ([`SQLITE_SUBJECT`], or `subject_ref = ?` where the column is
+    /// indexed).
+    pub fn conditions(
+        &self,
+        subject: &str,
+        placeholder: impl Fn(usize) -> String,
+    ) -> (Vec<String>, Vec<String>) {
         let (mut clauses, mut args) = (Vec::new(), Vec::new());
         let mut add = |template: &str, v: String| {
             args.push(v);
@@ -357,17 +373,13 @@ impl Filter {
             // A routed record names several destinations, comma-separated.
             add("(',' || destination || ',') LIKE ?", format!("%,{d},%"));
         }
-        // The prefix first: the SQLite store indexes subjects by their first 16 hex digits
-        // (see the store's AUDIT_INDEXES); both stores then compare the whole value. Every
-        // `?` of a template stands for the same argument.
-        const SUBJECT: &str = "substr(subject_ref, 1, 16) = substr(?, 1, 16) AND subject_ref = ?";
         if let Some(current) = &self.subject_ref {
             let mut either = Vec::new();
             for r in std::iter::once(current).chain(&self.earlier_subject_refs) {
                 args.push(r.clone());
                 either.push(format!(
                     "({})",
-                    SUBJECT.replace('?', &placeholder(args.len()))
+                    subject.replace('?', &placeholder(args.len()))
                 ));
             }
             clauses.push(format!("({})", either.join(" OR ")));
@@ -423,7 +435,7 @@ pub fn search(src: &mut AuditSource, f: &Filter) -> anyhow::Result<Vec<Record>> 
         return Ok(found);
     }
     // ?1 is `after`; the filter's arguments follow, numbered (a template may use its twice).
-    let (conditions, text) = f.conditions(|n| format!("?{}", n + 1));
+    let (conditions, text) = f.conditions(&SQLITE_SUBJECT, |n| format!("?{}", n + 1));
     let mut clauses = vec!["seq > ?1".to_owned()];
     clauses.extend(conditions);
     let mut args: Vec<String> = vec![f.after_seq.to_string()];

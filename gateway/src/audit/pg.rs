@@ -397,7 +397,7 @@ impl PgAudit {
 
     pub fn search(&mut self, f: &Filter) -> Result<Vec<Record>, postgres::Error> {
         // $1 is the page's `after`; the filter's arguments follow.
-        let (conditions, args) = f.conditions(|n| format!("${}", n + 1));
+        let (conditions, args) = f.conditions("subject_ref = ?", |n| format!("${}", n + 1));
         let mut clauses = vec!["seq > $1".to_owned()];
         clauses.extend(conditions);
         let after = seq(f.after_seq);

@@ -212,14 +212,48 @@ pub fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, rusqlite::
 pub fn read_trail(conn: &Connection, message_id: &str) -> Result<Vec<Record>, rusqlite::Error> {
     conn.prepare(&format!(
         "SELECT {RECORD_COLUMNS} FROM audit WHERE thread IN (
-           SELECT seq FROM audit WHERE message_id = ?1 AND thread = seq
+           {}
            UNION ALL
-           SELECT a.seq FROM receipts r JOIN audit a ON a.message_id = r.message_id AND a.thread = a.seq
-             WHERE r.correlation_id = ?1)
-         ORDER BY seq"
+           SELECT k.seq FROM receipts c CROSS JOIN audit_runs r CROSS JOIN audit_keys k
+             ON k.run = r.run AND k.key = 'm' || c.message_id WHERE c.correlation_id = ?1
+           UNION ALL
+           SELECT a.seq FROM receipts c JOIN audit a
+             ON a.seq > {UNINDEXED_AFTER} AND a.message_id = c.message_id AND a.thread = a.seq
+             WHERE c.correlation_id = ?1)
+         ORDER BY seq",
+        threads_of("?1")
     ))?
     .query_map(params![message_id], record_from_row)?
     .collect()
+}
+
+/// The audit trail's lookup keys are written in sorted runs (the store's `keys` module: a
+/// message's first record by message id, a record naming a person by the first 16 hex digits
+/// of the reference). Records after the last run are not keyed yet: a lookup reads them
+/// (at most one run's worth, the newest) from the table itself.
+pub const UNINDEXED_AFTER: &str = "(SELECT coalesce(max(last_seq), 0) FROM audit_runs)";
+
+/// SQL selecting the `seq` of every thread's first record for a message id (`id`: an SQL
+/// expression, e.g. a placeholder): one lookup in each run, then the records after the runs.
+/// `CROSS JOIN` keeps the runs outside: SQLite's planner, with no statistics, would
+/// otherwise read every key and look its run up.
+pub fn threads_of(id: &str) -> String {
+    format!(
+        "SELECT k.seq FROM audit_runs r CROSS JOIN audit_keys k ON k.run = r.run AND k.key = 'm' || {id}
+         UNION ALL
+         SELECT t.seq FROM audit t WHERE t.seq > {UNINDEXED_AFTER} AND t.message_id = {id} AND t.thread = t.seq"
+    )
+}
+
+/// SQL selecting the `seq` of every record whose subject reference starts as `subject` (an
+/// SQL expression) does; the caller compares the whole value.
+pub fn subject_records(subject: &str) -> String {
+    format!(
+        "SELECT k.seq FROM audit_runs r CROSS JOIN audit_keys k
+           ON k.run = r.run AND k.key = 's' || substr({subject}, 1, 16)
+         UNION ALL
+         SELECT t.seq FROM audit t WHERE t.seq > {UNINDEXED_AFTER} AND t.subject_ref = {subject}"
+    )
 }
 
 /// The first record of a chain still in the live store (`None`: none is).

@@ -8,7 +8,7 @@ use wingspan_core::audit::{Entry, Event, Finding, GENESIS, Head, Record};
 
 use super::{AuditSetup, StoreError};
 use crate::audit::pg::PgAudit;
-use crate::audit::sqlite::{RECORD_COLUMNS, record_from_row};
+use crate::audit::sqlite::{RECORD_COLUMNS, record_from_row, threads_of};
 
 /// The thread a record belongs to: the `seq` of the first record of its message (same message
 /// id and source). A `received` record starts a thread (a message sent again is a new
@@ -34,9 +34,10 @@ pub(super) fn thread_of(
             return Ok(Some(t));
         }
         let latest: Option<i64> = conn
-            .prepare_cached(
-                "SELECT max(seq) FROM audit WHERE message_id = ?1 AND thread = seq AND source = ?2",
-            )?
+            .prepare_cached(&format!(
+                "SELECT max(seq) FROM audit WHERE seq IN ({}) AND source = ?2",
+                threads_of("?1")
+            ))?
             .query_row(params![message_id, source], |row| row.get(0))?;
         if latest.is_some() {
             return Ok(latest);
@@ -278,10 +279,13 @@ pub(super) fn recover_chain(conn: &Connection, setup: &AuditSetup) -> Result<Cha
             .map_err(StoreError::Refused)?;
     }
     if let Some(from_seq) = cut {
+        let from_seq_i = i64::try_from(from_seq).unwrap_or(i64::MAX);
         let n = conn.execute(
             "DELETE FROM audit WHERE chain_id = ?1 AND seq >= ?2",
-            params![setup.chain_id, i64::try_from(from_seq).unwrap_or(i64::MAX)],
+            params![setup.chain_id, from_seq_i],
         )?;
+        // Runs that keyed a cut record go too: their records are read as unkeyed again.
+        super::keys::forget_from(conn, from_seq_i)?;
         let mut e = Entry::new(Event::Recovered, crate::audit::now());
         e.actor = Some("gateway".into());
         e.reason = Some(format!(

@@ -59,15 +59,15 @@ pub fn dead_letters(
     conn: &Connection,
     destination: Option<&str>,
 ) -> Result<Vec<DeadLetter>, rusqlite::Error> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare(&format!(
         "SELECT d.message_id, d.source, d.destination, d.message_type, d.last_error, d.attempts, d.updated_at,
-           (SELECT min(a.at) FROM audit a WHERE a.thread IN
-              (SELECT t.seq FROM audit t WHERE t.message_id = d.message_id AND t.thread = t.seq)
+           (SELECT min(a.at) FROM audit a WHERE a.thread IN ({})
               AND a.destination = d.destination AND a.event IN ('retry_scheduled', 'parked'))
          FROM deliveries d
          WHERE d.state = 'dead-lettered' AND (?1 IS NULL OR d.destination = ?1)
          ORDER BY d.updated_at, d.message_id",
-    )?;
+        crate::audit::sqlite::threads_of("d.message_id")
+    ))?;
     let rows = stmt.query_map([destination], |r| {
         let last: String = r.get(6)?;
         Ok(DeadLetter {

@@ -33,6 +33,7 @@ mod chain;
 mod configs;
 mod deliveries;
 mod index;
+mod keys;
 mod receipts;
 mod retention;
 mod schema;

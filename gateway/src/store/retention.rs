@@ -218,12 +218,18 @@ fn prune_audit(
     let Some(oldest) = oldest.filter(|o| *o <= upto) else {
         return Ok(0);
     };
-    tx.prepare_cached("DELETE FROM audit WHERE chain_id = ?1 AND seq >= ?2 AND seq <= ?3")?
+    let deleted = tx
+        .prepare_cached("DELETE FROM audit WHERE chain_id = ?1 AND seq >= ?2 AND seq <= ?3")?
         .execute(params![
             chain_id,
             oldest,
             upto.min(oldest.saturating_add(limit - 1))
-        ])
+        ])?;
+    let left: Option<i64> = tx
+        .prepare_cached("SELECT min(seq) FROM audit")?
+        .query_row([], |r| r.get(0))?;
+    super::keys::prune(tx, left)?;
+    Ok(deleted)
 }
 
 impl From<&wingspan_core::config::compile::Retention> for Retain {

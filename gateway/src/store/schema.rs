@@ -78,19 +78,6 @@ CREATE TABLE IF NOT EXISTS audit_archives (
   PRIMARY KEY (chain_id, first_seq));
 ";
 
-/// The audit trail's indexes, by thread (see [`thread_of`]). Message ids are random, so an
-/// index entry per record by message id (five per message) landed each on a random leaf of an
-/// ever larger index: the store's write rate fell with its size, and the soak fell behind.
-/// Only a thread's first record is indexed by message id; the others by thread, whose values
-/// grow with the chain (their inserts land at the index's end).
-///
-/// Subjects (keyed hashes, 64 hex digits) are random too, and a message's first records name
-/// its person: the whole value indexed, with 1 KiB pages an index entry took ~75 bytes, the
-/// index was five levels deep and split often, and it was the largest share of what the
-/// store wrote — 16 of the ~44 pages a commit wrote to the log in the soak, and most of the
-/// random writes into the database. It now holds the first 16 hex digits (64 bits: a lookup
-/// compares the whole value after), of records that name a subject only: entries a third of
-/// the size. (Read in `audit::Filter::conditions`.)
 /// Receipts in the order they were accepted: the row id grows with time, so a commit appends
 /// to the table's last pages, and pruning takes the oldest rows from its first. Looked up by
 /// message id through the index in memory ([`super::index::ReceiptIndex`]); only replies
@@ -123,12 +110,22 @@ INSERT INTO receipts (source, message_id, message_type, correlation_id, destinat
 DROP TABLE receipts_by_message_id;
 ";
 
+/// The audit trail's index by thread (see `chain::thread_of`): a message's records are found
+/// from its thread's first record, whose `seq` the others carry; those values grow with the
+/// chain, so the index's inserts land at its end. The first record of each thread (by
+/// message id) and the records naming a person (by reference) are found through the sorted
+/// runs of `super::keys`, not through B-tree indexes: those keys are random, and each entry
+/// dirtied a leaf of its own at every commit.
 pub(super) const AUDIT_INDEXES: &str = "
-CREATE INDEX IF NOT EXISTS audit_threads ON audit(message_id) WHERE thread = seq;
 CREATE INDEX IF NOT EXISTS audit_by_thread ON audit(thread);
 DROP INDEX IF EXISTS audit_subjects;
-CREATE INDEX IF NOT EXISTS audit_subject_keys ON audit(substr(subject_ref, 1, 16))
-  WHERE subject_ref IS NOT NULL;
+";
+
+/// Stores made before the keys' runs (`super::keys`): their records are keyed in runs at
+/// open, then the B-tree indexes by message id and by subject go.
+const AUDIT_KEYED_INDEXES: &str = "
+DROP INDEX IF EXISTS audit_threads;
+DROP INDEX IF EXISTS audit_subject_keys;
 ";
 
 /// Stores made before threads: number every record's thread (all records of one message id
@@ -211,5 +208,17 @@ pub(super) fn create_or_migrate(writer: &Connection) -> Result<(), rusqlite::Err
     if columns("audit", "trace_id")? == 0 {
         writer.execute_batch("ALTER TABLE audit ADD COLUMN trace_id TEXT")?;
     }
-    writer.execute_batch(AUDIT_INDEXES)
+    writer.execute_batch(AUDIT_INDEXES)?;
+    writer.execute_batch(super::keys::SCHEMA)?;
+    // Everything but the newest (less than a run) keyed before the old indexes go.
+    writer.execute_batch("BEGIN IMMEDIATE")?;
+    let keyed =
+        super::keys::write_due(writer).and_then(|_| writer.execute_batch(AUDIT_KEYED_INDEXES));
+    match keyed {
+        Ok(()) => writer.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = writer.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }

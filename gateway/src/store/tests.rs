@@ -632,9 +632,9 @@ async fn a_messages_trail_is_found_through_its_thread() {
 }
 
 /// A search by subject finds exactly that subject's records (two subjects sharing the
-/// indexed 16-digit prefix are told apart by the whole value), through the prefix index.
+/// keyed 16-digit prefix are told apart by the whole value), through the keys' runs.
 #[tokio::test]
-async fn a_search_by_subject_uses_the_prefix_index_and_compares_the_whole_value() {
+async fn a_search_by_subject_uses_the_keys_and_compares_the_whole_value() {
     let dir = std::env::temp_dir().join(format!("wingspan-subjects-{}", uuid::Uuid::new_v4()));
     let (a, b) = (
         "0123456789abcdef".to_owned() + &"a".repeat(48),
@@ -664,7 +664,8 @@ async fn a_search_by_subject_uses_the_prefix_index_and_compares_the_whole_value(
         .collect();
     assert_eq!(found, ["m-0", "m-3"]);
     let plan = |filter: &crate::audit::Filter| -> Vec<String> {
-        let (conditions, args) = filter.conditions(|n| format!("?{}", n + 1));
+        let (conditions, args) =
+            filter.conditions(&crate::audit::SQLITE_SUBJECT, |n| format!("?{}", n + 1));
         let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
         let sql = format!(
             "EXPLAIN QUERY PLAN SELECT seq FROM audit WHERE seq > ?1 AND {}",
@@ -680,10 +681,7 @@ async fn a_search_by_subject_uses_the_prefix_index_and_compares_the_whole_value(
         .expect("plan")
     };
     let used = plan(&filter);
-    assert!(
-        used.iter().any(|l| l.contains("audit_subject_keys")),
-        "the subject index is not used: {used:?}"
-    );
+    assert!(keyed_plan(&used), "the keys are not used: {used:?}");
     // The subject key rotated: `b` is the person's reference under the new key, `a` under
     // the earlier one. Both are asked; the other person's ("0123…c…") is not found.
     let rotated = crate::audit::Filter {
@@ -700,8 +698,8 @@ async fn a_search_by_subject_uses_the_prefix_index_and_compares_the_whole_value(
     assert_eq!(found, ["m-0", "m-1", "m-3"]);
     let used = plan(&rotated);
     assert!(
-        used.iter().any(|l| l.contains("audit_subject_keys")),
-        "the subject index is not used for several keys: {used:?}"
+        keyed_plan(&used),
+        "the keys are not used for several references: {used:?}"
     );
     let record = |subject: &str| {
         let mut e = about(Event::Received, "m-x", "rehab");
@@ -753,7 +751,7 @@ async fn a_store_from_before_threads_is_migrated() {
     // Back to the old shape.
     let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
     conn.execute_batch(
-        "DROP INDEX audit_threads; DROP INDEX audit_by_thread; DROP INDEX audit_subject_keys;
+        "DROP INDEX audit_by_thread; DROP TABLE audit_keys; DROP TABLE audit_runs;
          ALTER TABLE audit DROP COLUMN thread;
          CREATE INDEX audit_by_message ON audit(message_id) WHERE message_id IS NOT NULL;
          CREATE INDEX audit_by_subject ON audit(subject_ref) WHERE subject_ref IS NOT NULL;
@@ -768,10 +766,7 @@ async fn a_store_from_before_threads_is_migrated() {
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit' ORDER BY name",
         |r| r.get(0),
     );
-    assert_eq!(
-        indexes,
-        ["audit_by_thread", "audit_subject_keys", "audit_threads"]
-    );
+    assert_eq!(indexes, ["audit_by_thread"]);
     assert_eq!(verify_db(&dir, Suite::default()).finding, None);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -1183,4 +1178,136 @@ async fn pruning_under_load_loses_nothing_inside_the_window() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(store.times().pruned[0] > 0 && store.times().pruned[1] > 0);
+}
+
+/// Whether a query plan finds audit records through the keys' runs (a search of their
+/// primary key per run) and reads no whole table: the audit records by range or row id only.
+fn keyed_plan(plan: &[String]) -> bool {
+    plan.iter()
+        .any(|l| l.contains("USING PRIMARY KEY (run=? AND key=?)"))
+        && !plan.iter().any(|l| {
+            l.starts_with("SCAN ") && !l.contains("audit_runs") && !l.starts_with("SCAN r")
+        })
+}
+
+/// The keys are written in runs as records accumulate; a message's thread and a person's
+/// records are found whether their keys are in a run or not yet (the newest records), a
+/// thread in a run is joined by a later record after a reopen, and runs leave once their
+/// records have.
+#[tokio::test]
+async fn audit_keys_in_sorted_runs_find_threads_and_subjects() {
+    let dir = std::env::temp_dir().join(format!("wingspan-keys-{}", uuid::Uuid::new_v4()));
+    let run = usize::try_from(keys::RUN_RECORDS).expect("run");
+    // Two records a message: 2.5 runs' worth of records.
+    let messages = run + run / 4;
+    let subject = |i: usize| wingspan_core::audit::sha256_hex(format!("person-{i}").as_bytes());
+    {
+        let store = Store::open(&dir, setup()).expect("open");
+        let mut entries = Vec::new();
+        for i in 0..messages {
+            let mut received = about(Event::Received, &format!("m-{i}"), "rehab");
+            if i % 5 == 0 {
+                received.subject_ref = Some(subject(i));
+            }
+            entries.push(received);
+            entries.push(about(Event::Delivered, &format!("m-{i}"), "rehab"));
+            if entries.len() >= 4096 {
+                store
+                    .audit(std::mem::take(&mut entries))
+                    .await
+                    .expect("audit");
+            }
+        }
+        store.audit(entries).await.expect("audit");
+    }
+    let runs: Vec<(i64, i64)> = rows(
+        &dir,
+        "SELECT first_seq, last_seq FROM audit_runs ORDER BY run",
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    );
+    let r = keys::RUN_RECORDS;
+    assert_eq!(runs, [(1, r), (r + 1, 2 * r)]);
+    // In the first run, in the second, after both.
+    let (early, middle, late) = (3, run / 2 + 10, messages - 2);
+    {
+        let store = Store::open(&dir, setup()).expect("reopen");
+        store
+            .audit(vec![about(
+                Event::RetryScheduled,
+                &format!("m-{early}"),
+                "rehab",
+            )])
+            .await
+            .expect("audit");
+    }
+    assert_eq!(
+        trail_events(&dir, &format!("m-{early}")),
+        ["received", "delivered", "retry_scheduled"]
+    );
+    for i in [middle, late] {
+        assert_eq!(
+            trail_events(&dir, &format!("m-{i}")),
+            ["received", "delivered"]
+        );
+    }
+    let threads: Vec<(i64, i64)> = rows(
+        &dir,
+        &format!("SELECT seq, thread FROM audit WHERE message_id = 'm-{early}' ORDER BY seq"),
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    );
+    assert_eq!(threads.len(), 3);
+    assert!(
+        threads.iter().all(|&(_, t)| t == threads[0].0),
+        "{threads:?}"
+    );
+    let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
+    let mut src = crate::audit::AuditSource::Sqlite(conn);
+    for i in [0, 5, (run / 2 + 10) / 5 * 5, messages - 5] {
+        let found: Vec<String> = crate::audit::search(
+            &mut src,
+            &crate::audit::Filter {
+                subject_ref: Some(subject(i)),
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .expect("search")
+        .into_iter()
+        .filter_map(|r| r.entry.message_id)
+        .collect();
+        assert_eq!(found, [format!("m-{i}")]);
+    }
+    // The lookups' plans: one search of the keys per run, no whole table read.
+    let conn = Connection::open(dir.join("wingspan-state.db")).expect("open");
+    let plan = |sql: &str| -> Vec<String> {
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("plan")
+            .query_map(["m-3"], |r| r.get::<_, String>(3))
+            .expect("plan rows")
+            .collect::<Result<_, _>>()
+            .expect("plan")
+    };
+    let trail = plan(&format!(
+        "SELECT seq FROM audit WHERE thread IN ({})",
+        crate::audit::sqlite::threads_of("?1")
+    ));
+    assert!(keyed_plan(&trail), "{trail:?}");
+    let subjects = plan(&format!(
+        "SELECT seq FROM audit WHERE seq > 0 AND {}",
+        crate::audit::SQLITE_SUBJECT.replace('?', "?1")
+    ));
+    assert!(keyed_plan(&subjects), "{subjects:?}");
+    // The first run's records leave the live store: so does the run, and only it.
+    conn.execute("DELETE FROM audit WHERE seq <= ?1", [r])
+        .expect("delete");
+    assert_eq!(keys::prune(&conn, Some(r + 1)).expect("prune"), 1);
+    let left: Vec<(i64, i64)> = rows(&dir, "SELECT min(run), count(*) FROM audit_keys", |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    });
+    assert_eq!(left[0].0, 2);
+    assert_eq!(
+        trail_events(&dir, &format!("m-{middle}")),
+        ["received", "delivered"]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

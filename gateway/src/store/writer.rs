@@ -10,6 +10,7 @@ use wingspan_core::audit::{Entry, Head, Record, Rotation, SigningKey};
 use super::archiver::ToRecord;
 use super::chain::{Chain, Threads, append, sign_if_due, sign_now};
 use super::index::ReceiptIndex;
+use super::keys;
 use super::retention::{self, Pruned, Retain, Windows};
 use super::shared::DeliveryRow;
 use super::wal::{WAL_CHECK_EVERY, WAL_LIMIT_FRAMES, bound_wal};
@@ -276,6 +277,7 @@ pub(super) fn write_loop(
                 )
                 .map_err(|e| e.to_string())?;
             }
+            key_within(&mut tx);
             let receipts = batch
                 .iter()
                 .filter(|c| matches!(c, Cmd::Receipt(..)))
@@ -515,6 +517,18 @@ fn prune_within(
         tracing::warn!(error = %e, "state store pruning failed; tried again with the next batch");
         Pruned::default()
     })
+}
+
+/// Write the audit keys' runs that are due, behind a savepoint: a failure is logged and
+/// undone (the records stay readable unkeyed) and tried again with the next batch.
+fn key_within(tx: &mut rusqlite::Transaction<'_>) {
+    let outcome = tx.savepoint().and_then(|sp| {
+        keys::write_due(&sp)?;
+        sp.commit()
+    });
+    if let Err(e) = outcome {
+        tracing::warn!(error = %e, "audit keys not written; tried again with the next batch");
+    }
 }
 
 /// Prune while no command waits: a transaction of its own, at most [`retention::IDLE_BUDGET`]
