@@ -34,10 +34,7 @@ pub(super) fn thread_of(
             return Ok(Some(t));
         }
         let latest: Option<i64> = conn
-            .prepare_cached(&format!(
-                "SELECT max(seq) FROM audit WHERE seq IN ({}) AND source = ?2",
-                threads_of("?1")
-            ))?
+            .prepare_cached(&LATEST_THREAD)?
             .query_row(params![message_id, source], |row| row.get(0))?;
         if latest.is_some() {
             return Ok(latest);
@@ -46,6 +43,14 @@ pub(super) fn thread_of(
     threads.started(source, message_id, seq);
     Ok(Some(seq))
 }
+
+/// The latest thread of a message id (?1) from a source (?2).
+static LATEST_THREAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT max(seq) FROM audit WHERE seq IN ({}) AND source = ?2",
+        threads_of("?1")
+    )
+});
 
 /// The threads the writer started lately, so that a message's later records (its delivery,
 /// moments after its receipt) find theirs without a lookup in the database (profiles showed
@@ -91,6 +96,13 @@ impl Threads {
     }
 }
 
+/// The insert of a record, formatted once (statements are cached by their text).
+static INSERT_RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO audit ({RECORD_COLUMNS}, thread) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+    )
+});
+
 /// Insert one placed record.
 pub(super) fn insert_record(
     conn: &Connection,
@@ -98,10 +110,7 @@ pub(super) fn insert_record(
     r: &Record,
 ) -> Result<(), rusqlite::Error> {
     let thread = thread_of(conn, threads, r)?;
-    conn.prepare_cached(&format!(
-        "INSERT INTO audit ({RECORD_COLUMNS}, thread) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
-    ))?
-    .execute(params![
+    conn.prepare_cached(&INSERT_RECORD)?.execute(params![
         i64::try_from(r.seq).unwrap_or(i64::MAX),
         r.chain_id,
         r.entry.event.as_str(),

@@ -57,12 +57,20 @@ impl Windows {
     }
 }
 
-/// How many rows one pass deletes at most, from each kind: a batch of `n` receipts prunes up
-/// to twice as many, so pruning keeps up with intake; an idle writer prunes up to
-/// [`IDLE_BUDGET`] a pass.
-pub(super) fn budget(receipts_in_batch: usize) -> usize {
-    64 + 2 * receipts_in_batch
+/// How many rows one pass deletes at most, from each kind (audit records: [`AUDIT_SHARE`]
+/// times as many, a message having several): a pass after `n` receipts prunes up to twice
+/// as many, so pruning keeps up with intake; an idle writer prunes up to [`IDLE_BUDGET`] a
+/// pass.
+pub(super) fn budget(receipts_since_last_pass: usize) -> usize {
+    64 + 2 * receipts_since_last_pass
 }
+
+/// A pass rides with a batch at most this often under load.
+pub(super) const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Audit records are deleted a range at a time, several a message: a pass may delete this
+/// many times its budget of them.
+pub(super) const AUDIT_SHARE: i64 = 8;
 
 /// Rows an idle writer's pass deletes at most (a backlog, after retention is first turned
 /// on over an old store, is worked off between batches, never in one long transaction).
@@ -120,7 +128,7 @@ pub(super) fn prune(
             tx,
             chain_id,
             &cutoff(now_unix, retain.audit_live_secs),
-            limit,
+            limit.saturating_mul(AUDIT_SHARE),
         )?;
     }
     if retain.receipts_secs == 0 {
