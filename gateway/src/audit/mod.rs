@@ -92,6 +92,10 @@ impl Location {
         match self {
             Self::Sqlite(path) => {
                 Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .and_then(|conn| {
+                        sqlite::keys_readable(&conn)?;
+                        Ok(conn)
+                    })
                     .map(AuditSource::Sqlite)
                     .map_err(|e| {
                         anyhow::anyhow!("cannot open the audit store {}: {e}", path.display())

@@ -227,6 +227,30 @@ pub fn read_trail(conn: &Connection, message_id: &str) -> Result<Vec<Record>, ru
     .collect()
 }
 
+/// The tables of the audit trail's lookup keys (see [`UNINDEXED_AFTER`]).
+pub const KEYS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_runs (
+  run INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_keys (
+  run INTEGER NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY (run, key, seq)) WITHOUT ROWID;
+";
+
+/// Make the lookups work on a read-only connection to a store that has no keys yet (written
+/// by an older gateway, not yet opened by this one): empty temporary tables stand in for
+/// them, so that every record is read as not yet keyed — found, more slowly.
+pub fn keys_readable(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let keyed: bool = conn.query_row(
+        "SELECT count(*) = 2 FROM sqlite_master WHERE type = 'table' AND name IN ('audit_runs', 'audit_keys')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !keyed {
+        conn.execute_batch(&KEYS_SCHEMA.replace("CREATE TABLE", "CREATE TEMP TABLE"))?;
+    }
+    Ok(())
+}
+
 /// The audit trail's lookup keys are written in sorted runs (the store's `keys` module: a
 /// message's first record by message id, a record naming a person by the first 16 hex digits
 /// of the reference). Records after the last run are not keyed yet: a lookup reads them

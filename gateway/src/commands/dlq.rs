@@ -136,7 +136,10 @@ fn dlq_cmd(command: DlqCommand) -> i32 {
     let db = loaded.state_dir.join("wingspan-state.db");
     let listed =
         rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .and_then(|c| wingspan::store::dead_letters(&c, destination.as_deref()));
+            .and_then(|c| {
+                wingspan::audit::sqlite::keys_readable(&c)?;
+                wingspan::store::dead_letters(&c, destination.as_deref())
+            });
     let list = match listed {
         Ok(l) => l,
         Err(e) => {

@@ -25,13 +25,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// records each) a run is written every ~3.6 s.
 pub(super) const RUN_RECORDS: i64 = 16_384;
 
-pub(super) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS audit_runs (
-  run INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS audit_keys (
-  run INTEGER NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
-  PRIMARY KEY (run, key, seq)) WITHOUT ROWID;
-";
+pub(super) use crate::audit::sqlite::KEYS_SCHEMA as SCHEMA;
 
 /// Write a run for every [`RUN_RECORDS`] records past the last run (in the caller's
 /// transaction: the runs commit with the records, or not at all). Returns how many.

@@ -732,6 +732,58 @@ fn earlier_subject_keys_give_the_persons_earlier_references() {
     );
 }
 
+/// A store written before the keys' runs, read (read-only, as `wingspan audit` reads) before
+/// a gateway of this version has opened it: its records are found all the same.
+#[tokio::test]
+async fn a_store_without_keys_is_read_before_it_is_migrated() {
+    let dir = std::env::temp_dir().join(format!("wingspan-unkeyed-{}", uuid::Uuid::new_v4()));
+    {
+        let store = Store::open(&dir, setup()).expect("open");
+        let mut received = about(Event::Received, "m-1", "rehab");
+        received.subject_ref = Some("ab".repeat(32));
+        store
+            .audit(vec![
+                received,
+                about(Event::Received, "m-2", "rehab"),
+                about(Event::Delivered, "m-1", "rehab"),
+            ])
+            .await
+            .expect("audit");
+    }
+    let path = dir.join("wingspan-state.db");
+    Connection::open(&path)
+        .expect("open")
+        .execute_batch("DROP TABLE audit_keys; DROP TABLE audit_runs;")
+        .expect("old shape");
+    let mut src = crate::audit::Location::Sqlite(path.clone())
+        .open()
+        .expect("read-only");
+    let events: Vec<String> = crate::audit::trail(&mut src, "m-1")
+        .expect("trail")
+        .into_iter()
+        .map(|r| r.entry.event.as_str().to_owned())
+        .collect();
+    assert_eq!(events, ["received", "delivered"]);
+    let found = crate::audit::search(
+        &mut src,
+        &crate::audit::Filter {
+            subject_ref: Some("ab".repeat(32)),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .expect("search");
+    assert_eq!(found.len(), 1);
+    drop(src);
+    let tables: i64 = rows(
+        &dir,
+        "SELECT count(*) FROM sqlite_master WHERE name IN ('audit_keys', 'audit_runs')",
+        |r| r.get(0),
+    )[0];
+    assert_eq!(tables, 0, "a reader wrote to the store");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A store written before threads (per-record indexes, no thread column) is migrated at
 /// open: every record of a message is found by its id, and the chain still verifies.
 #[tokio::test]
