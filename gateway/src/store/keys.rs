@@ -4,7 +4,7 @@
 //! first record of each of its threads) and a person's records by their reference. Both keys
 //! are random, and in a B-tree index every random key dirtied a leaf page of its own at every
 //! commit, written twice (to the log, then into the database) and again when pruning deleted
-//! it: two such leaves were half of what the store wrote per message.
+//! it: two such leaves were over a third of what the store wrote per message.
 //!
 //! Instead the keys are written in runs, as a log-structured store writes its tables: once
 //! [`RUN_RECORDS`] records have been written past the last run, one statement reads their keys

@@ -262,6 +262,10 @@ pub(super) fn write_loop(
         }
         let mut pruned = Pruned::default();
         let prune_due = last_prune.elapsed() >= retention::PRUNE_EVERY;
+        let receipts = batch
+            .iter()
+            .filter(|c| matches!(c, Cmd::Receipt(..)))
+            .count();
         let mut changes = IndexChanges::default();
         let result = (|| {
             // Immediate: the write lock is taken (waiting for it if need be) before the batch
@@ -283,10 +287,6 @@ pub(super) fn write_loop(
                 .map_err(|e| e.to_string())?;
             }
             key_within(&mut tx);
-            let receipts = batch
-                .iter()
-                .filter(|c| matches!(c, Cmd::Receipt(..)))
-                .count();
             if prune_due {
                 pruned = prune_within(
                     &mut tx,
@@ -324,10 +324,6 @@ pub(super) fn write_loop(
                 let mut times = times.lock().unwrap_or_else(|p| p.into_inner());
                 times.commit_lag.observe(arrived.elapsed());
                 count_pruned(&mut times, pruned);
-                let receipts = batch
-                    .iter()
-                    .filter(|c| matches!(c, Cmd::Receipt(..)))
-                    .count();
                 if prune_due {
                     (last_prune, receipts_since_prune) = (std::time::Instant::now(), 0);
                 } else {
