@@ -60,6 +60,15 @@ async fn main() -> ExitCode {
             .map_or(1, |d| d.as_secs())
     });
     let base = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("wingspan-chaos-{seed}")));
+    // Absolute: the gateways run in directories of their own, and a relative path in their
+    // configs would name another place than the one the rig reads sizes and archives from.
+    let base = match std::path::absolute(&base) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("wingspan-chaos: {}: {e}", base.display());
+            return ExitCode::from(2);
+        }
+    };
     println!(
         "wingspan-chaos: seed {seed}, {} size, runs under {}",
         if size == Size::Full {
