@@ -640,7 +640,9 @@ fn most_attempts(rig: &Rig, destination: &str) -> i64 {
         };
         let n: i64 = conn
             .query_row(
-                "SELECT coalesce(max(c), 0) FROM (SELECT count(*) AS c FROM audit WHERE event = 'delivery_attempt' AND destination = ?1 GROUP BY message_id)",
+                // An attempt's record: `delivery_attempt`, or `delivered` with the bytes' hash
+                // (`wingspan_core::audit::attempted`).
+                "SELECT coalesce(max(c), 0) FROM (SELECT count(*) AS c FROM audit WHERE (event = 'delivery_attempt' OR (event = 'delivered' AND payload_sha256 IS NOT NULL)) AND destination = ?1 GROUP BY message_id)",
                 [destination],
                 |r| r.get(0),
             )

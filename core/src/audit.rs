@@ -190,6 +190,28 @@ impl Event {
     }
 }
 
+/// The outcome of the `received` record of a message that was accepted: that one record also
+/// says where it was routed (`destination`: the destinations, comma-separated; `reason`: the
+/// routes that chose them). Chains written before it was so hold three records for the same
+/// step — `received`, `accepted` and `routed` — and are read alike (see [`accepted`]).
+pub const ACCEPTED: &str = "accepted";
+
+/// Whether a record says its message was accepted: an `accepted` record (as older chains
+/// hold), or a `received` record with the outcome [`ACCEPTED`].
+pub fn accepted(e: &Entry) -> bool {
+    e.event == Event::Accepted
+        || (e.event == Event::Received && e.outcome.as_deref() == Some(ACCEPTED))
+}
+
+/// Whether a record accounts for one delivery attempt: a `delivery_attempt` record, or a
+/// `delivered` record that carries the hash of the bytes sent (the attempt that delivered is
+/// recorded once, as the delivery). Older chains hold both records for it, their `delivered`
+/// records without a hash; a delivery made at intake (a confirmed publish to the partner's
+/// exchange) has none either.
+pub fn attempted(e: &Entry) -> bool {
+    e.event == Event::DeliveryAttempt || (e.event == Event::Delivered && e.payload_sha256.is_some())
+}
+
 /// One step, as the shell reports it (the store adds sequence, chain and hashes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {

@@ -105,12 +105,13 @@ pub fn assemble(
                 .iter()
                 .find_map(|r| r.entry.message_type.clone())
                 .unwrap_or_default();
+            let was_accepted = rs.iter().any(|r| crate::audit::accepted(&r.entry));
             let outcome = match rs.iter().find(|r| r.entry.event == Event::Rejected) {
-                Some(r) if !rs.iter().any(|r| r.entry.event == Event::Accepted) => format!(
+                Some(r) if !was_accepted => format!(
                     "refused: {}",
                     r.entry.reason.as_deref().unwrap_or("refused")
                 ),
-                _ if rs.iter().any(|r| r.entry.event == Event::Accepted) => "accepted".into(),
+                _ if was_accepted => "accepted".into(),
                 _ => "received".into(),
             };
             let duplicates = u32::try_from(
@@ -121,8 +122,12 @@ pub fn assemble(
             .unwrap_or(u32::MAX);
             let mut deliveries: Vec<Delivery> = Vec::new();
             for r in &rs {
+                // A message's routing (its `received` record, or a `routed` one in older
+                // chains) names its destinations, comma-separated.
                 let named: Vec<&str> = match (r.entry.event, &r.entry.destination) {
-                    (Event::Routed, Some(d)) => d.split(',').filter(|d| !d.is_empty()).collect(),
+                    (Event::Routed | Event::Received, Some(d)) => {
+                        d.split(',').filter(|d| !d.is_empty()).collect()
+                    }
                     (_, Some(d)) => vec![d.as_str()],
                     _ => continue,
                 };
@@ -147,8 +152,10 @@ pub fn assemble(
                         continue;
                     };
                     x.last_at.clone_from(&r.entry.at);
+                    if crate::audit::attempted(&r.entry) {
+                        x.attempts = x.attempts.saturating_add(1);
+                    }
                     match r.entry.event {
-                        Event::DeliveryAttempt => x.attempts = x.attempts.saturating_add(1),
                         Event::Delivered => x.state = "delivered".into(),
                         Event::Parked => x.state = "parked".into(),
                         Event::Discarded => x.state = "discarded".into(),
@@ -433,6 +440,64 @@ mod tests {
             json["messages"][0]["deliveries"][1]["received"]["kind"],
             "all"
         );
+    }
+
+    #[test]
+    fn acceptance_with_routing_and_a_delivery_with_its_attempt_in_one_record_each_read_as_before() {
+        let mut head = Head::new("gw-1", Suite::Sha256Ed25519);
+        let mut loaded = Entry::new(Event::ConfigLoaded, at(0));
+        loaded.reason = Some("config sha256 cccc".into());
+        let configs = vec![head.append(loaded)];
+        let mut received = about(Event::Received, 1, "m-9", "rehab");
+        received.subject_ref = Some("ref".into());
+        received.outcome = Some(crate::audit::ACCEPTED.into());
+        received.destination = Some("police,civil".into());
+        received.reason = Some("to-police,to-civil".into());
+        let mut records = vec![head.append(received)];
+        // The attempt that delivered is the delivery's record: the bytes' hash, the attempt.
+        let mut delivered = about(Event::Delivered, 2, "m-9", "rehab");
+        delivered.destination = Some("police".into());
+        delivered.payload_sha256 = Some("ab".repeat(32));
+        delivered.outcome = Some("delivered".into());
+        delivered.reason = Some("attempt 2".into());
+        let mut failed = about(Event::DeliveryAttempt, 2, "m-9", "rehab");
+        failed.destination = Some("police".into());
+        failed.payload_sha256 = Some("ab".repeat(32));
+        failed.outcome = Some("http 503".into());
+        failed.reason = Some("attempt 1".into());
+        records.push(head.append(failed));
+        records.push(head.append(delivered));
+        // Received but never accepted: no destination, refused.
+        let mut refused = about(Event::Received, 3, "m-10", "rehab");
+        refused.subject_ref = Some("ref".into());
+        records.push(head.append(refused));
+        let mut rejected = about(Event::Rejected, 3, "m-10", "rehab");
+        rejected.reason = Some("schema-violation".into());
+        records.push(head.append(rejected));
+
+        let report = assemble(
+            "t",
+            "ref",
+            &records,
+            &configs,
+            &mut |_: &str, _: &str, _: &str| Received::All,
+        );
+        let m = &report.messages[0];
+        assert_eq!(
+            (m.message_id.as_str(), m.outcome.as_str()),
+            ("m-9", "accepted")
+        );
+        let states: Vec<(&str, &str, u32)> = m
+            .deliveries
+            .iter()
+            .map(|d| (d.destination.as_str(), d.state.as_str(), d.attempts))
+            .collect();
+        assert_eq!(
+            states,
+            [("police", "delivered", 2), ("civil", "pending", 0)]
+        );
+        assert_eq!(report.messages[1].outcome, "refused: schema-violation");
+        assert!(report.messages[1].deliveries.is_empty());
     }
 
     #[test]

@@ -91,8 +91,12 @@ fn entry(event: Event, i: usize, sub: &str) -> Entry {
     e.source = Some("rehab".into());
     e.message_type = Some("treatment.admission".into());
     e.actor = Some("gateway".into());
-    if matches!(event, Event::Received | Event::Accepted) {
+    if event == Event::Received {
+        // Received, accepted and routed: one record, as intake writes it.
         e.subject_ref = Some(sub.to_owned());
+        e.outcome = Some(wingspan_core::audit::ACCEPTED.into());
+        e.destination = Some("hospital".into());
+        e.reason = Some("admissions".into());
     }
     if matches!(event, Event::Received | Event::DeliveryAttempt) {
         e.payload_sha256 = Some(format!("{:064x}", hash(i).wrapping_mul(3)));
@@ -108,11 +112,7 @@ fn hash(i: usize) -> u128 {
 async fn one(store: &Store, i: usize) {
     let sub = store.subject_ref(&format!("person-{}", i % 50_000));
     let id = format!("{:032x}", hash(i));
-    let early = vec![
-        entry(Event::Received, i, &sub),
-        entry(Event::Accepted, i, &sub),
-        entry(Event::Routed, i, &sub),
-    ];
+    let early = vec![entry(Event::Received, i, &sub)];
     let early = store.audit_enqueue(early).await.expect("enqueue");
     store
         .put_receipt(

@@ -433,17 +433,15 @@ async fn handle(
                     Some(tx) => {
                         // Fail closed: the attempt is in the trail before its transaction
                         // commits (a transaction that fails leaves the copy to be tried again).
-                        let mut done = audit::about(Audit::Delivered, &envelope);
-                        done.destination = Some(dest.id.clone());
-                        let tried = attempt_record(
+                        let done = attempt_record(
                             &envelope,
                             dest,
                             wire_sha256.clone(),
-                            "delivered".into(),
+                            (Audit::Delivered, "delivered".into()),
                             attempt,
                             delivery.redelivered,
                         );
-                        if !record(ctx, &delivery, limit, once, vec![tried, done]).await? {
+                        if !record(ctx, &delivery, limit, once, vec![done]).await? {
                             return Ok(());
                         }
                         settled = true;
@@ -493,7 +491,8 @@ async fn handle(
     };
     let attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
     // The attempt's record: which bytes went where, what came back; a copy the broker hands
-    // out again after a crash or a lost channel is marked as a redelivery.
+    // out again after a crash or a lost channel is marked as a redelivery. A successful
+    // attempt's record is the delivery's (`delivered`, with the bytes' hash and the attempt).
     match &outcome {
         Attempt::Delivered => step.set("wingspan.outcome", "delivered"),
         Attempt::Transient(r) | Attempt::Permanent(r) => step.failed(r),
@@ -505,8 +504,10 @@ async fn handle(
             dest,
             wire_sha256,
             match &outcome {
-                Attempt::Delivered => "delivered".into(),
-                Attempt::Transient(r) | Attempt::Permanent(r) => r.clone(),
+                Attempt::Delivered => (Audit::Delivered, "delivered".into()),
+                Attempt::Transient(r) | Attempt::Permanent(r) => {
+                    (Audit::DeliveryAttempt, r.clone())
+                }
             },
             attempt,
             delivery.redelivered,
@@ -514,12 +515,10 @@ async fn handle(
     });
     match outcome {
         Attempt::Delivered => {
-            if let Some(tried) = tried {
-                let mut done = audit::about(Audit::Delivered, &envelope);
-                done.destination = Some(dest.id.clone());
-                if !record_then_ack(ctx, &delivery, limit, once, false, vec![tried, done]).await? {
-                    return Ok(());
-                }
+            if let Some(done) = tried
+                && !record_then_ack(ctx, &delivery, limit, once, false, vec![done]).await?
+            {
+                return Ok(());
             }
             ctx.stats
                 .record(&envelope.message_type, &dest.id, Event::Delivered);
@@ -603,16 +602,17 @@ async fn handle(
     }
 }
 
-/// The record of one delivery attempt.
+/// The record of one delivery attempt: `delivery_attempt` with what came back, or, for the
+/// attempt that delivered, `delivered` (see [`wingspan_core::audit::attempted`]).
 fn attempt_record(
     env: &Envelope,
     dest: &Destination,
     wire_sha256: Option<String>,
-    outcome: String,
+    (event, outcome): (Audit, String),
     attempt: i64,
     redelivered: bool,
 ) -> wingspan_core::audit::Entry {
-    let mut tried = audit::about(Audit::DeliveryAttempt, env);
+    let mut tried = audit::about(event, env);
     tried.destination = Some(dest.id.clone());
     tried.payload_sha256 = wire_sha256;
     tried.outcome = Some(outcome);

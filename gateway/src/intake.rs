@@ -326,21 +326,20 @@ impl Intake {
             .iter()
             .map(|&d| config.destinations[d].id.clone())
             .collect();
-        // Received, accepted and routed are queued to the store before any copy goes out, so
-        // they precede every delivery record in the chain (the writer applies commands in
-        // order); their commit is awaited, with the receipt's, before the upstream ack.
-        // The person is named (by reference) once, in the received record: a search by
-        // person finds it, and the message's trail the rest. Each record naming a person is an
-        // entry in the store's subject index, on a page of its own (the references are random).
+        // One record says the message was received, accepted and routed (to which destinations,
+        // by which routes): it is queued to the store before any copy goes out, so it precedes
+        // every delivery record in the chain (the writer applies commands in order); its commit
+        // is awaited, with the receipt's, before the upstream ack. A refusal or a duplicate is
+        // a `received` record without that outcome, followed by the record saying which.
+        // The person is named (by reference) once, in this record: a search by person finds
+        // it, and the message's trail the rest.
         let mut received = audit::about(Audit::Received, env);
-        received.payload_sha256 = Some(payload_sha256.clone());
+        received.payload_sha256 = Some(payload_sha256);
         received.trace_id = Some(traced.trace_id.to_owned());
         received.subject_ref = audit::person_id(env).map(|p| self.store.subject_ref(p));
-        let accepted = audit::about(Audit::Accepted, env);
-        let mut routed = audit::about(Audit::Routed, env);
-        routed.destination = Some(destinations.join(","));
-        routed.outcome = Some(format!("{} destination(s)", destinations.len()));
-        routed.reason = Some(
+        received.outcome = Some(wingspan_core::audit::ACCEPTED.into());
+        received.destination = Some(destinations.join(","));
+        received.reason = Some(
             admitted
                 .routes
                 .iter()
@@ -365,7 +364,7 @@ impl Intake {
             }
             None => None,
         };
-        let mut early = vec![received, accepted, routed];
+        let mut early = vec![received];
         match correlated {
             Some(true) => {
                 let mut e = audit::about(Audit::ReplyCorrelated, env);

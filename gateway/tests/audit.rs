@@ -504,8 +504,6 @@ fn check_store(
         Event::Received,
         Event::Rejected,
         Event::Duplicate,
-        Event::Accepted,
-        Event::Routed,
         Event::DeliveryAttempt,
         Event::RetryScheduled,
         Event::Parked,
@@ -519,46 +517,65 @@ fn check_store(
         );
     }
 
+    // An accepted message's received record says so, and where it was routed: the
+    // destinations and the routes that chose them.
+    assert!(
+        all.iter().any(|r| r.entry.event == Event::Received
+            && r.entry.outcome.as_deref() == Some(wingspan_core::audit::ACCEPTED)
+            && r.entry
+                .destination
+                .as_deref()
+                .is_some_and(|d| !d.is_empty())
+            && r.entry.reason.as_deref().is_some_and(|d| !d.is_empty())),
+        "no received record carrying acceptance and routing"
+    );
+
     // The material's trail: its own steps in order, and the police reply's in order. The two
     // interleave only where the world does: the partner may answer before the gateway has
-    // written "delivered", never before the request was routed.
+    // written "delivered", never before the request was routed. (A duplicate's received
+    // record, without the outcome `accepted`, is left out.)
     let trail = audit::trail(&mut conn, material_id).expect("trail");
     let table = audit::table(&trail);
     let steps_of = |source: &str| -> Vec<&str> {
         trail
             .iter()
             .filter(|r| r.entry.source.as_deref() == Some(source))
-            .filter(|r| r.entry.event != Event::Duplicate && r.entry.event != Event::Received)
+            .filter(|r| {
+                r.entry.event != Event::Duplicate
+                    && (r.entry.event != Event::Received
+                        || wingspan_core::audit::accepted(&r.entry))
+            })
             .map(|r| r.entry.event.as_str())
             .collect()
     };
-    assert_eq!(
-        steps_of("rehab"),
-        ["accepted", "routed", "delivery_attempt", "delivered"],
-        "{table}"
-    );
+    assert_eq!(steps_of("rehab"), ["received", "delivered"], "{table}");
     assert_eq!(
         steps_of("police"),
-        [
-            "accepted",
-            "routed",
-            "reply_correlated",
-            "delivery_attempt",
-            "delivered"
-        ],
+        ["received", "reply_correlated", "delivered"],
         "{table}"
     );
-    let seq_of = |source: &str, event: Event| {
+    // The attempt that delivered is the delivery's record: the bytes sent, the attempt.
+    for r in trail.iter().filter(|r| r.entry.event == Event::Delivered) {
+        assert!(
+            wingspan_core::audit::attempted(&r.entry)
+                && r.entry
+                    .reason
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with("attempt ")),
+            "{table}"
+        );
+    }
+    let routed_at = |source: &str| {
         trail
             .iter()
-            .find(|r| r.entry.source.as_deref() == Some(source) && r.entry.event == event)
+            .find(|r| {
+                r.entry.source.as_deref() == Some(source)
+                    && wingspan_core::audit::accepted(&r.entry)
+            })
             .map(|r| r.seq)
             .expect("record")
     };
-    assert!(
-        seq_of("rehab", Event::Routed) < seq_of("police", Event::Received),
-        "{table}"
-    );
+    assert!(routed_at("rehab") < routed_at("police"), "{table}");
     let received = trail
         .iter()
         .find(|r| r.entry.event == Event::Received)

@@ -292,11 +292,27 @@ async fn reloading_under_load_loses_nothing_and_routes_nothing_twice() {
     let original = std::fs::read_to_string(&world.config_file).expect("config");
     let client = reqwest::Client::new();
     let routed = Arc::new(std::sync::Mutex::new(HashMap::<String, Vec<String>>::new()));
+    // Reloads so far: each sender holds back its last quarter until six have happened, so
+    // that they fall within the load however fast the gateway takes it.
+    let reloads = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut senders = Vec::new();
     for s in 0..SENDERS {
-        let (client, base, routed) = (client.clone(), base.clone(), routed.clone());
+        let (client, base, routed, reloads) = (
+            client.clone(),
+            base.clone(),
+            routed.clone(),
+            reloads.clone(),
+        );
         senders.push(tokio::spawn(async move {
             for i in 0..EACH {
+                if i == EACH * 3 / 4 {
+                    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                    while reloads.load(std::sync::atomic::Ordering::Relaxed) < 6
+                        && std::time::Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
                 let msg = samples::handover(10_000 * (s + 1) + i, "320411", false, false);
                 let id = msg["message_id"].as_str().expect("id").to_owned();
                 // A 503 (broker busy) is retried as an upstream would; the receipt says where.
@@ -325,6 +341,7 @@ async fn reloading_under_load_loses_nothing_and_routes_nothing_twice() {
         let (status, body) = admin_post(&client, &admin, "/admin/reload", json!({})).await;
         assert_eq!(status, 200, "{body}");
         swaps += 1;
+        reloads.store(swaps, std::sync::atomic::Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     for s in senders {

@@ -374,7 +374,8 @@ impl Filter {
             }
         }
         if let Some(d) = &self.destination {
-            // A routed record names several destinations, comma-separated.
+            // A message's routing (its received record; `routed` in older chains) names several
+            // destinations, comma-separated.
             add("(',' || destination || ',') LIKE ?", format!("%,{d},%"));
         }
         if let Some(current) = &self.subject_ref {
