@@ -331,6 +331,14 @@ mod tests {
         e
     }
 
+    /// Each delivery of a message: destination, state, attempts.
+    fn states(m: &Message) -> Vec<(&str, &str, u32)> {
+        m.deliveries
+            .iter()
+            .map(|d| (d.destination.as_str(), d.state.as_str(), d.attempts))
+            .collect()
+    }
+
     #[test]
     fn a_person_s_messages_their_partners_fields_outcomes_and_replies() {
         let mut head = Head::new("gw-1", Suite::Sm3Sm2);
@@ -409,13 +417,8 @@ mod tests {
             (m1.duplicates, m1.config_sha256.as_deref()),
             (1, Some("aaaa"))
         );
-        let states: Vec<(&str, &str, u32)> = m1
-            .deliveries
-            .iter()
-            .map(|d| (d.destination.as_str(), d.state.as_str(), d.attempts))
-            .collect();
         assert_eq!(
-            states,
+            states(m1),
             [("police", "delivered", 1), ("<civil>", "parked", 2)]
         );
         assert_eq!(
@@ -487,13 +490,8 @@ mod tests {
             (m.message_id.as_str(), m.outcome.as_str()),
             ("m-9", "accepted")
         );
-        let states: Vec<(&str, &str, u32)> = m
-            .deliveries
-            .iter()
-            .map(|d| (d.destination.as_str(), d.state.as_str(), d.attempts))
-            .collect();
         assert_eq!(
-            states,
+            states(m),
             [("police", "delivered", 2), ("civil", "pending", 0)]
         );
         assert_eq!(report.messages[1].outcome, "refused: schema-violation");
