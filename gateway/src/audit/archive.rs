@@ -1,16 +1,18 @@
 //! The audit archive: sealed segments of the chain, kept for years outside the live store
 //! (as X-Road keeps its message log). A segment is a records file (JSON lines, the export
-//! format) and a manifest: the export's manifest (file hash, range, the hash the first
-//! record links to, the last record's hash, the checkpoints inside) plus the times it
-//! covers and a signature over its head (Ed25519 or SM2, the chain's suite's). `wingspan audit verify --export <dir>`
-//! reads a segment's directory as it reads an export.
+//! format, compressed with zstd: `zstd -dc` reads it) and a manifest: the export's manifest
+//! (the records file's hash as stored, range, the hash the first record links to, the last
+//! record's hash, the checkpoints inside) plus the times it covers and a signature over its
+//! head (Ed25519 or SM2, the chain's suite's). `wingspan audit verify --export <dir>` reads a
+//! segment's directory as it reads an export. Segments written before compression
+//! (`format: "jsonl"`) read alike.
 //!
 //! Files are written under temporary names, synced, renamed, and the directory synced; a
 //! segment is then read back and verified before the store records it, and only a recorded
 //! segment's records may leave the live store. A crash at any point leaves either nothing
 //! or a segment that is written again (same range, same records). Writing and reading back
-//! are paced (`pace`): a segment of a million records is ~535 MB, and the store's commits
-//! share the disk.
+//! are paced (`pace`): a segment of a million records is ~90 MB compressed (~500 MB of JSON
+//! lines), and the store's commits share the disk.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,7 +25,12 @@ use wingspan_core::audit::{
 };
 
 use super::Manifest;
+use super::export::Hashing;
 use super::pace::{self, PacedReader, PacedWriter};
+
+/// zstd's level for segments: its default, ~6× smaller than the JSON lines at a few percent
+/// of one core at a soak's rate (docs/PERFORMANCE.md).
+const COMPRESSION_LEVEL: i32 = 3;
 
 /// The manifest of a sealed segment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,7 +54,7 @@ impl Segment {
         self.manifest.last_seq.unwrap_or(0)
     }
 
-    fn head(&self) -> SegmentHead<'_> {
+    pub(crate) fn head(&self) -> SegmentHead<'_> {
         SegmentHead {
             chain_id: &self.manifest.chain_id,
             first_seq: self.first_seq(),
@@ -61,7 +68,7 @@ impl Segment {
     }
 }
 
-/// Where a segment's files are: `<dir>/<chain>/segment-<first>-<last>.{jsonl,manifest.json}`.
+/// Where a segment's files are: `<dir>/<chain>/segment-<first>-<last>.{jsonl.zst,manifest.json}`.
 pub fn segment_dir(archive: &Path, chain_id: &str) -> PathBuf {
     archive.join(chain_id)
 }
@@ -107,16 +114,18 @@ pub fn seal(
 ) -> anyhow::Result<Segment> {
     let dir = segment_dir(archive, chain_id);
     std::fs::create_dir_all(&dir)?;
-    let file = format!("{}.jsonl", stem(first, last));
-    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let file = format!("{}.jsonl{}", stem(first, last), super::export::ZSTD);
     let (mut count, mut start_prev, mut final_hash) = (0u64, None::<String>, None::<String>);
     let (mut first_at, mut last_at) = (String::new(), String::new());
     let mut expected = first;
+    let mut file_sha256 = String::new();
     write_durably(&dir.join(&file), |f| {
-        // Paced and synced as it goes: the store's commits share the disk.
+        // Compressed, hashed as stored, paced and synced as it goes: the store's commits
+        // share the disk.
+        let stored = Hashing::new(PacedWriter::new(f.try_clone()?, pace::WRITE_BYTES_PER_SEC));
         let mut out = std::io::BufWriter::with_capacity(
-            1 << 20,
-            PacedWriter::new(f.try_clone()?, pace::WRITE_BYTES_PER_SEC),
+            1 << 18,
+            zstd::stream::write::Encoder::new(stored, COMPRESSION_LEVEL)?,
         );
         let mut stmt = conn
             .prepare(&format!(
@@ -139,10 +148,8 @@ pub fn seal(
                 )));
             }
             expected += 1;
-            let mut line = serde_json::to_vec(&r)?;
-            line.push(b'\n');
-            hash.update(&line);
-            out.write_all(&line)?;
+            serde_json::to_writer(&mut out, &r)?;
+            out.write_all(b"\n")?;
             count += 1;
             if start_prev.is_none() {
                 start_prev = Some(r.prev_hash.clone());
@@ -151,16 +158,19 @@ pub fn seal(
             last_at.clone_from(&r.entry.at);
             final_hash = Some(r.hash);
         }
-        out.flush()
+        let mut stored = out.into_inner().map_err(|e| e.into_error())?.finish()?;
+        stored.flush()?;
+        file_sha256 = stored.hex();
+        Ok(())
     })?;
     anyhow::ensure!(
         expected == last + 1,
         "records {expected}..={last} are missing from the live store"
     );
     let manifest = Manifest {
-        format: "jsonl".into(),
+        format: format!("jsonl{}", super::export::ZSTD),
         file,
-        file_sha256: wingspan_core::audit::hex(hash.finish().as_ref()),
+        file_sha256,
         chain_id: chain_id.to_owned(),
         suite: key.suite(),
         first_seq: Some(first),
@@ -248,14 +258,11 @@ fn each_record_paced(
 ) -> anyhow::Result<String> {
     let dir = manifest_path.parent().unwrap_or(Path::new("."));
     let file = std::fs::File::open(dir.join(&segment.manifest.file))?;
-    let mut read: Box<dyn std::io::BufRead> = match pace {
-        Some(rate) => Box::new(std::io::BufReader::with_capacity(
-            1 << 20,
-            PacedReader::new(file, rate),
-        )),
-        None => Box::new(std::io::BufReader::new(file)),
+    let mut raw: Box<dyn std::io::Read> = match pace {
+        Some(rate) => Box::new(PacedReader::new(file, rate)),
+        None => Box::new(file),
     };
-    super::export::each_exported_from(&mut read, "jsonl", &mut |_, r| f(r))
+    super::export::each_exported_from(&mut raw, &segment.manifest.format, &mut |_, r| f(r))
 }
 
 /// Check one segment on its own: the signature over its head, its file's hash, its records'

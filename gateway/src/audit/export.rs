@@ -263,41 +263,115 @@ pub(super) fn each_exported(
     format: &str,
     f: &mut dyn FnMut(usize, Option<Record>),
 ) -> anyhow::Result<String> {
-    each_exported_from(
-        &mut std::io::BufReader::new(std::fs::File::open(path)?),
-        format,
-        f,
-    )
+    each_exported_from(&mut std::fs::File::open(path)?, format, f)
 }
 
-/// [`each_exported`] from a reader (a paced one, for the archiver's read-back).
+/// What a records file's name ends with, and its manifest's `format` with, when it is
+/// compressed with zstd (archive segments are).
+pub const ZSTD: &str = ".zst";
+
+/// A line longer than this is not a record (records are a few hundred bytes): it is counted
+/// as unreadable and skipped, never held whole in memory.
+const MAX_LINE: usize = 4 << 20;
+
+/// A reader that hashes the bytes it passes on: a records file's hash is over its bytes as
+/// stored, compressed or not, so `sha256sum` of the file gives the manifest's hash.
+pub(super) struct Hashing<T> {
+    pub(super) inner: T,
+    hash: ring::digest::Context,
+}
+
+impl<T> Hashing<T> {
+    pub(super) fn new(inner: T) -> Self {
+        Self {
+            inner,
+            hash: ring::digest::Context::new(&ring::digest::SHA256),
+        }
+    }
+
+    /// The SHA-256 (hex) of every byte passed so far.
+    pub(super) fn hex(&self) -> String {
+        wingspan_core::audit::hex(self.hash.clone().finish().as_ref())
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// [`each_exported`] from the file's bytes as stored (a paced reader, for the archiver's
+/// read-back): `format` is `jsonl` or `csv`, followed by [`ZSTD`] when compressed.
 pub(super) fn each_exported_from(
-    reader: &mut dyn std::io::BufRead,
+    raw: &mut dyn std::io::Read,
     format: &str,
     f: &mut dyn FnMut(usize, Option<Record>),
 ) -> anyhow::Result<String> {
-    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = Vec::new();
-    let mut n = 0usize;
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            break;
-        }
-        hash.update(&buf);
-        n += 1;
-        let text = String::from_utf8_lossy(&buf);
-        let line = text.trim_end_matches('\n').trim_end_matches('\r');
-        if line.is_empty() || (format == "csv" && n == 1) {
-            continue;
-        }
-        let parsed = match format {
-            "csv" => record_from_csv(line),
-            _ => serde_json::from_str::<Record>(line).ok(),
+    use std::io::{BufRead, Read};
+    let (lines, compressed) = match format.strip_suffix(ZSTD) {
+        Some(lines) => (lines, true),
+        None => (format, false),
+    };
+    anyhow::ensure!(
+        lines == "jsonl" || lines == "csv",
+        "records format {format:?} is not jsonl or csv (optionally {ZSTD})"
+    );
+    let mut hashed = Hashing::new(raw);
+    {
+        let mut reader: Box<dyn BufRead + '_> = if compressed {
+            Box::new(std::io::BufReader::with_capacity(
+                1 << 16,
+                zstd::stream::read::Decoder::new(&mut hashed)?,
+            ))
+        } else {
+            Box::new(std::io::BufReader::with_capacity(1 << 16, &mut hashed))
         };
-        f(n, parsed);
+        let mut buf = Vec::new();
+        let mut n = 0usize;
+        loop {
+            buf.clear();
+            let read = (&mut reader)
+                .take(MAX_LINE as u64)
+                .read_until(b'\n', &mut buf)?;
+            if read == 0 {
+                break;
+            }
+            n += 1;
+            if buf.len() >= MAX_LINE && buf.last() != Some(&b'\n') {
+                reader.skip_until(b'\n')?;
+                f(n, None);
+                continue;
+            }
+            let text = String::from_utf8_lossy(&buf);
+            let line = text.trim_end_matches('\n').trim_end_matches('\r');
+            if line.is_empty() || (lines == "csv" && n == 1) {
+                continue;
+            }
+            let parsed = match lines {
+                "csv" => record_from_csv(line),
+                _ => serde_json::from_str::<Record>(line).ok(),
+            };
+            f(n, parsed);
+        }
     }
-    Ok(wingspan_core::audit::hex(hash.finish().as_ref()))
+    // Whatever follows the compressed stream is part of the file and of its hash.
+    std::io::copy(&mut hashed, &mut std::io::sink())?;
+    Ok(hashed.hex())
 }
 
 /// Verify an export directory offline: each manifest's file hash, the records' chain from

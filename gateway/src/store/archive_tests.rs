@@ -12,6 +12,9 @@ use wingspan_core::audit::{Entry, Event, Suite};
 use super::*;
 use crate::audit::{AuditSource, Filter};
 
+/// The first segment's name (records 1–50), without its extension.
+const FIRST_SEGMENT: &str = "segment-000000000001-000000000050";
+
 const SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 
 fn setup(archive: &Path, suite: Suite) -> AuditSetup {
@@ -176,11 +179,22 @@ async fn archived_records_leave_and_the_chain_stays_one(suite: Suite) {
             .expect("repoint");
         d
     };
-    // An edited record in an archived segment.
+    // The records file is stored compressed; `zstd -dc` reads it as JSON lines.
+    let records = |d: &Path| segment(d).with_file_name(format!("{FIRST_SEGMENT}.jsonl.zst"));
+    let lines = |d: &Path| -> String {
+        let bytes = zstd::decode_all(std::fs::File::open(records(d)).expect("open"))
+            .expect("a zstd stream");
+        String::from_utf8(bytes).expect("text")
+    };
+    assert_eq!(lines(&dir).lines().count(), 50, "one line a record");
+    // An edited record in an archived segment, compressed again as it was.
     let d = copy("edited");
-    let records = segment(&d).with_file_name("segment-000000000001-000000000050.jsonl");
-    let text = std::fs::read_to_string(&records).expect("read");
-    std::fs::write(&records, text.replacen("\"m-7\"", "\"m-8\"", 1)).expect("edit");
+    let text = lines(&d).replacen("\"m-7\"", "\"m-8\"", 1);
+    std::fs::write(
+        records(&d),
+        zstd::encode_all(text.as_bytes(), 3).expect("compress"),
+    )
+    .expect("edit");
     let v = verify(&d, suite);
     assert!(!v.ok(), "an edited archive verifies: {v:?}");
     assert!(
@@ -189,11 +203,56 @@ async fn archived_records_leave_and_the_chain_stays_one(suite: Suite) {
             .any(|p| p.contains("does not match its manifest")),
         "{v:?}"
     );
+    // A damaged byte in the compressed file: a problem named, not a panic.
+    let d = copy("damaged");
+    let mut bytes = std::fs::read(records(&d)).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(records(&d), &bytes).expect("damage");
+    let v = verify(&d, suite);
+    assert!(!v.ok(), "a damaged archive verifies: {v:?}");
+    assert!(
+        v.archive_problems.iter().any(|p| p.contains(FIRST_SEGMENT)),
+        "{v:?}"
+    );
+    // Bytes appended after the compressed stream.
+    let d = copy("appended");
+    let mut bytes = std::fs::read(records(&d)).expect("read");
+    bytes.extend_from_slice(b"{\"seq\":51}\n");
+    std::fs::write(records(&d), &bytes).expect("append");
+    let v = verify(&d, suite);
+    assert!(!v.ok(), "an archive with bytes appended verifies: {v:?}");
+    // A segment written before compression (plain JSON lines, `format: "jsonl"`) reads and
+    // verifies alike.
+    let d = copy("plain");
+    let m = segment(&d);
+    let plain = lines(&d);
+    std::fs::remove_file(records(&d)).expect("rm");
+    let mut seg: crate::audit::archive::Segment =
+        serde_json::from_slice(&std::fs::read(&m).expect("read")).expect("manifest");
+    seg.manifest.format = "jsonl".into();
+    seg.manifest.file = format!("{FIRST_SEGMENT}.jsonl");
+    seg.manifest.file_sha256 = wingspan_core::audit::hex(
+        ring::digest::digest(&ring::digest::SHA256, plain.as_bytes()).as_ref(),
+    );
+    seg.signature = AuditKeys::from_parts(suite, SEED, b"x")
+        .expect("keys")
+        .signing()
+        .sign_segment(&seg.head());
+    std::fs::write(m.with_file_name(&seg.manifest.file), &plain).expect("plain");
+    std::fs::write(&m, serde_json::to_vec(&seg).expect("json")).expect("manifest");
+    let (checked, problems) = crate::audit::archive::check(&m, &key(suite), &[]).expect("check");
+    assert!(problems.is_empty(), "a plain segment: {problems:?}");
+    let mut seqs = Vec::new();
+    crate::audit::archive::each_record(&m, &checked.expect("manifest"), &mut |r| {
+        seqs.push(r.map(|r| r.seq));
+    })
+    .expect("read");
+    assert_eq!(seqs, (1..=50).map(Some).collect::<Vec<_>>());
     // A deleted segment (its files), its row kept.
     let d = copy("deleted");
-    let m = segment(&d);
-    std::fs::remove_file(&m).expect("rm");
-    std::fs::remove_file(m.with_file_name("segment-000000000001-000000000050.jsonl")).expect("rm");
+    std::fs::remove_file(records(&d)).expect("rm");
+    std::fs::remove_file(segment(&d)).expect("rm");
     let v = verify(&d, suite);
     assert!(
         !v.ok() && !v.report.ok(),
@@ -257,7 +316,7 @@ async fn a_crash_mid_archive_is_sealed_again(suite: Suite) {
     conn.execute("DELETE FROM audit_archives WHERE first_seq = 51", [])
         .expect("unrecord");
     let chain_dir = archive.join("gw-arch");
-    let records = chain_dir.join("segment-000000000051-000000000100.jsonl");
+    let records = chain_dir.join("segment-000000000051-000000000100.jsonl.zst");
     std::fs::write(&records, b"{\"torn\":").expect("tear");
     std::fs::write(
         chain_dir.join("segment-000000000101-000000000150.tmp"),
