@@ -1,4 +1,4 @@
-//! `wingspan-chaos [--reduced] [--seed N] [--dir D] [--minutes M] [--rate R] <scenario>... | all | ci | soak`
+//! `wingspan-chaos [--reduced] [--seed N] [--dir D] [--minutes M] [--rate R] [--windows-of M] <scenario>... | all | ci | soak`
 //!
 //! Each scenario starts a private RabbitMQ node (or cluster) of its own, partner simulators
 //! and real gateway processes on 127.0.0.1, injects its faults, and ends with a ledger:
@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
     let mut names = Vec::new();
     let mut minutes = 30u64;
     let mut rate = None;
+    let mut windows_of = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -29,10 +30,11 @@ async fn main() -> ExitCode {
             "soak" => names.push("soak"),
             "--minutes" => minutes = args.next().and_then(|s| s.parse().ok()).unwrap_or(30),
             "--rate" => rate = args.next().and_then(|s| s.parse::<f64>().ok()),
+            "--windows-of" => windows_of = args.next().and_then(|s| s.parse::<u64>().ok()),
             "ci" => names.extend(CI),
             "-h" | "--help" => {
                 println!(
-                    "wingspan-chaos [--reduced] [--seed N] [--dir D] [--minutes M] [--rate R] <scenario>... | all | ci | soak\nscenarios: {}",
+                    "wingspan-chaos [--reduced] [--seed N] [--dir D] [--minutes M] [--rate R] [--windows-of M] <scenario>... | all | ci | soak\nscenarios: {}",
                     SCENARIOS.join(", ")
                 );
                 return ExitCode::SUCCESS;
@@ -49,7 +51,7 @@ async fn main() -> ExitCode {
     }
     if names.is_empty() {
         eprintln!(
-            "usage: wingspan-chaos [--reduced] [--seed N] [--dir D] [--minutes M] [--rate R] <scenario>... | all | ci | soak\nscenarios: {}",
+            "usage: wingspan-chaos [--reduced] [--seed N] [--dir D] [--minutes M] [--rate R] [--windows-of M] <scenario>... | all | ci | soak\nscenarios: {}",
             SCENARIOS.join(", ")
         );
         return ExitCode::from(2);
@@ -87,6 +89,7 @@ async fn main() -> ExitCode {
                 if minutes >= 10 { 30 } else { 5 },
                 seed,
                 rate,
+                windows_of,
             )
             .await
         } else {

@@ -362,20 +362,23 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Soak for `minutes` at half the capacity measured first; `sample_secs` between samples.
+/// Soak for `minutes` at half the capacity measured first (or `fixed_rate`); `sample_secs`
+/// between samples; the retention windows those of a run of `windows_of` minutes (default:
+/// this one's), so that a shorter run can reach a longer run's steady state.
 pub async fn soak(
     base: &Path,
     minutes: u64,
     sample_secs: u64,
     seed: u64,
     fixed_rate: Option<f64>,
+    windows_of: Option<u64>,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let dir = base.join(format!("soak-{seed}"));
     let node_dir = dir.join("node");
     let tag = format!("s{seed}");
     let node = Arc::new(tokio::task::spawn_blocking(move || Node::start(&node_dir, &tag)).await??);
-    let windows = windows_for(minutes);
+    let windows = windows_for(windows_of.unwrap_or(minutes));
     let mut options = RigOptions::new(node.url());
     options.windows = Some(windows);
     let mut rig = Rig::start(&dir.join("rig"), &options).await?;
