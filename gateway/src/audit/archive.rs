@@ -262,7 +262,12 @@ fn each_record_paced(
         Some(rate) => Box::new(PacedReader::new(file, rate)),
         None => Box::new(file),
     };
-    super::export::each_exported_from(&mut raw, &segment.manifest.format, &mut |_, r| f(r))
+    super::export::each_exported_from(
+        &mut raw,
+        &segment.manifest.format,
+        super::export::lines_for(segment.manifest.count),
+        &mut |_, r| f(r),
+    )
 }
 
 /// Check one segment on its own: the signature over its head, its file's hash, its records'

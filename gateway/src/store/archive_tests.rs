@@ -189,12 +189,11 @@ async fn archived_records_leave_and_the_chain_stays_one(suite: Suite) {
     assert_eq!(lines(&dir).lines().count(), 50, "one line a record");
     // An edited record in an archived segment, compressed again as it was.
     let d = copy("edited");
-    let text = lines(&d).replacen("\"m-7\"", "\"m-8\"", 1);
-    std::fs::write(
-        records(&d),
-        zstd::encode_all(text.as_bytes(), 3).expect("compress"),
-    )
-    .expect("edit");
+    let original = lines(&d);
+    let text = original.replacen("\"m-7\"", "\"m-8\"", 1);
+    assert_ne!(text, original, "the edit changed a record");
+    let edited = zstd::encode_all(text.as_bytes(), 3).expect("compress");
+    std::fs::write(records(&d), &edited).expect("edit");
     let v = verify(&d, suite);
     assert!(!v.ok(), "an edited archive verifies: {v:?}");
     assert!(
@@ -202,6 +201,54 @@ async fn archived_records_leave_and_the_chain_stays_one(suite: Suite) {
             .iter()
             .any(|p| p.contains("does not match its manifest")),
         "{v:?}"
+    );
+    // The same edit with the manifest's hash, its signature and the store's index all made to
+    // match it (as by someone holding the signing key): the records' own chain still says so.
+    let m = segment(&d);
+    let mut seg: crate::audit::archive::Segment =
+        serde_json::from_slice(&std::fs::read(&m).expect("read")).expect("manifest");
+    seg.manifest.file_sha256 =
+        wingspan_core::audit::hex(ring::digest::digest(&ring::digest::SHA256, &edited).as_ref());
+    seg.signature = AuditKeys::from_parts(suite, SEED, b"x")
+        .expect("keys")
+        .signing()
+        .sign_segment(&seg.head());
+    std::fs::write(&m, serde_json::to_vec(&seg).expect("json")).expect("manifest");
+    open_db(&d)
+        .execute(
+            "UPDATE audit_archives SET file_sha256 = ?1 WHERE first_seq = 1",
+            [&seg.manifest.file_sha256],
+        )
+        .expect("index");
+    let v = verify(&d, suite);
+    assert!(!v.ok(), "a re-signed edited archive verifies: {v:?}");
+    assert!(
+        v.archive_problems
+            .iter()
+            .any(|p| p.contains("do not verify")),
+        "{v:?}"
+    );
+    // A compressed file that expands far past its manifest's count (ten million short
+    // lines in a few kilobytes): refused once past the count, not read to its end.
+    let d = copy("expanding");
+    let bomb = zstd::encode_all("x\n".repeat(10_000_000).as_bytes(), 3).expect("compress");
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    std::fs::write(records(&d), &bomb).expect("bomb");
+    let v = verify(&d, suite);
+    assert!(!v.ok(), "an expanding archive verifies: {v:?}");
+    assert!(
+        v.archive_problems
+            .iter()
+            .any(|p| p.contains("more lines than")),
+        "{v:?}"
+    );
+    let checked = crate::audit::verify_export(segment(&d).parent().expect("dir"), &key(suite))
+        .expect("an unreadable segment is a problem of its manifest, not an error");
+    assert!(
+        checked
+            .iter()
+            .any(|(_, _, problems)| problems.iter().any(|p| p.contains("more lines than"))),
+        "{checked:?}"
     );
     // A damaged byte in the compressed file: a problem named, not a panic.
     let d = copy("damaged");
@@ -319,7 +366,7 @@ async fn a_crash_mid_archive_is_sealed_again(suite: Suite) {
     let records = chain_dir.join("segment-000000000051-000000000100.jsonl.zst");
     std::fs::write(&records, b"{\"torn\":").expect("tear");
     std::fs::write(
-        chain_dir.join("segment-000000000101-000000000150.tmp"),
+        chain_dir.join("segment-000000000101-000000000150.jsonl.tmp"),
         b"half",
     )
     .expect("tmp");
@@ -335,7 +382,7 @@ async fn a_crash_mid_archive_is_sealed_again(suite: Suite) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !chain_dir
-            .join("segment-000000000101-000000000150.tmp")
+            .join("segment-000000000101-000000000150.jsonl.tmp")
             .exists(),
         "the half-written file is gone"
     );
