@@ -65,6 +65,38 @@ fn verify(dir: &Path, suite: Suite) -> crate::audit::ChainVerified {
         .expect("the chain")
 }
 
+/// `verify` fails and names `needle` among the archive's problems.
+fn refused(dir: &Path, suite: Suite, needle: &str, what: &str) {
+    let v = verify(dir, suite);
+    assert!(!v.ok(), "{what}: {v:?}");
+    assert!(
+        v.archive_problems.iter().any(|p| p.contains(needle)),
+        "{what}, expected {needle:?}: {v:?}"
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    wingspan_core::audit::hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+/// Change a segment's manifest with `edit` and sign it again with the chain's key (as someone
+/// holding the key would); the manifest as written.
+fn resign(
+    manifest: &Path,
+    suite: Suite,
+    edit: impl FnOnce(&mut crate::audit::archive::Segment),
+) -> crate::audit::archive::Segment {
+    let mut seg: crate::audit::archive::Segment =
+        serde_json::from_slice(&std::fs::read(manifest).expect("read")).expect("manifest");
+    edit(&mut seg);
+    seg.signature = AuditKeys::from_parts(suite, SEED, b"x")
+        .expect("keys")
+        .signing()
+        .sign_segment(&seg.head());
+    std::fs::write(manifest, serde_json::to_vec(&seg).expect("json")).expect("manifest");
+    seg
+}
+
 fn count(conn: &Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).expect("count")
 }
@@ -194,39 +226,28 @@ async fn archived_records_leave_and_the_chain_stays_one(suite: Suite) {
     assert_ne!(text, original, "the edit changed a record");
     let edited = zstd::encode_all(text.as_bytes(), 3).expect("compress");
     std::fs::write(records(&d), &edited).expect("edit");
-    let v = verify(&d, suite);
-    assert!(!v.ok(), "an edited archive verifies: {v:?}");
-    assert!(
-        v.archive_problems
-            .iter()
-            .any(|p| p.contains("does not match its manifest")),
-        "{v:?}"
+    refused(
+        &d,
+        suite,
+        "does not match its manifest",
+        "an edited archive verifies",
     );
     // The same edit with the manifest's hash, its signature and the store's index all made to
     // match it (as by someone holding the signing key): the records' own chain still says so.
-    let m = segment(&d);
-    let mut seg: crate::audit::archive::Segment =
-        serde_json::from_slice(&std::fs::read(&m).expect("read")).expect("manifest");
-    seg.manifest.file_sha256 =
-        wingspan_core::audit::hex(ring::digest::digest(&ring::digest::SHA256, &edited).as_ref());
-    seg.signature = AuditKeys::from_parts(suite, SEED, b"x")
-        .expect("keys")
-        .signing()
-        .sign_segment(&seg.head());
-    std::fs::write(&m, serde_json::to_vec(&seg).expect("json")).expect("manifest");
+    let seg = resign(&segment(&d), suite, |seg| {
+        seg.manifest.file_sha256 = sha256_hex(&edited);
+    });
     open_db(&d)
         .execute(
             "UPDATE audit_archives SET file_sha256 = ?1 WHERE first_seq = 1",
             [&seg.manifest.file_sha256],
         )
         .expect("index");
-    let v = verify(&d, suite);
-    assert!(!v.ok(), "a re-signed edited archive verifies: {v:?}");
-    assert!(
-        v.archive_problems
-            .iter()
-            .any(|p| p.contains("do not verify")),
-        "{v:?}"
+    refused(
+        &d,
+        suite,
+        "do not verify",
+        "a re-signed edited archive verifies",
     );
     // A compressed file that expands far past its manifest's count (ten million short
     // lines in a few kilobytes): refused once past the count, not read to its end.
@@ -234,13 +255,11 @@ async fn archived_records_leave_and_the_chain_stays_one(suite: Suite) {
     let bomb = zstd::encode_all("x\n".repeat(10_000_000).as_bytes(), 3).expect("compress");
     assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
     std::fs::write(records(&d), &bomb).expect("bomb");
-    let v = verify(&d, suite);
-    assert!(!v.ok(), "an expanding archive verifies: {v:?}");
-    assert!(
-        v.archive_problems
-            .iter()
-            .any(|p| p.contains("more lines than")),
-        "{v:?}"
+    refused(
+        &d,
+        suite,
+        "more lines than",
+        "an expanding archive verifies",
     );
     let checked = crate::audit::verify_export(segment(&d).parent().expect("dir"), &key(suite))
         .expect("an unreadable segment is a problem of its manifest, not an error");
@@ -256,12 +275,7 @@ async fn archived_records_leave_and_the_chain_stays_one(suite: Suite) {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(records(&d), &bytes).expect("damage");
-    let v = verify(&d, suite);
-    assert!(!v.ok(), "a damaged archive verifies: {v:?}");
-    assert!(
-        v.archive_problems.iter().any(|p| p.contains(FIRST_SEGMENT)),
-        "{v:?}"
-    );
+    refused(&d, suite, FIRST_SEGMENT, "a damaged archive verifies");
     // Bytes appended after the compressed stream.
     let d = copy("appended");
     let mut bytes = std::fs::read(records(&d)).expect("read");
@@ -275,19 +289,12 @@ async fn archived_records_leave_and_the_chain_stays_one(suite: Suite) {
     let m = segment(&d);
     let plain = lines(&d);
     std::fs::remove_file(records(&d)).expect("rm");
-    let mut seg: crate::audit::archive::Segment =
-        serde_json::from_slice(&std::fs::read(&m).expect("read")).expect("manifest");
-    seg.manifest.format = "jsonl".into();
-    seg.manifest.file = format!("{FIRST_SEGMENT}.jsonl");
-    seg.manifest.file_sha256 = wingspan_core::audit::hex(
-        ring::digest::digest(&ring::digest::SHA256, plain.as_bytes()).as_ref(),
-    );
-    seg.signature = AuditKeys::from_parts(suite, SEED, b"x")
-        .expect("keys")
-        .signing()
-        .sign_segment(&seg.head());
+    let seg = resign(&m, suite, |seg| {
+        seg.manifest.format = "jsonl".into();
+        seg.manifest.file = format!("{FIRST_SEGMENT}.jsonl");
+        seg.manifest.file_sha256 = sha256_hex(plain.as_bytes());
+    });
     std::fs::write(m.with_file_name(&seg.manifest.file), &plain).expect("plain");
-    std::fs::write(&m, serde_json::to_vec(&seg).expect("json")).expect("manifest");
     let (checked, problems) = crate::audit::archive::check(&m, &key(suite), &[]).expect("check");
     assert!(problems.is_empty(), "a plain segment: {problems:?}");
     let mut seqs = Vec::new();
